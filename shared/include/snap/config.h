@@ -1,0 +1,56 @@
+/* config.h: the SNAPTEXT_* environment settings of API.md, read once at
+ * start into one const struct that handlers only read.
+ *
+ * Every setting is one row of a table in config.c (name, default, bounds).
+ * A bad value makes config_load() fail with one line naming the variable,
+ * the value given and what is accepted; the service prints it and exits.
+ * Not here: reading the environment anywhere else (nothing else calls getenv). */
+#ifndef SNAP_CONFIG_H
+#define SNAP_CONFIG_H
+
+#include <stddef.h>
+
+#define SNAP_USERNAME_MAX 64   /* bytes of UTF-8, API.md */
+#define SNAP_PASSWORD_MIN 8
+#define SNAP_PASSWORD_MAX 1024
+
+enum snap_auth_mode { SNAP_AUTH_REQUIRED = 0, SNAP_AUTH_OPEN = 1 };
+
+enum snap_log_level {
+    SNAP_LOG_DEBUG = 0,
+    SNAP_LOG_INFO = 1,
+    SNAP_LOG_WARN = 2,
+    SNAP_LOG_ERROR = 3
+};
+
+struct snap_config {
+    char redis_url[512];        /* SNAPTEXT_REDIS_URL  redis://host:port/db      */
+    char redis_sentinels[512];  /* SNAPTEXT_REDIS_SENTINELS "h:p,h:p;master" ("" = off) */
+    char store_url[1024];       /* SNAPTEXT_STORE sqlite:///path | mongodb://... */
+    char listen_host[64];       /* SNAPTEXT_LISTEN "[host:]port"; host defaults 0.0.0.0 */
+    int listen_port;            /* 0 = any free port (logged as "listening port=N") */
+    enum snap_auth_mode auth;   /* SNAPTEXT_AUTH required|open                   */
+    int threads;                /* SNAPTEXT_THREADS civetweb workers             */
+    long max_body_bytes;        /* SNAPTEXT_MAX_BODY_BYTES   default 65536       */
+    long max_text_bytes;        /* SNAPTEXT_MAX_TEXT_BYTES   default 4096        */
+    long max_timeout;           /* SNAPTEXT_MAX_TIMEOUT      default 2592000 s   */
+    long session_ttl;           /* SNAPTEXT_SESSION_TTL      default 2592000 s   */
+    char admin_username[SNAP_USERNAME_MAX + 1]; /* SNAPTEXT_ADMIN_USERNAME ("" = none) */
+    char admin_password[SNAP_PASSWORD_MAX + 1]; /* SNAPTEXT_ADMIN_PASSWORD        */
+    enum snap_log_level log_level;              /* SNAPTEXT_LOG_LEVEL debug|info|warn|error */
+};
+
+/* Fills cfg from the environment. default_port is the service's own
+ * default for SNAPTEXT_LISTEN. On a bad value returns -1 and writes one
+ * line (no newline) into msg, e.g.
+ *   "SNAPTEXT_MAX_TIMEOUT=abc: must be an integer between 1 and 31536000"
+ * Returns 0 on success. */
+int config_load(struct snap_config *cfg, int default_port, char *msg, size_t msglen);
+
+/* Same, but reads name=value pairs through getter instead of getenv
+ * (for tests). getter returns NULL for an unset variable. */
+int config_load_from(struct snap_config *cfg, int default_port,
+                     const char *(*getter)(const char *name, void *arg), void *arg,
+                     char *msg, size_t msglen);
+
+#endif

@@ -1,0 +1,125 @@
+/* http.h: the HTTP side every service shares — a route table, one
+ * dispatcher that applies API.md's checks in its order, and the replies.
+ *
+ * A service declares its routes once ({method, path, handler, auth, flags});
+ * http_dispatch() then answers, in this order, 404 (no route has this
+ * path) -> 405 with Allow -> 401 -> 403 -> 413 -> 415 -> 400 (body not a
+ * JSON object), and only then calls the handler. So a handler only
+ * validates its fields and calls the stores. The dispatcher also sets the
+ * request id, counts the request in the metrics and writes the access log.
+ * /healthz, /readyz and /metrics are served by the dispatcher itself.
+ * Not here: what a route does (services/<name>/handlers.c). */
+#ifndef SNAP_HTTP_H
+#define SNAP_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <cjson/cJSON.h>
+#include "snap/auth.h"
+
+struct mg_connection;
+struct mg_request_info;
+struct snap_ctx;
+struct hot_store;
+
+/* The error table of API.md: enum name, status, code string. */
+#define HTTP_ERRORS(X)                                              \
+    X(HTTP_E_INVALID_JSON, 400, "invalid_json")                     \
+    X(HTTP_E_INVALID_FIELD, 400, "invalid_field")                   \
+    X(HTTP_E_UNAUTHORIZED, 401, "unauthorized")                     \
+    X(HTTP_E_FORBIDDEN, 403, "forbidden")                           \
+    X(HTTP_E_NOT_FOUND, 404, "not_found")                           \
+    X(HTTP_E_METHOD_NOT_ALLOWED, 405, "method_not_allowed")         \
+    X(HTTP_E_CONFLICT, 409, "conflict")                             \
+    X(HTTP_E_PAYLOAD_TOO_LARGE, 413, "payload_too_large")           \
+    X(HTTP_E_UNSUPPORTED_MEDIA_TYPE, 415, "unsupported_media_type") \
+    X(HTTP_E_RATE_LIMITED, 429, "rate_limited")                     \
+    X(HTTP_E_INTERNAL, 500, "internal")                             \
+    X(HTTP_E_UNAVAILABLE, 503, "unavailable")
+
+#define HTTP_ERROR_ENUM(name, status, code) name,
+enum http_error { HTTP_ERRORS(HTTP_ERROR_ENUM) HTTP_E__COUNT };
+#undef HTTP_ERROR_ENUM
+
+/* Who may call a route. The dispatcher enforces it before the handler. */
+enum http_auth {
+    HTTP_AUTH_NONE,    /* no token needed or looked at                       */
+    HTTP_AUTH_SENDER,  /* required mode: any valid token; open mode: optional,
+                          but a token that is sent must be valid             */
+    HTTP_AUTH_USER,    /* any valid token, in every mode                     */
+    HTTP_AUTH_OWNER,   /* required mode: token's user == path parameter (403
+                          otherwise, admins included); open mode: none       */
+    HTTP_AUTH_ADMIN    /* admin role, in every mode (401 / 403)              */
+};
+
+#define HTTP_BODY_JSON 0x1u /* read the body (413/415) and parse it (400) */
+
+struct http_req;
+typedef void (*http_handler_fn)(struct http_req *req);
+
+/* A path is literal ("/chat") or ends in one parameter segment
+ * ("/chats/{}"): a non-empty segment without '/', percent-decoded into
+ * req->param (so "/chats/a%2Fb" gives param "a/b" for the handler to refuse). */
+struct http_route {
+    const char *method;     /* "GET", "POST", "DELETE" */
+    const char *path;
+    http_handler_fn handler;
+    enum http_auth auth;
+    unsigned flags;         /* HTTP_BODY_JSON */
+};
+
+#define HTTP_PARAM_MAX 1024        /* longest decoded path parameter kept   */
+#define HTTP_REQUEST_ID_MAX 64     /* a client's X-Request-Id is kept if it
+                                      is 1..64 printable ASCII bytes, else a
+                                      UUID is generated                      */
+
+/* One request, on the handler's stack frame of the dispatcher. Everything
+ * in it is owned by the dispatcher and valid only during the handler call. */
+struct http_req {
+    struct mg_connection *conn;
+    const struct mg_request_info *ri;
+    const struct http_route *route;     /* NULL for built-in routes          */
+    struct snap_ctx *ctx;               /* process-wide state (service.h)   */
+    struct hot_store *hot;              /* this worker thread's Redis handle */
+    char request_id[HTTP_REQUEST_ID_MAX + 1];
+    char param[HTTP_PARAM_MAX + 1];     /* decoded path parameter            */
+    size_t param_len;                   /* bytes in param (may hold NUL)     */
+    cJSON *body;                        /* parsed JSON object (HTTP_BODY_JSON) */
+    struct auth_identity who;           /* who.valid == 0: no token given    */
+    int status;                         /* status sent, 0 before a reply     */
+};
+
+/* Sends status with body as JSON (Content-Type, Content-Length,
+ * X-Request-Id added). headers: NULL or "Name: value\r\n..." lines.
+ * Exactly one reply per request; a second call is ignored and logged. */
+int http_reply_json(struct http_req *r, int status, const cJSON *body, const char *headers);
+
+/* Same with a ready-made body of len bytes and the given content type. */
+int http_reply_raw(struct http_req *r, int status, const char *content_type,
+                   const char *body, size_t len, const char *headers);
+
+/* Sends {"error": code, "message": <fmt>} with the status of e. 503 and 429
+ * carry Retry-After, 405 carries Allow for the requested path. */
+int http_reply_error(struct http_req *r, enum http_error e, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Status and code string of e, e.g. 404 / "not_found". */
+int http_error_status(enum http_error e);
+const char *http_error_code(enum http_error e);
+
+/* Decodes %XX escapes of src[0..len) into dst (dstlen bytes, NUL added).
+ * Returns the decoded length, or -1 for a malformed escape or overflow.
+ * '+' is kept as is (path semantics, not form semantics). */
+long http_percent_decode(const char *src, size_t len, char *dst, size_t dstlen);
+
+/* Parses and checks a request body: valid UTF-8 (no lone surrogate escape),
+ * a JSON object, no duplicate keys. Returns the object (caller owns it:
+ * cJSON_Delete) or NULL with a reason in msg that the 400 invalid_json
+ * reply can show. A string holding "\u0000" gives NULL with *nul_field set
+ * to 1 (answer invalid_field: strings must be NUL-free). */
+cJSON *http_parse_body(const char *buf, size_t len, int *nul_field, char *msg, size_t msglen);
+
+/* Installed by service.c as the civetweb request handler for "/". */
+int http_dispatch(struct mg_connection *conn, void *cbdata);
+
+#endif

@@ -1,0 +1,1 @@
+/* cold_mongo.c: placeholder, being written. */

@@ -1,0 +1,1 @@
+/* cold_sqlite.c: placeholder, being written. */

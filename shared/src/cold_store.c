@@ -1,0 +1,1 @@
+/* cold_store.c: placeholder, being written. */

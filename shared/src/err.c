@@ -1,0 +1,1 @@
+/* err.c: placeholder, being written. */

@@ -1,0 +1,1 @@
+/* hot_store.c: placeholder, being written. */
