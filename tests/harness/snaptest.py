@@ -1,0 +1,424 @@
+"""snaptest: start real snaptext servers for tests and stop them by PID.
+
+Everything a test needs to run redis-server, the three service binaries and
+HAProxy on free loopback ports, each in its own temp dir with its stdout and
+stderr in files, plus a small HTTP client and a tiny test runner that ends
+with the line "N passed, N failed".
+
+Teardown (Proc.stop) sends SIGTERM, waits a bounded time, escalates to
+SIGKILL, and fails the test if a service did not exit 0 or wrote a
+sanitizer report. Not here: the tests themselves (tests/api/, tests/wire/).
+"""
+
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+SOURCE_DIR = os.environ.get(
+    "SNAP_SOURCE_DIR",
+    os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+# Scales every wait, for slow runs (sanitizers, valgrind).
+TIMEOUT_MULT = float(os.environ.get("SNAP_TIMEOUT_MULTIPLIER", "1"))
+SANITIZER_RE = re.compile(
+    r"ERROR: (AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer)|"
+    r"runtime error:|SUMMARY: (Address|Undefined|Leak)")
+
+
+class HarnessError(Exception):
+    pass
+
+
+def free_port():
+    """A loopback port that was free a moment ago (bind to 0, then close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port, host="127.0.0.1"):
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def which_or_fail(name):
+    path = shutil.which(name) or (os.path.exists("/usr/sbin/" + name) and "/usr/sbin/" + name)
+    if not path:
+        raise HarnessError("%s is not installed (tests/run.sh installs it)" % name)
+    return path
+
+
+class Proc:
+    """One child process with its own dir and log files."""
+
+    def __init__(self, name, argv, env=None, cwd=None, root=None):
+        self.name = name
+        self.dir = tempfile.mkdtemp(prefix="snap-%s-" % name, dir=root)
+        self.stdout_path = os.path.join(self.dir, "stdout.log")
+        self.stderr_path = os.path.join(self.dir, "stderr.log")
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self._out = open(self.stdout_path, "wb")
+        self._err = open(self.stderr_path, "wb")
+        self.argv = argv
+        self.popen = subprocess.Popen(argv, env=full_env, cwd=cwd or self.dir,
+                                      stdout=self._out, stderr=self._err,
+                                      stdin=subprocess.DEVNULL)
+        self.pid = self.popen.pid
+        self.port = None
+        self.returncode = None
+
+    def alive(self):
+        return self.popen.poll() is None
+
+    def stdout(self):
+        with open(self.stdout_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stderr(self):
+        with open(self.stderr_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def wait_for(self, predicate, what, timeout=10.0):
+        """Polls predicate until true; fails at once if the child died."""
+        deadline = time.time() + timeout * TIMEOUT_MULT
+        while time.time() < deadline:
+            if predicate():
+                return
+            if not self.alive():
+                raise HarnessError("%s exited with %s while waiting for %s\n%s" % (
+                    self.name, self.popen.returncode, what, self.logs()))
+            time.sleep(0.02)
+        raise HarnessError("%s: timed out waiting for %s\n%s" % (self.name, what, self.logs()))
+
+    def logs(self, tail=4000):
+        return "--- %s stdout ---\n%s\n--- %s stderr ---\n%s" % (
+            self.name, self.stdout()[-tail:], self.name, self.stderr()[-tail:])
+
+    def signal(self, sig):
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def kill(self):
+        """SIGKILL, as a crash would; the exit status is then not checked."""
+        self.signal(signal.SIGKILL)
+        self.popen.wait(timeout=10)
+        self.returncode = self.popen.returncode
+
+    def stop(self, expect_clean=True, timeout=10.0):
+        """SIGTERM, bounded wait, SIGKILL. Returns a list of problems."""
+        problems = []
+        if self.alive():
+            os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=timeout * TIMEOUT_MULT)
+            except subprocess.TimeoutExpired:
+                problems.append("%s did not exit within %.0fs of SIGTERM; killed" % (
+                    self.name, timeout * TIMEOUT_MULT))
+                self.popen.kill()
+                self.popen.wait()
+        if self.returncode is None:
+            self.returncode = self.popen.returncode
+            if expect_clean and self.returncode != 0:
+                problems.append("%s exited with status %s" % (self.name, self.returncode))
+        self._out.close()
+        self._err.close()
+        if SANITIZER_RE.search(self.stderr()):
+            problems.append("%s wrote a sanitizer report" % self.name)
+        return problems
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- servers --
+
+def start_redis(root=None, port=None, appendonly=True, extra=None, name="redis"):
+    """redis-server on a free loopback port with its own dir; retries if
+    the port was taken between choosing and binding."""
+    binary = which_or_fail("redis-server")
+    last = None
+    for _ in range(5):
+        p = port or free_port()
+        argv = [binary, "--port", str(p), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "yes" if appendonly else "no",
+                "--appendfsync", "always", "--daemonize", "no",
+                "--maxmemory-policy", "noeviction", "--protected-mode", "no"]
+        argv += extra or []
+        # Its data dir (AOF) is separate from the log dir, so a restart
+        # with the same argv replays the same AOF.
+        argv += ["--dir", tempfile.mkdtemp(prefix="snap-redisdata-", dir=root)]
+        proc = Proc(name, argv, root=root)
+        try:
+            proc.wait_for(lambda: port_open(p), "redis port %d" % p)
+            proc.port = p
+            return proc
+        except HarnessError as e:
+            last = e
+            proc.stop(expect_clean=False)
+            if "Address already in use" not in proc.stdout() + proc.stderr():
+                raise
+    raise last
+
+
+def restart_redis(old, root=None):
+    """Starts redis again on the same port and data dir (AOF is replayed)."""
+    data_dir = old.argv[old.argv.index("--dir") + 1]
+    proc = Proc(old.name, list(old.argv), root=root)
+    proc.wait_for(lambda: port_open(old.port), "redis port %d" % old.port, timeout=15)
+    proc.port = old.port
+    assert data_dir
+    return proc
+
+
+LISTEN_RE = re.compile(r"listening port=(\d+)")
+
+
+def start_service(binary, name, env, root=None):
+    """A service binary with SNAPTEXT_LISTEN=127.0.0.1:0; the port is read
+    from its "listening port=N" log line, so there is no port race."""
+    e = {"SNAPTEXT_LISTEN": "127.0.0.1:0", "SNAPTEXT_LOG_LEVEL": "info"}
+    e.update(env)
+    argv = [binary]
+    if os.environ.get("SNAP_VALGRIND") == "1":
+        argv = ["valgrind", "--quiet", "--leak-check=full", "--error-exitcode=99"] + argv
+    proc = Proc(name, argv, env=e, root=root)
+
+    def ready():
+        m = LISTEN_RE.search(proc.stdout())
+        if m:
+            proc.port = int(m.group(1))
+            return True
+        return False
+    proc.wait_for(ready, "its listening line", timeout=20)
+    return proc
+
+
+HAPROXY_CFG = os.path.join(SOURCE_DIR, "deploy", "haproxy", "haproxy.cfg")
+
+
+def write_backends(path, backends, check_inter_ms=500):
+    """Writes a HAProxy backends file: backends = {"users": [port, ...], ...}."""
+    with open(path, "w") as f:
+        f.write("# generated by tests/harness/snaptest.py\n")
+        for name, ports in backends.items():
+            f.write("backend %s\n" % name)
+            f.write("    default-server check inter %dms fall 2 rise 1\n" % check_inter_ms)
+            for i, port in enumerate(ports):
+                f.write("    server %s%d 127.0.0.1:%d\n" % (name, i + 1, port))
+    return path
+
+
+def start_haproxy(backends, root=None, env=None):
+    """HAProxy with the project's own frontend config and a generated
+    backends file, on a free loopback port."""
+    binary = which_or_fail("haproxy")
+    d = tempfile.mkdtemp(prefix="snap-haproxy-cfg-", dir=root)
+    bfile = write_backends(os.path.join(d, "backends.cfg"), backends)
+    last = None
+    for _ in range(5):
+        port = free_port()
+        e = {"SNAPTEXT_PUBLIC_BIND": "127.0.0.1:%d" % port,
+             "SNAPTEXT_RATE_LIMIT": "1000000"}
+        e.update(env or {})
+        proc = Proc("haproxy", [binary, "-db", "-f", HAPROXY_CFG, "-f", bfile], env=e, root=root)
+        try:
+            proc.wait_for(lambda: port_open(port), "haproxy port %d" % port)
+            proc.port = port
+            proc.cfg_dir = d
+            return proc
+        except HarnessError as err:
+            last = err
+            proc.stop(expect_clean=False)
+            if "ddress already in use" not in proc.stderr():
+                raise
+    raise last
+
+
+class Stack:
+    """Redis + users + N ingest + N fetch + HAProxy, all on loopback.
+
+    env: extra SNAPTEXT_* for every service. store: a SNAPTEXT_STORE url
+    (default: a fresh SQLite file in the stack's dir)."""
+
+    def __init__(self, env=None, instances=2, store=None, admin=("admin", "admin-password-1")):
+        self.root = tempfile.mkdtemp(prefix="snap-stack-")
+        self.procs = []
+        self.problems = []
+        self.admin = admin
+        self.redis = None
+        self.haproxy = None
+        self.services = {"users": [], "ingest": [], "fetch": []}
+        try:
+            self.redis = start_redis(root=self.root)
+            self.procs.append(self.redis)
+            self.env = {
+                "SNAPTEXT_REDIS_URL": "redis://127.0.0.1:%d/0" % self.redis.port,
+                "SNAPTEXT_STORE": store or "sqlite://%s/cold.db" % self.root,
+                "SNAPTEXT_THREADS": "8",
+            }
+            if admin:
+                self.env["SNAPTEXT_ADMIN_USERNAME"] = admin[0]
+                self.env["SNAPTEXT_ADMIN_PASSWORD"] = admin[1]
+            self.env.update(env or {})
+            for name, count in (("users", 1), ("ingest", instances), ("fetch", instances)):
+                for i in range(count):
+                    self.add_instance(name)
+            self.haproxy = start_haproxy(
+                {k: [p.port for p in v] for k, v in self.services.items()}, root=self.root)
+            self.procs.append(self.haproxy)
+            self.wait_ready()
+        except Exception:
+            self.stop()
+            raise
+
+    def binary(self, name):
+        var = "SNAP_%s_BIN" % name.upper()
+        path = os.environ.get(var)
+        if not path:
+            raise HarnessError("%s is not set (ctest sets it)" % var)
+        return path
+
+    def add_instance(self, name, env=None):
+        e = dict(self.env)
+        e.update(env or {})
+        idx = len(self.services[name]) + 1
+        proc = start_service(self.binary(name), "%s%d" % (name, idx), e, root=self.root)
+        self.services[name].append(proc)
+        self.procs.append(proc)
+        return proc
+
+    def wait_ready(self, timeout=20):
+        """Until every instance's /readyz is green and HAProxy sees them up."""
+        deadline = time.time() + timeout * TIMEOUT_MULT
+        for procs in self.services.values():
+            for p in procs:
+                while True:
+                    try:
+                        st, _, _ = request("GET", "/readyz", port=p.port, timeout=2)
+                        if st == 200:
+                            break
+                    except OSError:
+                        pass
+                    if time.time() > deadline:
+                        raise HarnessError("%s never became ready\n%s" % (p.name, p.logs()))
+                    time.sleep(0.05)
+        # HAProxy marks servers up after one good check (rise 1); give it one round.
+        while time.time() < deadline:
+            st, _, _ = request("GET", "/chats/", port=self.haproxy.port, timeout=2)
+            if st != 503:
+                return
+            time.sleep(0.1)
+
+    @property
+    def port(self):
+        return self.haproxy.port
+
+    def req(self, method, path, body=None, token=None, headers=None, raw=None, timeout=10):
+        return request(method, path, port=self.port, body=body, token=token,
+                       headers=headers, raw=raw, timeout=timeout)
+
+    def stop(self):
+        for p in reversed(self.procs):
+            if p.returncode is None:
+                self.problems.extend(p.stop(expect_clean=(p.name not in ("redis",))))
+        return self.problems
+
+    def all_logs(self):
+        return "\n".join(p.logs() for p in self.procs)
+
+    def cleanup(self):
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+# ------------------------------------------------------------ HTTP client --
+
+def request(method, path, port, body=None, token=None, headers=None, raw=None, timeout=10,
+            host="127.0.0.1"):
+    """One HTTP/1.1 request. body: a Python value sent as JSON; raw: bytes
+    sent as is. Returns (status, headers dict lower-cased, parsed JSON or
+    text or None)."""
+    h = {}
+    if token:
+        h["Authorization"] = "Bearer " + token
+    data = None
+    if raw is not None:
+        data = raw
+    elif body is not None:
+        data = json.dumps(body).encode()
+        h["Content-Type"] = "application/json"
+    h.update(headers or {})
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=data, headers=h)
+        resp = conn.getresponse()
+        payload = resp.read()
+        hdrs = {k.lower(): v for k, v in resp.getheaders()}
+        text = payload.decode("utf-8", "replace")
+        parsed = None
+        if payload:
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                parsed = text
+        return resp.status, hdrs, parsed
+    finally:
+        conn.close()
+
+
+def raw_exchange(port, data, timeout=5, host="127.0.0.1"):
+    """Sends raw bytes, returns all bytes read until close or timeout."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(data)
+        chunks = []
+        try:
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                chunks.append(b)
+        except socket.timeout:
+            pass
+    return b"".join(chunks)
+
+
+# ------------------------------------------------------------ test runner --
+
+_TESTS = []
+
+
+def test(fn):
+    _TESTS.append(fn)
+    return fn
+
+
+def run_tests(argv=None, setup=None, teardown=None):
+    """Runs every @test function (or those named in argv). Prints one line
+    per test and the final "N passed, N failed"; returns the exit code."""
+    names = set((argv or sys.argv)[1:])
+    passed = failed = 0
+    for fn in _TESTS:
+        if names and fn.__name__ not in names:
+            continue
+        t0 = time.time()
+        try:
+            fn()
+            passed += 1
+            print("ok %s (%.1fs)" % (fn.__name__, time.time() - t0), flush=True)
+        except Exception:
+            failed += 1
+            print("not ok %s" % fn.__name__, flush=True)
+            traceback.print_exc()
+    print("%d passed, %d failed" % (passed, failed), flush=True)
+    return 0 if failed == 0 and passed > 0 else 1
