@@ -1,1 +1,17 @@
-int main(void) { return 0; }
+/* ingest: the service that accepts snaps (POST /chat).
+ * Its whole surface is the route table below; the handler is in handlers.c,
+ * everything else (config, stores, HTTP, stop) in shared/ (service.h). */
+#include "ingest.h"
+
+static const struct http_route routes[] = {
+    {"POST", "/chat", ingest_chat_send, HTTP_AUTH_SENDER, HTTP_BODY_JSON},
+};
+
+static const struct service_def ingest = {
+    .name = "ingest",
+    .default_port = 8082,
+    .routes = routes,
+    .nroutes = sizeof routes / sizeof routes[0],
+};
+
+int main(void) { return service_run(&ingest); }

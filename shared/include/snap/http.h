@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <cjson/cJSON.h>
 #include "snap/auth.h"
+#include "snap/err.h"
 
 struct mg_connection;
 struct mg_request_info;
@@ -103,6 +104,15 @@ int http_reply_raw(struct http_req *r, int status, const char *content_type,
 int http_reply_error(struct http_req *r, enum http_error e, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Answers a failed store call in one line: SNAP_EUNAVAIL becomes 503
+ * unavailable with Retry-After (the client may retry), anything else 500.
+ * err->msg (driver text) goes to the log with the request id and never to
+ * the client; store ("redis" | "cold") labels the log line and counts in
+ * snaptext_store_errors_total. what says what was being done, e.g.
+ * "recording the message". */
+int http_reply_store_error(struct http_req *r, const char *store, const char *what,
+                           const struct snap_err *err);
+
 /* Status and code string of e, e.g. 404 / "not_found". */
 int http_error_status(enum http_error e);
 const char *http_error_code(enum http_error e);
@@ -118,6 +128,11 @@ long http_percent_decode(const char *src, size_t len, char *dst, size_t dstlen);
  * reply can show. A string holding "\u0000" gives NULL with *nul_field set
  * to 1 (answer invalid_field: strings must be NUL-free). */
 cJSON *http_parse_body(const char *buf, size_t len, int *nul_field, char *msg, size_t msglen);
+
+/* Installed by service.c as civetweb's http_error callback: the errors
+ * civetweb itself raises (malformed request line, headers too large, ...)
+ * get the API's JSON error body too. Returns 0 (handled). */
+int http_civetweb_error(struct mg_connection *conn, int status, const char *errmsg);
 
 /* Installed by service.c as the civetweb request handler for "/". */
 int http_dispatch(struct mg_connection *conn, void *cbdata);

@@ -1,0 +1,143 @@
+/* handlers.c: the four routes of the users service.
+ *
+ * Users live in the cold store (password as a yescrypt hash only); sessions
+ * live in Redis under the SHA-256 of their token, with SNAPTEXT_SESSION_TTL,
+ * so every instance of every service sees a logout at once. A login costs
+ * one password check whether or not the user exists. */
+#include <stdio.h>
+#include <string.h>
+
+#include "snap/auth.h"
+#include "snap/clock.h"
+#include "snap/cold_store.h"
+#include "snap/hot_store.h"
+#include "snap/validate.h"
+#include "users.h"
+
+/* Username and password of a register/login body; 0 or a 400 sent. */
+static int read_credentials(struct http_req *r, char *username, const char **password,
+                            size_t min_password) {
+    char msg[200];
+    size_t len;
+    if (field_username(r->body, "username", username, msg, sizeof msg) != 0 ||
+        field_string(r->body, "password", min_password, SNAP_PASSWORD_MAX, password, &len, msg,
+                     sizeof msg) != 0) {
+        http_reply_error(r, HTTP_E_INVALID_FIELD, "%s", msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* A new session for username; fills token and expires_ms, or replies 503. */
+static int open_session(struct http_req *r, const char *username, const char *role,
+                        char token[AUTH_TOKEN_LEN + 1], int64_t *expires_ms) {
+    char hash[AUTH_HASH_HEX_LEN + 1];
+    struct snap_err err;
+    if (auth_token_new(token, hash) != SNAP_OK) {
+        http_reply_error(r, HTTP_E_INTERNAL, "could not make a token; try again");
+        return -1;
+    }
+    if (hot_session_put(r->hot, hash, username, role, r->ctx->cfg.session_ttl, &err) != SNAP_OK) {
+        http_reply_store_error(r, "redis", "opening the session", &err);
+        return -1;
+    }
+    *expires_ms = clock_now_ms() + (int64_t)r->ctx->cfg.session_ttl * 1000;
+    return 0;
+}
+
+void users_register(struct http_req *r) {
+    struct cold_user u;
+    memset(&u, 0, sizeof u);
+    const char *password;
+    if (read_credentials(r, u.username, &password, SNAP_PASSWORD_MIN) != 0) return;
+    struct snap_err err;
+    if (auth_password_hash(password, u.password_hash, &err) != SNAP_OK) {
+        http_reply_store_error(r, "cold", "hashing the password", &err);
+        return;
+    }
+    strcpy(u.role, AUTH_ROLE_USER);
+    u.created_ms = clock_now_ms();
+    int rc = cold_user_put(r->ctx->cold, &u, &err);
+    if (rc == SNAP_ECONFLICT) {
+        http_reply_error(r, HTTP_E_CONFLICT, "username \"%s\" is already registered; pick another",
+                         u.username);
+        return;
+    }
+    if (rc != SNAP_OK) {
+        http_reply_store_error(r, "cold", "registering the user", &err);
+        return;
+    }
+    char token[AUTH_TOKEN_LEN + 1];
+    int64_t expires_ms;
+    if (open_session(r, u.username, u.role, token, &expires_ms) != 0) return;
+    cJSON *o = cJSON_CreateObject();
+    if (o && cJSON_AddStringToObject(o, "username", u.username) &&
+        cJSON_AddStringToObject(o, "token", token))
+        http_reply_json(r, 201, o, NULL);
+    else
+        http_reply_error(r, HTTP_E_INTERNAL, "out of memory");
+    cJSON_Delete(o);
+    explicit_bzero(token, sizeof token);
+}
+
+void users_login(struct http_req *r) {
+    char username[SNAP_USERNAME_MAX + 1];
+    const char *password;
+    if (read_credentials(r, username, &password, 1) != 0) return;
+    struct cold_user u;
+    struct snap_err err;
+    int rc = cold_user_get(r->ctx->cold, username, &u, &err);
+    if (rc != SNAP_OK && rc != SNAP_ENOTFOUND) {
+        http_reply_store_error(r, "cold", "looking up the user", &err);
+        return;
+    }
+    /* Unknown user: the same hash work as a wrong password, the same answer. */
+    if (!auth_password_verify(password, rc == SNAP_OK ? u.password_hash : NULL)) {
+        http_reply_error(r, HTTP_E_UNAUTHORIZED, "wrong username or password");
+        return;
+    }
+    char token[AUTH_TOKEN_LEN + 1];
+    int64_t expires_ms;
+    if (open_session(r, u.username, u.role, token, &expires_ms) != 0) return;
+    char when[SNAP_TIME_STR_LEN];
+    cJSON *o = cJSON_CreateObject();
+    if (o && cJSON_AddStringToObject(o, "token", token) &&
+        cJSON_AddStringToObject(o, "expires_at", clock_format_utc(expires_ms, when)))
+        http_reply_json(r, 201, o, NULL);
+    else
+        http_reply_error(r, HTTP_E_INTERNAL, "out of memory");
+    cJSON_Delete(o);
+    explicit_bzero(token, sizeof token);
+}
+
+void users_logout(struct http_req *r) {
+    struct snap_err err;
+    if (hot_session_del(r->hot, r->who.token_hash, &err) != SNAP_OK) {
+        http_reply_store_error(r, "redis", "revoking the session", &err);
+        return;
+    }
+    http_reply_raw(r, 204, "application/json", "", 0, NULL);
+}
+
+void users_me(struct http_req *r) {
+    struct cold_user u;
+    struct snap_err err;
+    int rc = cold_user_get(r->ctx->cold, r->who.username, &u, &err);
+    if (rc == SNAP_ENOTFOUND) {
+        http_reply_error(r, HTTP_E_UNAUTHORIZED, "the user of this token no longer exists");
+        return;
+    }
+    if (rc != SNAP_OK) {
+        http_reply_store_error(r, "cold", "looking up the user", &err);
+        return;
+    }
+    char when[SNAP_TIME_STR_LEN];
+    cJSON *o = cJSON_CreateObject();
+    if (o && cJSON_AddStringToObject(o, "username", u.username) &&
+        cJSON_AddStringToObject(o, "role", u.role) &&
+        cJSON_AddStringToObject(o, "created_at", clock_format_utc(u.created_ms, when)))
+        http_reply_json(r, 200, o, NULL);
+    else
+        http_reply_error(r, HTTP_E_INTERNAL, "out of memory");
+    cJSON_Delete(o);
+}
