@@ -464,21 +464,10 @@ def logs_hold_no_secrets():
     assert '"event":"request"' in logs.replace(" ", ""), logs[-2000:]
 
 
-def main():
+def set_stack(stack):
     global S
-    S = snaptest.Stack()
-    code = 1
-    try:
-        code = snaptest.run_tests()
-    finally:
-        problems = S.stop()
-        if problems:
-            print("teardown problems: %s" % problems)
-            print(S.all_logs()[-8000:])
-            code = 1
-        S.cleanup()
-    return code
+    S = stack
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(snaptest.main_with_stack(set_stack))

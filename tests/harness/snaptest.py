@@ -422,3 +422,22 @@ def run_tests(argv=None, setup=None, teardown=None):
             traceback.print_exc()
     print("%d passed, %d failed" % (passed, failed), flush=True)
     return 0 if failed == 0 and passed > 0 else 1
+
+
+def main_with_stack(set_stack, **stack_kwargs):
+    """Starts one Stack for a test file, hands it to set_stack, runs the
+    file's tests, and stops it: a service that did not exit 0 or wrote a
+    sanitizer report fails the file. Returns the exit code."""
+    stack = Stack(**stack_kwargs)
+    set_stack(stack)
+    code = 1
+    try:
+        code = run_tests()
+    finally:
+        problems = stack.stop()
+        if problems:
+            print("teardown problems: %s" % "; ".join(problems), flush=True)
+            print(stack.all_logs()[-8000:], flush=True)
+            code = 1
+        stack.cleanup()
+    return code
