@@ -1,1 +1,821 @@
-/* cold_sqlite.c: placeholder, being written. */
+/* cold_sqlite.c: the SQLite driver of the cold store (cold_store.h). A
+ * store is one database file, named by sqlite:///abs/path.db or
+ * sqlite://relative/path.db, shared by every worker thread.
+ *
+ * Threads: connections are opened with SQLITE_OPEN_NOMUTEX, so each one is
+ * used by one thread at a time. A small pool hands them out (a free list
+ * under a mutex; a new connection is opened when none is free). Each
+ * connection prepares a statement the first time it needs it and keeps it
+ * until the connection is closed. Writes also take a process-wide mutex:
+ * SQLite admits one writer at a time anyway, and queueing our own threads
+ * on a mutex is fairer than letting them poll the busy handler; the busy
+ * timeout then only covers other processes sharing the file.
+ *
+ * Errors: busy/locked after the timeout, read-only, cannot open, I/O, disk
+ * full, corruption -> SNAP_EUNAVAIL (the caller answers 503); a connection
+ * that saw one of these (busy/locked aside) is closed, never pooled again.
+ * SQLite's own message goes into err->msg, for the log only.
+ *
+ * This is the only file that includes sqlite3.h; it exports cold_sqlite_ops
+ * and nothing else. Not here: argument checks (cold_store.c does them once
+ * for every driver), anything about Redis or HTTP. */
+#include "snap/cold_store.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SQ_SCHEME "sqlite://"
+#define SQ_PATH_MAX 4096         /* longest database path accepted            */
+#define SQ_BUSY_TIMEOUT_MS 5000  /* wait this long for another process's lock */
+#define SQ_IDLE_MAX 32           /* idle connections kept; extra ones closed  */
+#define SQ_SCHEMA_VERSION 1      /* PRAGMA user_version this code writes      */
+#define SQ_STR_(x) #x
+#define SQ_STR(x) SQ_STR_(x)
+
+/* ---- SQL ------------------------------------------------------------------ */
+
+/* Every statement a connection may cache. No SQL is ever built from input:
+ * values go through sqlite3_bind_* only. */
+enum sq_stmt {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_PING,
+    ST_MSG_PUT,
+    ST_MSG_GET,
+    ST_MSG_EXPIRE,
+    ST_MSG_MAX_ID,
+    ST_USER_PUT,
+    ST_USER_GET,
+    ST_USER_SET_ROLE,
+    ST__COUNT
+};
+
+static const char *const stmt_sql[ST__COUNT] = {
+    /* IMMEDIATE takes the write lock at BEGIN, where the busy timeout
+     * applies, instead of failing later when a read lock is upgraded. */
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_PING] = "SELECT count(*) FROM sqlite_master",
+    [ST_MSG_PUT] = "INSERT INTO messages (id, username, sender, text, created_ms, expires_ms)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_MSG_GET] = "SELECT username, sender, text, created_ms, expires_ms"
+                   " FROM messages WHERE id = ?1",
+    [ST_MSG_EXPIRE] = "UPDATE messages SET expires_ms = ?1 WHERE id = ?2 AND expires_ms > ?1",
+    [ST_MSG_MAX_ID] = "SELECT max(id) FROM messages",
+    [ST_USER_PUT] = "INSERT INTO users (username, password_hash, role, created_ms)"
+                    " VALUES (?1, ?2, ?3, ?4)",
+    [ST_USER_GET] = "SELECT password_hash, role, created_ms FROM users WHERE username = ?1",
+    [ST_USER_SET_ROLE] = "UPDATE users SET role = ?2 WHERE username = ?1",
+};
+
+/* Version 1 of the schema. Run inside one transaction by ensure_schema;
+ * every statement is a no-op on a database that already has it. */
+static const char schema_v1[] =
+    "CREATE TABLE IF NOT EXISTS messages ("
+    " id INTEGER PRIMARY KEY,"        /* the rowid: the Redis counter's id  */
+    " username TEXT NOT NULL,"        /* recipient                          */
+    " sender TEXT,"                   /* NULL for a message sent in open mode */
+    " text TEXT NOT NULL,"
+    " created_ms INTEGER NOT NULL,"
+    " expires_ms INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS messages_username ON messages (username);"
+    "CREATE TABLE IF NOT EXISTS users ("
+    " username TEXT PRIMARY KEY NOT NULL," /* NOT NULL: SQLite would allow a
+                                              NULL key otherwise              */
+    " password_hash TEXT NOT NULL,"
+    " role TEXT NOT NULL,"
+    " created_ms INTEGER NOT NULL);"
+    "PRAGMA user_version = " SQ_STR(SQ_SCHEMA_VERSION) ";";
+
+/* ---- state ---------------------------------------------------------------- */
+
+struct sq_conn {
+    sqlite3 *db;                     /* owned: closed by conn_close()        */
+    sqlite3_stmt *stmt[ST__COUNT];   /* owned, prepared on first use          */
+    int broken;                      /* 1: close it instead of pooling it     */
+    struct sq_conn *next;            /* free-list link while idle             */
+};
+
+struct sq_state {
+    char *path;                      /* owned: the database file             */
+    pthread_mutex_t pool_lock;       /* guards idle and nidle                */
+    struct sq_conn *idle;            /* owned: connections nobody is using   */
+    size_t nidle;
+    pthread_mutex_t write_lock;      /* one writing thread per process        */
+};
+
+/* ---- errors --------------------------------------------------------------- */
+
+/* Turns SQLite result rc into a status, writes the reason into err and
+ * marks c broken when it should not be reused. Call it right after the
+ * failing call, before anything else runs on c, so the message matches. */
+static int sq_fail(struct sq_conn *c, int rc, const char *what, struct snap_err *err)
+{
+    int status;
+
+    switch (rc & 0xff) {
+    case SQLITE_CONSTRAINT:
+        status = rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE
+                     ? SNAP_ECONFLICT : SNAP_ERR;
+        break;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        /* Another process held the lock past the busy timeout; the
+         * connection itself is fine. */
+        status = SNAP_EUNAVAIL;
+        break;
+    case SQLITE_READONLY:
+    case SQLITE_CANTOPEN:
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+    case SQLITE_PROTOCOL:
+    case SQLITE_PERM:
+    case SQLITE_NOLFS:
+    case SQLITE_AUTH:
+        /* The file or the disk under it failed: this connection may hold a
+         * stale view (moved file, half-written WAL), so a fresh one is
+         * opened next time. */
+        status = SNAP_EUNAVAIL;
+        c->broken = 1;
+        break;
+    default:
+        /* SQLITE_ERROR (bad SQL, missing table), MISUSE, NOMEM, TOOBIG... :
+         * a bug or out of memory, not an outage. */
+        status = SNAP_ERR;
+        break;
+    }
+    return snap_err_set(err, status, "sqlite %s: %s (%d)", what,
+                        c->db != NULL ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc), rc);
+}
+
+/* ---- connections ------------------------------------------------------------ */
+
+static void conn_close(struct sq_conn *c)
+{
+    if (c == NULL)
+        return;
+    for (int i = 0; i < ST__COUNT; i++)
+        (void)sqlite3_finalize(c->stmt[i]); /* NULL is a no-op */
+    /* _v2: should anything still be live, SQLite closes it once it is
+     * finalized instead of refusing and leaking the handle. */
+    (void)sqlite3_close_v2(c->db);
+    free(c);
+}
+
+/* Runs a pragma or DDL script that takes no input. */
+static int conn_exec(struct sq_conn *c, const char *sql, const char *what,
+                     struct snap_err *err)
+{
+    int rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? SNAP_OK : sq_fail(c, rc, what, err);
+}
+
+/* sqlite3_exec callback: keeps the first column of the first row. */
+static int first_value(void *arg, int ncol, char **vals, char **names)
+{
+    char *out = arg; /* 16 bytes */
+
+    (void)names;
+    if (ncol > 0 && vals[0] != NULL && out[0] == '\0') {
+        strncpy(out, vals[0], 15);
+        out[15] = '\0';
+    }
+    return 0;
+}
+
+/* Opens one connection to st->path with the per-connection settings.
+ * Only the first connection, made by cold_open, may create the file: if it
+ * disappears later (deleted, volume unmounted), a new connection fails
+ * with SNAP_EUNAVAIL instead of quietly starting an empty database.
+ * On success *out belongs to the caller (pool_give or conn_close). */
+static int conn_open(const struct sq_state *st, int create, struct sq_conn **out,
+                     struct snap_err *err)
+{
+    struct sq_conn *c;
+    char mode[16] = "";
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+    int rc;
+
+    *out = NULL;
+    c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return snap_err_set(err, SNAP_ERR, "sqlite: out of memory");
+    if (create)
+        flags |= SQLITE_OPEN_CREATE;
+    rc = sqlite3_open_v2(st->path, &c->db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        /* The path is configuration, not a secret: name it for the operator. */
+        rc = snap_err_set(err, rc == SQLITE_NOMEM ? SNAP_ERR : SNAP_EUNAVAIL,
+                          "sqlite open \"%s\": %s (%d)", st->path,
+                          c->db != NULL ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc), rc);
+        goto fail;
+    }
+    (void)sqlite3_extended_result_codes(c->db, 1); /* tell PK conflicts apart */
+    (void)sqlite3_busy_timeout(c->db, SQ_BUSY_TIMEOUT_MS);
+    if (sqlite3_db_readonly(c->db, "main") == 1) {
+        /* SQLite falls back to read-only when the file is not writable; a
+         * store that cannot take messages is down, so say so at once. */
+        rc = snap_err_set(err, SNAP_EUNAVAIL, "sqlite open \"%s\": file is read-only",
+                          st->path);
+        goto fail;
+    }
+    /* WAL: readers never wait for the writer, and a commit is one append. */
+    rc = sqlite3_exec(c->db, "PRAGMA journal_mode=WAL", first_value, mode, NULL);
+    if (rc != SQLITE_OK) {
+        rc = sq_fail(c, rc, "journal_mode=WAL", err);
+        goto fail;
+    }
+    if (strcmp(mode, "wal") != 0) {
+        rc = snap_err_set(err, SNAP_EUNAVAIL,
+                          "sqlite \"%s\": cannot use WAL (journal_mode is \"%s\")",
+                          st->path, mode);
+        goto fail;
+    }
+    /* FULL, not NORMAL: in WAL mode NORMAL skips the fsync at commit, so a
+     * power cut could lose a message that was already answered with 201.
+     * API.md says a 201 means the message is durably recorded, so every
+     * commit waits for the WAL to reach the disk. */
+    rc = conn_exec(c, "PRAGMA synchronous=FULL", "synchronous=FULL", err);
+    if (rc != SNAP_OK)
+        goto fail;
+    *out = c;
+    return SNAP_OK;
+fail:
+    conn_close(c);
+    return rc;
+}
+
+/* ---- the pool --------------------------------------------------------------- */
+
+/* Takes an idle connection or opens a new one. *out is the caller's until
+ * pool_give(). */
+static int pool_take(struct sq_state *st, struct sq_conn **out, struct snap_err *err)
+{
+    struct sq_conn *c;
+
+    (void)pthread_mutex_lock(&st->pool_lock);
+    c = st->idle;
+    if (c != NULL) {
+        st->idle = c->next;
+        st->nidle--;
+    }
+    (void)pthread_mutex_unlock(&st->pool_lock);
+    if (c == NULL)
+        return conn_open(st, 0, out, err);
+    c->next = NULL;
+    *out = c;
+    return SNAP_OK;
+}
+
+/* Returns c to the pool, or closes it when it is broken, still inside a
+ * transaction, or the pool already has enough idle ones. Takes ownership. */
+static void pool_give(struct sq_state *st, struct sq_conn *c)
+{
+    if (c == NULL)
+        return;
+    if (!c->broken && sqlite3_get_autocommit(c->db)) {
+        (void)pthread_mutex_lock(&st->pool_lock);
+        if (st->nidle < SQ_IDLE_MAX) {
+            c->next = st->idle;
+            st->idle = c;
+            st->nidle++;
+            c = NULL;
+        }
+        (void)pthread_mutex_unlock(&st->pool_lock);
+    }
+    conn_close(c);
+}
+
+/* ---- statements ------------------------------------------------------------- */
+
+/* The cached statement which of c, prepared on first use. */
+static int stmt_get(struct sq_conn *c, enum sq_stmt which, sqlite3_stmt **out,
+                    struct snap_err *err)
+{
+    if (c->stmt[which] == NULL) {
+        int rc = sqlite3_prepare_v3(c->db, stmt_sql[which], -1, SQLITE_PREPARE_PERSISTENT,
+                                    &c->stmt[which], NULL);
+        if (rc != SQLITE_OK)
+            return sq_fail(c, rc, "prepare", err);
+    }
+    *out = c->stmt[which];
+    return SNAP_OK;
+}
+
+/* Readies s for its next use; a statement left mid-step would hold a read
+ * transaction open while the connection sits in the pool. */
+static void stmt_done(sqlite3_stmt *s)
+{
+    (void)sqlite3_reset(s);
+    (void)sqlite3_clear_bindings(s);
+}
+
+/* Text with its exact byte length. SQLITE_STATIC: every statement is
+ * stepped and reset before the caller's buffer can go away. */
+static int bind_text(sqlite3_stmt *s, int i, const char *p, size_t len)
+{
+    if (len > INT_MAX)
+        return SQLITE_TOOBIG;
+    return sqlite3_bind_text(s, i, p, (int)len, SQLITE_STATIC);
+}
+
+/* Runs a statement without parameters or rows (BEGIN, COMMIT, ROLLBACK). */
+static int stmt_run(struct sq_conn *c, enum sq_stmt which, const char *what,
+                    struct snap_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = stmt_get(c, which, &s, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    rc = sqlite3_step(s);
+    rc = rc == SQLITE_DONE ? SNAP_OK : sq_fail(c, rc, what, err);
+    stmt_done(s);
+    return rc;
+}
+
+/* SNAP_OK while c's file is still the one at st->path. A connection keeps
+ * reading and writing a file that was deleted or replaced under it, and in
+ * WAL mode SQLite does not notice: a message committed there would be
+ * acknowledged and lost. One stat() per write is cheap next to the fsync.
+ * Checked after a write, so SNAP_OK means the data is in the named file. */
+static int check_not_moved(struct sq_conn *c, const struct sq_state *st,
+                           struct snap_err *err)
+{
+    int moved = 0;
+
+    if (sqlite3_file_control(c->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) != SQLITE_OK ||
+        !moved)
+        return SNAP_OK;
+    c->broken = 1;
+    return snap_err_set(err, SNAP_EUNAVAIL, "sqlite \"%s\": database file was moved or deleted",
+                        st->path);
+}
+
+/* Copies a text column into a fixed array of cap bytes (NUL included).
+ * -1 when the column is NULL or does not fit. */
+static int column_copy(sqlite3_stmt *s, int col, char *out, size_t cap)
+{
+    const unsigned char *p = sqlite3_column_text(s, col);
+    int n = sqlite3_column_bytes(s, col);
+
+    if (p == NULL || n < 0 || (size_t)n >= cap)
+        return -1;
+    memcpy(out, p, (size_t)n);
+    out[n] = '\0';
+    return 0;
+}
+
+/* ---- open / close / schema ----------------------------------------------- */
+
+/* Checks the url and returns its file path in *path (heap, the caller's). */
+static int parse_url(const char *url, char **path, struct snap_err *err)
+{
+    const char *p;
+    size_t len;
+
+    *path = NULL;
+    if (strncmp(url, SQ_SCHEME, strlen(SQ_SCHEME)) != 0)
+        return snap_err_set(err, SNAP_EINVAL, "sqlite store url must start with %s",
+                            SQ_SCHEME);
+    p = url + strlen(SQ_SCHEME);
+    len = strlen(p);
+    if (len == 0)
+        return snap_err_set(err, SNAP_EINVAL,
+                            "sqlite store url has no file path: use sqlite:///abs/path.db "
+                            "or sqlite://relative/path.db");
+    if (len > SQ_PATH_MAX)
+        return snap_err_set(err, SNAP_EINVAL, "sqlite store path is longer than %d bytes",
+                            SQ_PATH_MAX);
+    if (p[len - 1] == '/')
+        return snap_err_set(err, SNAP_EINVAL,
+                            "sqlite store path \"%s\" names a directory, not a file", p);
+    /* ":memory:" would give every pooled connection its own empty database;
+     * "file:" would be read as an SQLite URI with its own options. */
+    if (strcmp(p, ":memory:") == 0 || strncmp(p, "file:", 5) == 0)
+        return snap_err_set(err, SNAP_EINVAL,
+                            "sqlite store must be a plain file path, not \"%.40s\"", p);
+    if (strpbrk(p, "?#") != NULL)
+        return snap_err_set(err, SNAP_EINVAL,
+                            "sqlite store url takes no ?options or #fragment");
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch < 0x20 || ch == 0x7f)
+            return snap_err_set(err, SNAP_EINVAL,
+                                "sqlite store path holds a control character");
+    }
+    *path = strdup(p);
+    if (*path == NULL)
+        return snap_err_set(err, SNAP_ERR, "sqlite: out of memory");
+    return SNAP_OK;
+}
+
+static void sq_close(void *state)
+{
+    struct sq_state *st = state;
+
+    if (st == NULL)
+        return;
+    /* No operation may be in flight: every connection is back in the pool. */
+    while (st->idle != NULL) {
+        struct sq_conn *c = st->idle;
+        st->idle = c->next;
+        conn_close(c);
+    }
+    (void)pthread_mutex_destroy(&st->write_lock);
+    (void)pthread_mutex_destroy(&st->pool_lock);
+    free(st->path);
+    free(st);
+}
+
+static int sq_open(const char *url, void **state, struct snap_err *err)
+{
+    struct sq_state *st;
+    struct sq_conn *c;
+    int rc;
+
+    *state = NULL;
+    if (!sqlite3_threadsafe())
+        return snap_err_set(err, SNAP_ERR, "sqlite library was built without thread support");
+    st = calloc(1, sizeof *st);
+    if (st == NULL)
+        return snap_err_set(err, SNAP_ERR, "sqlite: out of memory");
+    if (pthread_mutex_init(&st->pool_lock, NULL) != 0) {
+        free(st);
+        return snap_err_set(err, SNAP_ERR, "sqlite: cannot create a mutex");
+    }
+    if (pthread_mutex_init(&st->write_lock, NULL) != 0) {
+        (void)pthread_mutex_destroy(&st->pool_lock);
+        free(st);
+        return snap_err_set(err, SNAP_ERR, "sqlite: cannot create a mutex");
+    }
+    /* From here on sq_close() releases everything. */
+    rc = parse_url(url, &st->path, err);
+    if (rc == SNAP_OK)
+        rc = conn_open(st, 1, &c, err); /* fail now, at start, if the file is unusable */
+    if (rc != SNAP_OK) {
+        sq_close(st);
+        return rc;
+    }
+    pool_give(st, c);
+    *state = st;
+    return SNAP_OK;
+}
+
+static int sq_ensure_schema(void *state, struct snap_err *err)
+{
+    struct sq_state *st = state;
+    struct sq_conn *c;
+    sqlite3_stmt *s = NULL;
+    int version = 0, rc;
+
+    rc = pool_take(st, &c, err);
+    if (rc != SNAP_OK)
+        return rc;
+    (void)pthread_mutex_lock(&st->write_lock);
+    rc = stmt_run(c, ST_BEGIN, "begin schema", err);
+    if (rc != SNAP_OK)
+        goto done;
+    /* Read once at start, so not worth a cached statement. */
+    rc = sqlite3_prepare_v2(c->db, "PRAGMA user_version", -1, &s, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        rc = sq_fail(c, rc, "read user_version", err);
+        goto done;
+    }
+    version = sqlite3_column_int(s, 0);
+    if (version > SQ_SCHEMA_VERSION) {
+        rc = snap_err_set(err, SNAP_ERR,
+                          "sqlite \"%s\": schema version %d is newer than this build's %d",
+                          st->path, version, SQ_SCHEMA_VERSION);
+        goto done;
+    }
+    rc = conn_exec(c, schema_v1, "create schema", err);
+    if (rc == SNAP_OK)
+        rc = stmt_run(c, ST_COMMIT, "commit schema", err);
+done:
+    (void)sqlite3_finalize(s);
+    if (!sqlite3_get_autocommit(c->db))
+        (void)stmt_run(c, ST_ROLLBACK, "rollback schema", NULL);
+    (void)pthread_mutex_unlock(&st->write_lock);
+    pool_give(st, c);
+    return rc;
+}
+
+/* ---- operations -------------------------------------------------------------- */
+
+static int sq_ping(void *state, struct snap_err *err)
+{
+    struct sq_state *st = state;
+    struct sq_conn *c;
+    sqlite3_stmt *s = NULL;
+    int rc;
+
+    rc = pool_take(st, &c, err);
+    if (rc != SNAP_OK)
+        return rc;
+    rc = stmt_get(c, ST_PING, &s, err);
+    if (rc == SNAP_OK) {
+        int step = sqlite3_step(s);
+        rc = step == SQLITE_ROW ? SNAP_OK : sq_fail(c, step, "ping", err);
+        stmt_done(s);
+    }
+    if (rc == SNAP_OK)
+        rc = check_not_moved(c, st, err); /* so /readyz sees a deleted file */
+    pool_give(st, c);
+    return rc;
+}
+
+static int sq_msg_put(void *state, const struct cold_msg *m, struct snap_err *err)
+{
+    struct sq_state *st = state;
+    struct sq_conn *c;
+    sqlite3_stmt *s = NULL;
+    int rc;
+
+    rc = pool_take(st, &c, err);
+    if (rc != SNAP_OK)
+        return rc;
+    (void)pthread_mutex_lock(&st->write_lock);
+    rc = stmt_get(c, ST_MSG_PUT, &s, err);
+    if (rc == SNAP_OK) {
+        int q = sqlite3_bind_int64(s, 1, m->id);
+        if (q == SQLITE_OK)
+            q = bind_text(s, 2, m->username, strlen(m->username));
+        if (q == SQLITE_OK)
+            q = m->has_from ? bind_text(s, 3, m->from, strlen(m->from))
+                            : sqlite3_bind_null(s, 3);
+        if (q == SQLITE_OK)
+            q = bind_text(s, 4, m->text, m->text_len);
+        if (q == SQLITE_OK)
+            q = sqlite3_bind_int64(s, 5, m->created_ms);
+        if (q == SQLITE_OK)
+            q = sqlite3_bind_int64(s, 6, m->expires_ms);
+        if (q == SQLITE_OK)
+            q = sqlite3_step(s);
+        rc = q == SQLITE_DONE ? SNAP_OK : sq_fail(c, q, "insert message", err);
+        stmt_done(s);
+        if (rc == SNAP_OK)
+            rc = check_not_moved(c, st, err);
+    }
+    (void)pthread_mutex_unlock(&st->write_lock);
+    pool_give(st, c);
+    return rc;
+}
+
+/* Fills out from the current row of ST_MSG_GET. out->text is heap memory
+ * owned by out; on failure out holds nothing to free. */
+static int row_to_msg(sqlite3_stmt *s, int64_t id, struct cold_msg *out,
+                      struct snap_err *err)
+{
+    const unsigned char *text;
+    int n;
+
+    out->id = id;
+    if (column_copy(s, 0, out->username, sizeof out->username) != 0)
+        return snap_err_set(err, SNAP_ERR, "sqlite: message %lld has a bad username",
+                            (long long)id);
+    if (sqlite3_column_type(s, 1) == SQLITE_NULL) {
+        out->has_from = 0;
+        out->from[0] = '\0';
+    } else if (column_copy(s, 1, out->from, sizeof out->from) != 0) {
+        return snap_err_set(err, SNAP_ERR, "sqlite: message %lld has a bad sender",
+                            (long long)id);
+    } else {
+        out->has_from = 1;
+    }
+    out->created_ms = sqlite3_column_int64(s, 3);
+    out->expires_ms = sqlite3_column_int64(s, 4);
+    /* Text last, so no earlier failure leaves it allocated. */
+    text = sqlite3_column_text(s, 2);
+    n = sqlite3_column_bytes(s, 2);
+    if (text == NULL || n < 0)
+        return snap_err_set(err, SNAP_ERR, "sqlite: message %lld text unreadable",
+                            (long long)id);
+    out->text = malloc((size_t)n + 1);
+    if (out->text == NULL)
+        return snap_err_set(err, SNAP_ERR, "sqlite: out of memory");
+    memcpy(out->text, text, (size_t)n);
+    out->text[n] = '\0';
+    out->text_len = (size_t)n;
+    return SNAP_OK;
+}
+
+static int sq_msg_get(void *state, int64_t id, struct cold_msg *out, struct snap_err *err)
+{
+    struct sq_state *st = state;
+    struct sq_conn *c;
+    sqlite3_stmt *s = NULL;
+    int rc;
+
+    rc = pool_take(st, &c, err);
+    if (rc != SNAP_OK)
+        return rc;
+    rc = stmt_get(c, ST_MSG_GET, &s, err);
+    if (rc == SNAP_OK) {
+        int q = sqlite3_bind_int64(s, 1, id);
+        if (q == SQLITE_OK)
+            q = sqlite3_step(s);
+        if (q == SQLITE_ROW)
+            rc = row_to_msg(s, id, out, err);
+        else if (q == SQLITE_DONE)
+            rc = snap_err_set(err, SNAP_ENOTFOUND, "message %lld not found", (long long)id);
+        else
+            rc = sq_fail(c, q, "select message", err);
+        stmt_done(s);
+    }
+    pool_give(st, c);
+    if (rc != SNAP_OK) {
+        /* Nothing half-filled goes back to the caller. */
+        free(out->text);
+        memset(out, 0, sizeof *out);
+    }
+    return rc;
+}
+
+static int sq_msg_expire(void *state, const int64_t *ids, size_t n, int64_t at_ms,
+                         struct snap_err *err)
+{
+    struct sq_state *st = state;
+    struct sq_conn *c;
+    sqlite3_stmt *s = NULL;
+    int rc;
+
+    rc = pool_take(st, &c, err);
+    if (rc != SNAP_OK)
+        return rc;
+    (void)pthread_mutex_lock(&st->write_lock);
+    /* One transaction: one fsync for the whole batch, all or nothing. */
+    rc = stmt_run(c, ST_BEGIN, "begin expire", err);
+    if (rc == SNAP_OK)
+        rc = stmt_get(c, ST_MSG_EXPIRE, &s, err);
+    for (size_t i = 0; rc == SNAP_OK && i < n; i++) {
+        int q = sqlite3_bind_int64(s, 1, at_ms);
+        if (q == SQLITE_OK)
+            q = sqlite3_bind_int64(s, 2, ids[i]);
+        if (q == SQLITE_OK)
+            q = sqlite3_step(s);
+        /* An unknown id, or one that already expires earlier, changes no
+         * row: that is success. */
+        rc = q == SQLITE_DONE ? SNAP_OK : sq_fail(c, q, "expire message", err);
+        stmt_done(s);
+    }
+    if (rc == SNAP_OK)
+        rc = stmt_run(c, ST_COMMIT, "commit expire", err);
+    if (rc == SNAP_OK)
+        rc = check_not_moved(c, st, err);
+    if (rc != SNAP_OK && !sqlite3_get_autocommit(c->db))
+        (void)stmt_run(c, ST_ROLLBACK, "rollback expire", NULL);
+    (void)pthread_mutex_unlock(&st->write_lock);
+    pool_give(st, c);
+    return rc;
+}
+
+static int sq_msg_max_id(void *state, int64_t *out, struct snap_err *err)
+{
+    struct sq_state *st = state;
+    struct sq_conn *c;
+    sqlite3_stmt *s = NULL;
+    int rc;
+
+    rc = pool_take(st, &c, err);
+    if (rc != SNAP_OK)
+        return rc;
+    rc = stmt_get(c, ST_MSG_MAX_ID, &s, err);
+    if (rc == SNAP_OK) {
+        int q = sqlite3_step(s);
+        if (q == SQLITE_ROW)
+            *out = sqlite3_column_type(s, 0) == SQLITE_NULL ? 0 : sqlite3_column_int64(s, 0);
+        else
+            rc = sq_fail(c, q, "select max id", err);
+        stmt_done(s);
+    }
+    pool_give(st, c);
+    return rc;
+}
+
+static int sq_user_put(void *state, const struct cold_user *u, struct snap_err *err)
+{
+    struct sq_state *st = state;
+    struct sq_conn *c;
+    sqlite3_stmt *s = NULL;
+    int rc;
+
+    rc = pool_take(st, &c, err);
+    if (rc != SNAP_OK)
+        return rc;
+    (void)pthread_mutex_lock(&st->write_lock);
+    rc = stmt_get(c, ST_USER_PUT, &s, err);
+    if (rc == SNAP_OK) {
+        int q = bind_text(s, 1, u->username, strlen(u->username));
+        if (q == SQLITE_OK)
+            q = bind_text(s, 2, u->password_hash, strlen(u->password_hash));
+        if (q == SQLITE_OK)
+            q = bind_text(s, 3, u->role, strlen(u->role));
+        if (q == SQLITE_OK)
+            q = sqlite3_bind_int64(s, 4, u->created_ms);
+        if (q == SQLITE_OK)
+            q = sqlite3_step(s);
+        rc = q == SQLITE_DONE ? SNAP_OK : sq_fail(c, q, "insert user", err);
+        stmt_done(s);
+        if (rc == SNAP_OK)
+            rc = check_not_moved(c, st, err);
+    }
+    (void)pthread_mutex_unlock(&st->write_lock);
+    pool_give(st, c);
+    return rc;
+}
+
+static int sq_user_get(void *state, const char *username, struct cold_user *out,
+                       struct snap_err *err)
+{
+    struct sq_state *st = state;
+    struct sq_conn *c;
+    sqlite3_stmt *s = NULL;
+    size_t ulen = strlen(username);
+    int rc;
+
+    if (ulen >= sizeof out->username) /* cold_store.c checked; keep the copy safe */
+        return snap_err_set(err, SNAP_EINVAL, "username too long");
+    rc = pool_take(st, &c, err);
+    if (rc != SNAP_OK)
+        return rc;
+    rc = stmt_get(c, ST_USER_GET, &s, err);
+    if (rc == SNAP_OK) {
+        int q = bind_text(s, 1, username, ulen);
+        if (q == SQLITE_OK)
+            q = sqlite3_step(s);
+        if (q == SQLITE_ROW) {
+            memcpy(out->username, username, ulen + 1);
+            if (column_copy(s, 0, out->password_hash, sizeof out->password_hash) != 0 ||
+                column_copy(s, 1, out->role, sizeof out->role) != 0)
+                rc = snap_err_set(err, SNAP_ERR, "sqlite: user row has a bad hash or role");
+            out->created_ms = sqlite3_column_int64(s, 2);
+        } else if (q == SQLITE_DONE) {
+            rc = snap_err_set(err, SNAP_ENOTFOUND, "user not found");
+        } else {
+            rc = sq_fail(c, q, "select user", err);
+        }
+        stmt_done(s);
+    }
+    pool_give(st, c);
+    if (rc != SNAP_OK)
+        memset(out, 0, sizeof *out);
+    return rc;
+}
+
+static int sq_user_set_role(void *state, const char *username, const char *role,
+                            struct snap_err *err)
+{
+    struct sq_state *st = state;
+    struct sq_conn *c;
+    sqlite3_stmt *s = NULL;
+    int rc;
+
+    rc = pool_take(st, &c, err);
+    if (rc != SNAP_OK)
+        return rc;
+    (void)pthread_mutex_lock(&st->write_lock);
+    rc = stmt_get(c, ST_USER_SET_ROLE, &s, err);
+    if (rc == SNAP_OK) {
+        int q = bind_text(s, 1, username, strlen(username));
+        if (q == SQLITE_OK)
+            q = bind_text(s, 2, role, strlen(role));
+        if (q == SQLITE_OK)
+            q = sqlite3_step(s);
+        if (q != SQLITE_DONE)
+            rc = sq_fail(c, q, "update role", err);
+        else if (sqlite3_changes(c->db) == 0) /* counts matched rows, same role too */
+            rc = snap_err_set(err, SNAP_ENOTFOUND, "user not found");
+        stmt_done(s);
+        if (rc == SNAP_OK)
+            rc = check_not_moved(c, st, err);
+    }
+    (void)pthread_mutex_unlock(&st->write_lock);
+    pool_give(st, c);
+    return rc;
+}
+
+const struct cold_ops cold_sqlite_ops = {
+    .name = "sqlite",
+    .scheme = SQ_SCHEME,
+    .open = sq_open,
+    .close = sq_close,
+    .ensure_schema = sq_ensure_schema,
+    .ping = sq_ping,
+    .msg_put = sq_msg_put,
+    .msg_get = sq_msg_get,
+    .msg_expire = sq_msg_expire,
+    .msg_max_id = sq_msg_max_id,
+    .user_put = sq_user_put,
+    .user_get = sq_user_get,
+    .user_set_role = sq_user_set_role,
+};

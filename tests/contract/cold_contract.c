@@ -1,0 +1,806 @@
+/* cold_contract.c: the contract of the cold store (cold_store.h), run once
+ * per driver. This suite is what defines the interface: a driver is right
+ * when every check here passes against it, whatever its storage.
+ *
+ * It uses cold_store.h only (never sqlite3.h or mongoc.h) and reads the
+ * store URL from SNAPTEXT_TEST_STORE. Ids and usernames are unique per run
+ * (derived from the clock and the pid), so it can share a real MongoDB with
+ * other runs; it never deletes anything. Never point it at production data:
+ * its ids are large and would move cold_msg_max_id().
+ * SNAPTEXT_TEST_STORE_FRESH=1 says the store was empty at start, which
+ * enables the exact checks of an empty store.
+ *
+ * The rules asserted, in short:
+ *   - put/get round-trips every field exactly: id, username, from (absent is
+ *     has_from == 0 with from ""), text bytes and length (NUL-terminated on
+ *     get), created_ms and expires_ms to the millisecond;
+ *   - get of an unknown id is SNAP_ENOTFOUND and leaves *out zeroed;
+ *   - a second put with an existing id is SNAP_ECONFLICT and changes nothing;
+ *   - expire sets expires_ms = at only where it was later than at, touches
+ *     no other field and no other message, skips unknown ids without
+ *     creating them, and may be repeated;
+ *   - max_id is at least every id put (exactly it on a fresh store, 0 when
+ *     empty);
+ *   - users round-trip; a taken username is SNAP_ECONFLICT; usernames are
+ *     exact byte strings (case matters); set_role of an unknown user is
+ *     SNAP_ENOTFOUND and of the same role is success;
+ *   - every operation is safe from many threads at once;
+ *   - bad arguments and bad URLs are SNAP_EINVAL, an unreachable store is a
+ *     failure, never a crash.
+ * Not here: faults that only one driver can stage (sqlite_faults.c). */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "snap/clock.h"
+#include "snap/cold_store.h"
+#include "snap/err.h"
+#include "../testing.h"
+
+#define ID_SPAN 16384     /* ids this run may use: id_base + 1 .. + ID_SPAN-1 */
+#define CONC_THREADS 8
+#define CONC_PUTS 200
+
+static const char *store_url;
+static int store_fresh;
+static struct cold_store *cs;
+static int64_t id_base;
+static int64_t id_seq;
+static int64_t highest_put;   /* largest id this run stored */
+static char tag[24];          /* unique per run, part of every username */
+static int64_t t0;            /* a time with a non-zero millisecond part */
+static void *not_null[1];     /* cold_open must overwrite *out even on failure */
+#define SENTINEL ((struct cold_store *)(void *)not_null)
+
+/* ---- helpers ----------------------------------------------------------------- */
+
+static int64_t new_id(void)
+{
+    if (id_seq + 1 >= ID_SPAN) {
+        fprintf(stderr, "cold_contract: out of ids for this run\n");
+        exit(2);
+    }
+    return id_base + ++id_seq;
+}
+
+/* A username unique to this run: "ct<tag>-<suffix>". */
+static void user_name(char out[SNAP_USERNAME_MAX + 1], const char *suffix)
+{
+    int n = snprintf(out, SNAP_USERNAME_MAX + 1, "ct%s-%s", tag, suffix);
+    if (n < 0 || n > SNAP_USERNAME_MAX) {
+        fprintf(stderr, "cold_contract: username too long\n");
+        exit(2);
+    }
+}
+
+/* Fills m for a put. text stays the caller's; from NULL means open mode. */
+static void msg_init(struct cold_msg *m, int64_t id, const char *user_suffix,
+                     const char *from_suffix, char *text, size_t len, int64_t created,
+                     int64_t expires)
+{
+    memset(m, 0, sizeof *m);
+    m->id = id;
+    user_name(m->username, user_suffix);
+    if (from_suffix != NULL) {
+        m->has_from = 1;
+        user_name(m->from, from_suffix);
+    }
+    m->text = text;
+    m->text_len = len;
+    m->created_ms = created;
+    m->expires_ms = expires;
+}
+
+/* Puts m and records the id for the max_id checks. */
+static int put(const struct cold_msg *m, struct snap_err *err)
+{
+    int rc = cold_msg_put(cs, m, err);
+    if (rc == SNAP_OK && m->id > highest_put)
+        highest_put = m->id;
+    return rc;
+}
+
+/* Gets id and checks every field against want. */
+static void check_roundtrip(const struct cold_msg *want)
+{
+    struct snap_err err;
+    struct cold_msg got;
+    int rc = cold_msg_get(cs, want->id, &got, &err);
+
+    CHECK_EQ_INT(rc, SNAP_OK);
+    if (rc != SNAP_OK) {
+        fprintf(stderr, "  get %lld: %s\n", (long long)want->id, err.msg);
+        return;
+    }
+    CHECK_EQ_INT(got.id, want->id);
+    CHECK_EQ_STR(got.username, want->username);
+    CHECK_EQ_INT(got.has_from, want->has_from ? 1 : 0);
+    CHECK_EQ_STR(got.from, want->has_from ? want->from : "");
+    CHECK_EQ_INT(got.text_len, want->text_len);
+    CHECK(got.text != NULL);
+    if (got.text != NULL && got.text_len == want->text_len) {
+        CHECK(memcmp(got.text, want->text, want->text_len) == 0);
+        CHECK(got.text[got.text_len] == '\0');
+    }
+    CHECK_EQ_INT(got.created_ms, want->created_ms);
+    CHECK_EQ_INT(got.expires_ms, want->expires_ms);
+    cold_msg_cleanup(&got);
+    CHECK(got.text == NULL && got.id == 0);
+}
+
+static int64_t expires_of(int64_t id)
+{
+    struct snap_err err;
+    struct cold_msg got;
+    int64_t v = -1;
+
+    if (cold_msg_get(cs, id, &got, &err) == SNAP_OK)
+        v = got.expires_ms;
+    else
+        fprintf(stderr, "  get %lld: %s\n", (long long)id, err.msg);
+    cold_msg_cleanup(&got);
+    return v;
+}
+
+/* ---- opening ----------------------------------------------------------------- */
+
+static void test_open_bad_urls(void)
+{
+    static const char *const bad[] = {
+        "", "sqlite:", "sqlite:/x.db", "SQLITE", "redis://127.0.0.1:6379/0",
+        "sqlite://", "sqlite:///", "sqlite://:memory:", "sqlite:///tmp/x.db?mode=ro",
+    };
+    struct snap_err err;
+    struct cold_store *s;
+
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        s = SENTINEL; /* must be reset to NULL */
+        snap_err_clear(&err);
+        CHECK_EQ_INT(cold_open(bad[i], &s, &err), SNAP_EINVAL);
+        CHECK(s == NULL);
+        CHECK_EQ_INT(err.code, SNAP_EINVAL);
+        CHECK(err.msg[0] != '\0');
+        if (s != NULL)
+            cold_close(s);
+    }
+    s = SENTINEL;
+    CHECK_EQ_INT(cold_open(NULL, &s, &err), SNAP_EINVAL);
+    CHECK(s == NULL);
+    CHECK_EQ_INT(cold_open(store_url, NULL, &err), SNAP_EINVAL);
+}
+
+/* An unknown scheme names the accepted ones, and never echoes the rest of
+ * the URL (it may hold a password). */
+static void test_open_unknown_scheme_message(void)
+{
+    struct snap_err err;
+    struct cold_store *s = NULL;
+
+    CHECK_EQ_INT(cold_open("postgres://admin:s3cretpw@db.example:5432/x", &s, &err),
+                 SNAP_EINVAL);
+    CHECK(s == NULL);
+    CHECK(strstr(err.msg, "sqlite://") != NULL);
+    CHECK(strstr(err.msg, "mongodb://") != NULL);
+    CHECK(strstr(err.msg, "s3cretpw") == NULL);
+}
+
+/* A store that cannot be created is a failure (SNAP_EUNAVAIL), not a crash,
+ * and leaves nothing behind. */
+static void test_open_unwritable_sqlite(void)
+{
+    char url[128], dir[64];
+    struct snap_err err;
+    struct cold_store *s = SENTINEL;
+    struct stat sb;
+
+    snprintf(dir, sizeof dir, "/nonexistent-snaptext-%s", tag);
+    snprintf(url, sizeof url, "sqlite://%s/sub/cold.db", dir);
+    CHECK_EQ_INT(cold_open(url, &s, &err), SNAP_EUNAVAIL);
+    CHECK(s == NULL);
+    CHECK_EQ_INT(err.code, SNAP_EUNAVAIL);
+    CHECK(err.msg[0] != '\0');
+    CHECK(stat(dir, &sb) != 0);
+    if (s != NULL)
+        cold_close(s);
+}
+
+static void test_driver_name_and_ping(void)
+{
+    struct snap_err err;
+
+    if (strncmp(store_url, "sqlite://", 9) == 0)
+        CHECK_EQ_STR(cold_driver_name(cs), "sqlite");
+    else if (strncmp(store_url, "mongodb://", 10) == 0)
+        CHECK_EQ_STR(cold_driver_name(cs), "mongodb");
+    CHECK(cold_driver_name(NULL) != NULL);
+    CHECK_EQ_INT(cold_ping(cs, &err), SNAP_OK);
+}
+
+/* Opening an existing store again runs ensure_schema again: idempotent, and
+ * both handles see the same data. */
+static void test_reopen_same_store(void)
+{
+    struct snap_err err;
+    struct cold_store *again = NULL;
+    struct cold_msg m, got;
+    char text[] = "seen through a second handle";
+    int64_t id = new_id();
+
+    msg_init(&m, id, "reopen", NULL, text, strlen(text), t0, t0 + 60000);
+    CHECK_EQ_INT(put(&m, &err), SNAP_OK);
+    CHECK_EQ_INT(cold_open(store_url, &again, &err), SNAP_OK);
+    if (again == NULL) {
+        fprintf(stderr, "  reopen: %s\n", err.msg);
+        return;
+    }
+    CHECK_EQ_INT(cold_msg_get(again, id, &got, &err), SNAP_OK);
+    CHECK_EQ_INT(got.text_len, strlen(text));
+    cold_msg_cleanup(&got);
+    cold_close(again);
+    /* The first handle still works after the second is closed. */
+    CHECK_EQ_INT(cold_ping(cs, &err), SNAP_OK);
+}
+
+/* ---- arguments (checked once, in cold_store.c, for every driver) ------------ */
+
+static void test_bad_arguments(void)
+{
+    struct snap_err err;
+    struct cold_msg m, got;
+    struct cold_user u;
+    char text[] = "x";
+    int64_t ids[2] = {new_id(), 0};
+    int64_t max = 0;
+
+    msg_init(&m, new_id(), "args", NULL, text, 1, t0, t0 + 1000);
+    CHECK_EQ_INT(cold_ping(NULL, &err), SNAP_EINVAL);
+    CHECK_EQ_INT(cold_msg_put(NULL, &m, &err), SNAP_EINVAL);
+    CHECK_EQ_INT(cold_msg_put(cs, NULL, &err), SNAP_EINVAL);
+    CHECK_EQ_INT(err.code, SNAP_EINVAL);
+
+    m.id = 0;
+    CHECK_EQ_INT(cold_msg_put(cs, &m, &err), SNAP_EINVAL);
+    m.id = -7;
+    CHECK_EQ_INT(cold_msg_put(cs, &m, &err), SNAP_EINVAL);
+    m.id = new_id();
+    m.username[0] = '\0';
+    CHECK_EQ_INT(cold_msg_put(cs, &m, &err), SNAP_EINVAL);
+    user_name(m.username, "args");
+    m.has_from = 1; /* with an empty from */
+    CHECK_EQ_INT(cold_msg_put(cs, &m, &err), SNAP_EINVAL);
+    m.has_from = 0;
+    m.text = NULL;
+    CHECK_EQ_INT(cold_msg_put(cs, &m, &err), SNAP_EINVAL);
+    m.text = text;
+    m.text_len = 2; /* includes the NUL: texts are NUL-free */
+    CHECK_EQ_INT(cold_msg_put(cs, &m, &err), SNAP_EINVAL);
+    /* None of the refused puts stored anything. */
+    CHECK_EQ_INT(cold_msg_get(cs, m.id, &got, &err), SNAP_ENOTFOUND);
+
+    CHECK_EQ_INT(cold_msg_get(cs, 0, &got, &err), SNAP_EINVAL);
+    CHECK(got.text == NULL);
+    CHECK_EQ_INT(cold_msg_get(cs, -1, &got, &err), SNAP_EINVAL);
+    CHECK_EQ_INT(cold_msg_get(cs, 1, NULL, &err), SNAP_EINVAL);
+    CHECK_EQ_INT(cold_msg_get(NULL, 1, &got, &err), SNAP_EINVAL);
+
+    CHECK_EQ_INT(cold_msg_expire(cs, ids, 2, t0, &err), SNAP_EINVAL);
+    CHECK_EQ_INT(cold_msg_expire(cs, NULL, 1, t0, &err), SNAP_EINVAL);
+    CHECK_EQ_INT(cold_msg_expire(cs, NULL, 0, t0, &err), SNAP_OK);
+    CHECK_EQ_INT(cold_msg_max_id(cs, NULL, &err), SNAP_EINVAL);
+    CHECK_EQ_INT(cold_msg_max_id(NULL, &max, &err), SNAP_EINVAL);
+
+    memset(&u, 0, sizeof u);
+    CHECK_EQ_INT(cold_user_put(cs, &u, &err), SNAP_EINVAL);
+    user_name(u.username, "args");
+    CHECK_EQ_INT(cold_user_put(cs, &u, &err), SNAP_EINVAL); /* no hash, no role */
+    CHECK_EQ_INT(cold_user_put(cs, NULL, &err), SNAP_EINVAL);
+    CHECK_EQ_INT(cold_user_get(cs, "", &u, &err), SNAP_EINVAL);
+    CHECK_EQ_INT(cold_user_get(cs, NULL, &u, &err), SNAP_EINVAL);
+    CHECK_EQ_INT(cold_user_get(cs, "someone", NULL, &err), SNAP_EINVAL);
+    CHECK_EQ_INT(cold_user_set_role(cs, "", "admin", &err), SNAP_EINVAL);
+    CHECK_EQ_INT(cold_user_set_role(cs, u.username, "", &err), SNAP_EINVAL);
+    CHECK_EQ_INT(cold_user_set_role(cs, u.username, NULL, &err), SNAP_EINVAL);
+
+    /* The release functions accept NULL; a NULL err is allowed everywhere. */
+    cold_close(NULL);
+    cold_msg_cleanup(NULL);
+    CHECK_EQ_INT(cold_msg_get(cs, 0, &got, NULL), SNAP_EINVAL);
+}
+
+/* ---- messages ---------------------------------------------------------------- */
+
+static void test_fresh_store_is_empty(void)
+{
+    struct snap_err err;
+    int64_t max = -1;
+
+    if (!store_fresh)
+        return;
+    CHECK_EQ_INT(cold_msg_max_id(cs, &max, &err), SNAP_OK);
+    CHECK_EQ_INT(max, 0);
+}
+
+static void test_msg_roundtrip_with_from(void)
+{
+    struct snap_err err;
+    struct cold_msg m;
+    char text[] = "This is a message";
+
+    msg_init(&m, new_id(), "alice", "bob", text, strlen(text), t0, t0 + 60000);
+    CHECK_EQ_INT(put(&m, &err), SNAP_OK);
+    check_roundtrip(&m);
+}
+
+/* Open mode: no sender. Whatever is in from when has_from == 0 is not kept. */
+static void test_msg_roundtrip_open_mode(void)
+{
+    struct snap_err err;
+    struct cold_msg m;
+    char text[] = "sent without a token";
+
+    msg_init(&m, new_id(), "alice", NULL, text, strlen(text), t0 + 1, t0 + 2);
+    memcpy(m.from, "leftover", 9);
+    CHECK_EQ_INT(put(&m, &err), SNAP_OK);
+    m.from[0] = '\0';
+    check_roundtrip(&m);
+}
+
+/* Non-ASCII everywhere: recipient, sender and text. */
+static void test_msg_roundtrip_utf8(void)
+{
+    struct snap_err err;
+    struct cold_msg m;
+    char text[] = "h\xc3\xa9llo \xf0\x9f\x91\xbb\xf0\x9f\x94\xa5 \"quoted\" 'single' \\back\\slash "
+                  "<script>alert(1)</script> {\"$gt\": \"\"} '; DROP TABLE messages; --\n"
+                  "\t\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e \xe2\x80\xa8 %s %n "
+                  "\xd7\xa9\xd7\x9c\xd7\x95\xd7\x9d";
+
+    msg_init(&m, new_id(), "j\xc3\xbcrgen", "\xf0\x9f\x98\x80sender", text, strlen(text), t0,
+             t0 + 999);
+    CHECK_EQ_INT(put(&m, &err), SNAP_OK);
+    check_roundtrip(&m);
+}
+
+/* The largest text the API allows (4096 bytes), with multi-byte characters
+ * up to the last byte, and the smallest (1 byte). */
+static void test_msg_roundtrip_sizes(void)
+{
+    static const char piece[] = "\xf0\x9f\x8c\x8a wave \"q\" \xc3\xa9 "; /* 18 bytes */
+    struct snap_err err;
+    struct cold_msg m;
+    char big[4096 + 1], one[] = "!";
+    size_t len = 0;
+
+    while (len + sizeof piece - 1 <= 4096) {
+        memcpy(big + len, piece, sizeof piece - 1);
+        len += sizeof piece - 1;
+    }
+    while (len < 4096)
+        big[len++] = 'z';
+    big[len] = '\0';
+    msg_init(&m, new_id(), "big", "bob", big, 4096, t0, t0 + 5);
+    CHECK_EQ_INT(put(&m, &err), SNAP_OK);
+    check_roundtrip(&m);
+
+    msg_init(&m, new_id(), "small", NULL, one, 1, t0, t0 + 5);
+    CHECK_EQ_INT(put(&m, &err), SNAP_OK);
+    check_roundtrip(&m);
+}
+
+/* Times far apart keep their exact millisecond values (no rounding to
+ * seconds, no 32-bit truncation, no time-zone shift). */
+static void test_msg_roundtrip_times(void)
+{
+    struct snap_err err;
+    struct cold_msg m;
+    char text[] = "timing";
+
+    msg_init(&m, new_id(), "times", NULL, text, strlen(text), INT64_C(1),
+             INT64_C(253402300799999)); /* 9999-12-31 23:59:59.999 */
+    CHECK_EQ_INT(put(&m, &err), SNAP_OK);
+    check_roundtrip(&m);
+
+    msg_init(&m, new_id(), "times", NULL, text, strlen(text), INT64_C(4102444800123),
+             INT64_C(4102444800124));
+    CHECK_EQ_INT(put(&m, &err), SNAP_OK);
+    check_roundtrip(&m);
+}
+
+static void test_msg_get_unknown(void)
+{
+    struct snap_err err;
+    struct cold_msg got;
+    int64_t id = new_id(); /* never put */
+
+    memset(&got, 0x5a, sizeof got);
+    snap_err_clear(&err);
+    CHECK_EQ_INT(cold_msg_get(cs, id, &got, &err), SNAP_ENOTFOUND);
+    CHECK_EQ_INT(err.code, SNAP_ENOTFOUND);
+    CHECK(got.text == NULL);
+    CHECK_EQ_INT(got.id, 0);
+    CHECK_EQ_INT(got.text_len, 0);
+    cold_msg_cleanup(&got); /* safe after a failed get */
+}
+
+/* A duplicate id is refused and the first message stays as it was. */
+static void test_msg_duplicate_id(void)
+{
+    struct snap_err err;
+    struct cold_msg first, second;
+    char t1[] = "first", t2[] = "second, must not replace the first";
+    int64_t id = new_id();
+
+    msg_init(&first, id, "dup", "bob", t1, strlen(t1), t0, t0 + 60000);
+    msg_init(&second, id, "other", NULL, t2, strlen(t2), t0 + 7, t0 + 8);
+    CHECK_EQ_INT(put(&first, &err), SNAP_OK);
+    snap_err_clear(&err);
+    CHECK_EQ_INT(put(&second, &err), SNAP_ECONFLICT);
+    CHECK_EQ_INT(err.code, SNAP_ECONFLICT);
+    check_roundtrip(&first);
+}
+
+/* expire sets expires_ms = at only where it was later, and nothing else. */
+static void test_msg_expire_semantics(void)
+{
+    struct snap_err err;
+    struct cold_msg late, early, bystander;
+    char text[] = "to be read once";
+    int64_t batch[2];
+
+    msg_init(&late, new_id(), "exp", "bob", text, strlen(text), t0, t0 + 60000);
+    msg_init(&early, new_id(), "exp", NULL, text, strlen(text), t0, t0 + 500);
+    msg_init(&bystander, new_id(), "exp", NULL, text, strlen(text), t0, t0 + 60000);
+    CHECK_EQ_INT(put(&late, &err), SNAP_OK);
+    CHECK_EQ_INT(put(&early, &err), SNAP_OK);
+    CHECK_EQ_INT(put(&bystander, &err), SNAP_OK);
+
+    batch[0] = late.id;
+    batch[1] = early.id;
+    CHECK_EQ_INT(cold_msg_expire(cs, batch, 2, t0 + 1000, &err), SNAP_OK);
+    late.expires_ms = t0 + 1000;   /* was later: moved to the read time */
+    check_roundtrip(&late);        /* every other field unchanged */
+    check_roundtrip(&early);       /* already earlier: untouched */
+    check_roundtrip(&bystander);   /* not in the batch: untouched */
+
+    /* A later at does not push an expiry back out... */
+    CHECK_EQ_INT(cold_msg_expire(cs, &late.id, 1, t0 + 2000, &err), SNAP_OK);
+    CHECK_EQ_INT(expires_of(late.id), t0 + 1000);
+    /* ...an earlier one brings it forward. */
+    CHECK_EQ_INT(cold_msg_expire(cs, &late.id, 1, t0 + 900, &err), SNAP_OK);
+    CHECK_EQ_INT(expires_of(late.id), t0 + 900);
+}
+
+/* The same call twice (a retry), and an id twice in one call, are harmless. */
+static void test_msg_expire_repeatable(void)
+{
+    struct snap_err err;
+    struct cold_msg a, b;
+    char text[] = "retry me";
+    int64_t batch[3];
+
+    msg_init(&a, new_id(), "rep", NULL, text, strlen(text), t0, t0 + 60000);
+    msg_init(&b, new_id(), "rep", NULL, text, strlen(text), t0, t0 + 60000);
+    CHECK_EQ_INT(put(&a, &err), SNAP_OK);
+    CHECK_EQ_INT(put(&b, &err), SNAP_OK);
+    batch[0] = a.id;
+    batch[1] = b.id;
+    batch[2] = a.id;
+    CHECK_EQ_INT(cold_msg_expire(cs, batch, 3, t0 + 3000, &err), SNAP_OK);
+    CHECK_EQ_INT(cold_msg_expire(cs, batch, 3, t0 + 3000, &err), SNAP_OK);
+    a.expires_ms = b.expires_ms = t0 + 3000;
+    check_roundtrip(&a);
+    check_roundtrip(&b);
+}
+
+/* Unknown ids are skipped: the known ones in the same batch are still
+ * expired, and no message springs into existence. */
+static void test_msg_expire_unknown_ids(void)
+{
+    struct snap_err err;
+    struct cold_msg known, got;
+    char text[] = "known";
+    int64_t ghost1 = new_id(), ghost2 = new_id();
+    int64_t batch[3];
+
+    msg_init(&known, new_id(), "ghost", NULL, text, strlen(text), t0, t0 + 60000);
+    CHECK_EQ_INT(put(&known, &err), SNAP_OK);
+    batch[0] = ghost1;
+    batch[1] = known.id;
+    batch[2] = ghost2;
+    CHECK_EQ_INT(cold_msg_expire(cs, batch, 3, t0 + 10, &err), SNAP_OK);
+    CHECK_EQ_INT(cold_msg_expire(cs, &ghost1, 1, t0 + 10, &err), SNAP_OK);
+    CHECK_EQ_INT(cold_msg_get(cs, ghost1, &got, &err), SNAP_ENOTFOUND);
+    CHECK_EQ_INT(cold_msg_get(cs, ghost2, &got, &err), SNAP_ENOTFOUND);
+    known.expires_ms = t0 + 10;
+    check_roundtrip(&known);
+}
+
+static void test_msg_max_id(void)
+{
+    struct snap_err err;
+    struct cold_msg m;
+    char text[] = "the highest so far";
+    int64_t max = 0;
+
+    /* The top of this run's range, then one below it: max follows the
+     * highest id, not the latest put. */
+    msg_init(&m, id_base + ID_SPAN - 1, "max", NULL, text, strlen(text), t0, t0 + 1);
+    CHECK_EQ_INT(put(&m, &err), SNAP_OK);
+    msg_init(&m, new_id(), "max", NULL, text, strlen(text), t0, t0 + 1);
+    CHECK_EQ_INT(put(&m, &err), SNAP_OK);
+    CHECK_EQ_INT(cold_msg_max_id(cs, &max, &err), SNAP_OK);
+    CHECK(max >= highest_put);
+    if (store_fresh)
+        CHECK_EQ_INT(max, highest_put);
+}
+
+/* ---- users ------------------------------------------------------------------- */
+
+static void user_init(struct cold_user *u, const char *suffix, const char *role,
+                      int64_t created)
+{
+    memset(u, 0, sizeof *u);
+    user_name(u->username, suffix);
+    snprintf(u->password_hash, sizeof u->password_hash,
+             "$y$j9T$%s$abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ", tag);
+    snprintf(u->role, sizeof u->role, "%s", role);
+    u->created_ms = created;
+}
+
+static void check_user(const struct cold_user *want)
+{
+    struct snap_err err;
+    struct cold_user got;
+    int rc = cold_user_get(cs, want->username, &got, &err);
+
+    CHECK_EQ_INT(rc, SNAP_OK);
+    if (rc != SNAP_OK) {
+        fprintf(stderr, "  user get: %s\n", err.msg);
+        return;
+    }
+    CHECK_EQ_STR(got.username, want->username);
+    CHECK_EQ_STR(got.password_hash, want->password_hash);
+    CHECK_EQ_STR(got.role, want->role);
+    CHECK_EQ_INT(got.created_ms, want->created_ms);
+}
+
+static void test_user_roundtrip(void)
+{
+    struct snap_err err;
+    struct cold_user u;
+
+    user_init(&u, "alice", "user", t0 + 42);
+    CHECK_EQ_INT(cold_user_put(cs, &u, &err), SNAP_OK);
+    check_user(&u);
+
+    user_init(&u, "\xc3\xa9mile\xf0\x9f\x90\x8d", "admin", t0);
+    /* The longest hash the struct holds. */
+    memset(u.password_hash, 'h', COLD_HASH_MAX);
+    u.password_hash[COLD_HASH_MAX] = '\0';
+    CHECK_EQ_INT(cold_user_put(cs, &u, &err), SNAP_OK);
+    check_user(&u);
+}
+
+static void test_user_conflict(void)
+{
+    struct snap_err err;
+    struct cold_user first, second;
+
+    user_init(&first, "taken", "user", t0);
+    user_init(&second, "taken", "admin", t0 + 1);
+    memcpy(second.password_hash, "$y$other", 9);
+    CHECK_EQ_INT(cold_user_put(cs, &first, &err), SNAP_OK);
+    snap_err_clear(&err);
+    CHECK_EQ_INT(cold_user_put(cs, &second, &err), SNAP_ECONFLICT);
+    CHECK_EQ_INT(err.code, SNAP_ECONFLICT);
+    check_user(&first); /* unchanged */
+}
+
+/* Usernames are exact byte strings: case and accents make different users. */
+static void test_user_names_are_exact(void)
+{
+    struct snap_err err;
+    struct cold_user lower, upper, got;
+    char other[SNAP_USERNAME_MAX + 1];
+
+    user_init(&lower, "case", "user", t0);
+    user_init(&upper, "CASE", "admin", t0);
+    CHECK_EQ_INT(cold_user_put(cs, &lower, &err), SNAP_OK);
+    CHECK_EQ_INT(cold_user_put(cs, &upper, &err), SNAP_OK);
+    check_user(&lower);
+    check_user(&upper);
+    user_name(other, "Case");
+    CHECK_EQ_INT(cold_user_get(cs, other, &got, &err), SNAP_ENOTFOUND);
+}
+
+static void test_user_set_role(void)
+{
+    struct snap_err err;
+    struct cold_user u;
+
+    user_init(&u, "promote", "user", t0);
+    CHECK_EQ_INT(cold_user_put(cs, &u, &err), SNAP_OK);
+    CHECK_EQ_INT(cold_user_set_role(cs, u.username, "admin", &err), SNAP_OK);
+    memcpy(u.role, "admin", 6);
+    check_user(&u); /* role changed, the rest kept */
+    /* Setting the role it already has is success, not "not found". */
+    CHECK_EQ_INT(cold_user_set_role(cs, u.username, "admin", &err), SNAP_OK);
+    check_user(&u);
+    CHECK_EQ_INT(cold_user_set_role(cs, u.username, "user", &err), SNAP_OK);
+    memcpy(u.role, "user", 5);
+    check_user(&u);
+}
+
+static void test_user_unknown(void)
+{
+    struct snap_err err;
+    struct cold_user got;
+    char name[SNAP_USERNAME_MAX + 1];
+
+    user_name(name, "nobody");
+    memset(&got, 0x5a, sizeof got);
+    snap_err_clear(&err);
+    CHECK_EQ_INT(cold_user_get(cs, name, &got, &err), SNAP_ENOTFOUND);
+    CHECK_EQ_INT(err.code, SNAP_ENOTFOUND);
+    snap_err_clear(&err);
+    CHECK_EQ_INT(cold_user_set_role(cs, name, "admin", &err), SNAP_ENOTFOUND);
+    CHECK_EQ_INT(err.code, SNAP_ENOTFOUND);
+    /* set_role does not create the user. */
+    CHECK_EQ_INT(cold_user_get(cs, name, &got, &err), SNAP_ENOTFOUND);
+}
+
+/* ---- concurrency -------------------------------------------------------------- */
+
+struct conc_arg {
+    int64_t first_id;      /* this thread puts first_id .. first_id+CONC_PUTS-1 */
+    int thread;
+    int put_failures;
+    int get_failures;
+    struct snap_err last;  /* the last failure, for the log */
+};
+
+static void conc_text(char *buf, size_t len, int thread, int i)
+{
+    snprintf(buf, len, "thread %d message %d \xe2\x9c\x93", thread, i);
+}
+
+/* Each put is read back at once, on whatever pooled connection comes up. */
+static void *conc_worker(void *p)
+{
+    struct conc_arg *a = p;
+    char text[64], suffix[16];
+
+    snprintf(suffix, sizeof suffix, "conc%d", a->thread);
+    for (int i = 0; i < CONC_PUTS; i++) {
+        struct cold_msg m, got;
+        struct snap_err err;
+
+        conc_text(text, sizeof text, a->thread, i);
+        msg_init(&m, a->first_id + i, suffix, NULL, text, strlen(text), t0, t0 + 60000);
+        if (cold_msg_put(cs, &m, &err) != SNAP_OK) {
+            a->put_failures++;
+            a->last = err;
+            continue;
+        }
+        if (cold_msg_get(cs, m.id, &got, &err) != SNAP_OK || got.text_len != m.text_len ||
+            memcmp(got.text, text, m.text_len) != 0) {
+            a->get_failures++;
+            a->last = err;
+        }
+        cold_msg_cleanup(&got);
+    }
+    return NULL;
+}
+
+static void test_concurrent_puts(void)
+{
+    struct conc_arg args[CONC_THREADS];
+    pthread_t th[CONC_THREADS];
+    int started[CONC_THREADS];
+    int missing = 0;
+    int64_t first = id_base + id_seq + 1;
+    int64_t max = 0;
+    struct snap_err err;
+
+    id_seq += CONC_THREADS * CONC_PUTS;
+    CHECK(id_seq < ID_SPAN - 1);
+    if (id_seq >= ID_SPAN - 1)
+        return;
+    for (int t = 0; t < CONC_THREADS; t++) {
+        memset(&args[t], 0, sizeof args[t]);
+        args[t].first_id = first + (int64_t)t * CONC_PUTS;
+        args[t].thread = t;
+        started[t] = pthread_create(&th[t], NULL, conc_worker, &args[t]) == 0;
+        CHECK(started[t]);
+    }
+    for (int t = 0; t < CONC_THREADS; t++) {
+        if (!started[t])
+            continue;
+        (void)pthread_join(th[t], NULL);
+        CHECK_EQ_INT(args[t].put_failures, 0);
+        CHECK_EQ_INT(args[t].get_failures, 0);
+        if (args[t].put_failures || args[t].get_failures)
+            fprintf(stderr, "  thread %d: %s (%s)\n", t, args[t].last.msg,
+                    snap_status_name(args[t].last.code));
+    }
+    if (first + CONC_THREADS * CONC_PUTS - 1 > highest_put)
+        highest_put = first + CONC_THREADS * CONC_PUTS - 1;
+
+    /* Afterwards, every one is there with its own text. */
+    for (int t = 0; t < CONC_THREADS; t++) {
+        for (int i = 0; i < CONC_PUTS; i++) {
+            struct cold_msg got;
+            char text[64];
+
+            conc_text(text, sizeof text, t, i);
+            if (cold_msg_get(cs, args[t].first_id + i, &got, &err) != SNAP_OK ||
+                got.text_len != strlen(text) || memcmp(got.text, text, got.text_len) != 0)
+                missing++;
+            cold_msg_cleanup(&got);
+        }
+    }
+    CHECK_EQ_INT(missing, 0);
+    CHECK_EQ_INT(cold_msg_max_id(cs, &max, &err), SNAP_OK);
+    CHECK(max >= highest_put);
+}
+
+/* ---- main ---------------------------------------------------------------------- */
+
+int main(void)
+{
+    struct snap_err err;
+    const char *fresh = getenv("SNAPTEXT_TEST_STORE_FRESH");
+    int64_t now = clock_now_ms();
+
+    store_url = getenv("SNAPTEXT_TEST_STORE");
+    if (store_url == NULL || store_url[0] == '\0') {
+        fprintf(stderr, "cold_contract: set SNAPTEXT_TEST_STORE to the store url\n");
+        printf("0 passed, 1 failed\n");
+        return 1;
+    }
+    store_fresh = fresh != NULL && strcmp(fresh, "1") == 0;
+    /* Runs in different milliseconds get disjoint ranges; runs in the same
+     * millisecond differ by pid. 2^20 * now_ms stays below INT64_MAX until
+     * the year 2248. */
+    id_base = (now << 20) | ((int64_t)(getpid() & 63) << 14);
+    snprintf(tag, sizeof tag, "%llx", (unsigned long long)(id_base >> 14));
+    t0 = (now / 1000) * 1000 + 123;
+
+    RUN(test_open_bad_urls);
+    RUN(test_open_unknown_scheme_message);
+    RUN(test_open_unwritable_sqlite);
+
+    if (cold_open(store_url, &cs, &err) != SNAP_OK) {
+        fprintf(stderr, "cold_contract: cannot open the store: %s (%s)\n", err.msg,
+                snap_status_name(err.code));
+        t_failed++;
+        return TEST_SUMMARY();
+    }
+    RUN(test_fresh_store_is_empty);
+    RUN(test_driver_name_and_ping);
+    RUN(test_bad_arguments);
+    RUN(test_msg_roundtrip_with_from);
+    RUN(test_msg_roundtrip_open_mode);
+    RUN(test_msg_roundtrip_utf8);
+    RUN(test_msg_roundtrip_sizes);
+    RUN(test_msg_roundtrip_times);
+    RUN(test_msg_get_unknown);
+    RUN(test_msg_duplicate_id);
+    RUN(test_msg_expire_semantics);
+    RUN(test_msg_expire_repeatable);
+    RUN(test_msg_expire_unknown_ids);
+    RUN(test_user_roundtrip);
+    RUN(test_user_conflict);
+    RUN(test_user_names_are_exact);
+    RUN(test_user_set_role);
+    RUN(test_user_unknown);
+    RUN(test_reopen_same_store);
+    RUN(test_concurrent_puts);
+    RUN(test_msg_max_id);
+    cold_close(cs);
+    return TEST_SUMMARY();
+}
