@@ -1,1 +1,1245 @@
-/* hot_store.c: placeholder, being written. */
+/* hot_store.c: the Redis driver behind hot_store.h — one blocking hiredis
+ * connection per handle, opened lazily, dropped after any I/O or protocol
+ * failure and reopened on the next call, so a Redis restart or a Sentinel
+ * failover costs at most a few failed calls, never a restart of the service.
+ *
+ * Configuration it reads (struct snap_config):
+ *   redis_url        redis://[[user]:password@]host[:port][/db]
+ *                    user and password may be %XX-encoded; port defaults to
+ *                    6379, db to 0. AUTH and SELECT are sent on every connect.
+ *   redis_sentinels  "" (off) or "host:port,host:port,...;mastername"
+ *                    ([v6addr]:port is accepted; port defaults to 26379).
+ *                    Each connect asks the sentinels in turn for the master
+ *                    of mastername, connects to it, and checks with ROLE that
+ *                    it really is a master. Password and db still come from
+ *                    redis_url, whose host:port is then unused (sentinels
+ *                    themselves are asked without AUTH).
+ *
+ * Bounds: connect 500 ms, each command 1500 ms, Sentinel queries 200/300 ms
+ * within a 600 ms budget. An error reply (LOADING, READONLY, OOM, ...) is
+ * SNAP_EUNAVAIL like a dead socket; READONLY also drops the connection, as
+ * it means we are talking to a demoted primary. A call that fails because a
+ * reused connection turned out closed (EOF or reset: Redis restarted or
+ * killed us) is sent once more on a fresh connection; a timeout is not.
+ * (Had Redis run it before closing, the resend costs an unused id for INCR
+ * or a duplicate retry entry for RPUSH; every other command is idempotent
+ * or, like the inbox take, finds nothing left to return twice.)
+ *
+ * The process must ignore SIGPIPE (civetweb's mg_start does): hiredis writes
+ * with write(2), and a write to a socket Redis closed would raise it.
+ *
+ * Not here: durability (cold_store.c), token hashing (auth.c), HTTP. */
+#include "snap/hot_store.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "snap/clock.h"
+
+/* ------------------------------------------------------------ limits -- */
+
+#define HOT_CONNECT_MS 500
+#define HOT_COMMAND_MS 1500
+#define HOT_SENTINEL_CONNECT_MS 200
+#define HOT_SENTINEL_COMMAND_MS 300
+#define HOT_SENTINEL_BUDGET_MS 600
+
+#define HOT_DEFAULT_PORT 6379
+#define HOT_DEFAULT_SENTINEL_PORT 26379
+#define HOT_HOST_MAX 256     /* bytes, NUL included */
+#define HOT_CRED_MAX 256     /* user / password after %XX decoding */
+#define HOT_SENTINELS_MAX 16
+#define HOT_MASTER_NAME_MAX 128
+#define HOT_TOKEN_HASH_MAX 128
+#define HOT_ROLE_MAX 16      /* hot_session_get: role buffer holds 16 bytes */
+/* A message text far above any SNAPTEXT_MAX_TEXT_BYTES, well under Redis's
+ * 512 MB bulk limit: anything larger is a caller bug, not a message. */
+#define HOT_TEXT_MAX ((size_t)64 * 1024 * 1024)
+#define HOT_ARGS_MAX 8
+
+static const char KEY_NEXT_ID[] = "snap:next_id";
+static const char KEY_RETRY[] = "snap:expire_retry";
+static const char KEY_SESSION_PREFIX[] = "snap:session:";
+static const char KEY_INBOX_PREFIX[] = "snap:{";
+static const char KEY_INBOX_SUFFIX[] = "}:inbox";
+
+/* Raises KEYS[1] to ARGV[1] when it is lower (or unset); never lowers it.
+ * Compares as decimal strings, digit by digit: Lua numbers are doubles and
+ * would round ids above 2^53, and string `<` would depend on the locale.
+ * ARGV[1] is a canonical non-negative decimal (written by hot_id_floor). */
+static const char FLOOR_LUA[] =
+    "local function lower(a, b)\n"
+    "  if string.sub(a, 1, 1) == '-' then return true end\n"
+    "  if #a ~= #b then return #a < #b end\n"
+    "  for i = 1, #a do\n"
+    "    local x, y = string.byte(a, i), string.byte(b, i)\n"
+    "    if x ~= y then return x < y end\n"
+    "  end\n"
+    "  return false\n"
+    "end\n"
+    "local cur = redis.call('GET', KEYS[1])\n"
+    "if cur and not lower(cur, ARGV[1]) then return 0 end\n"
+    "redis.call('SET', KEYS[1], ARGV[1])\n"
+    "return 1\n";
+
+/* ------------------------------------------------------------ handle -- */
+
+struct hot_endpoint {
+    char host[HOT_HOST_MAX];
+    int port;
+};
+
+struct hot_store {
+    redisContext *c;               /* NULL while disconnected */
+    bool fresh;                    /* c has not yet completed a call */
+
+    struct hot_endpoint direct;    /* from redis_url */
+    int db;
+    char user[HOT_CRED_MAX];
+    size_t user_len;               /* 0: AUTH <password> (no ACL user) */
+    char pass[HOT_CRED_MAX];
+    size_t pass_len;               /* 0 and no user: no AUTH at all */
+
+    struct hot_endpoint sentinels[HOT_SENTINELS_MAX];
+    size_t n_sentinels;            /* 0: Sentinel off */
+    size_t sentinel_next;          /* the one that answered last, asked first */
+    char master_name[HOT_MASTER_NAME_MAX];
+
+    char floor_sha[41];            /* SHA1 of FLOOR_LUA once loaded, "" before */
+};
+
+/* One command of a pipeline: argv with explicit lengths (binary-safe). */
+struct hot_cmd {
+    int argc;
+    const char *argv[HOT_ARGS_MAX];
+    size_t len[HOT_ARGS_MAX];
+};
+
+static void cmd_add(struct hot_cmd *c, const char *s, size_t len)
+{
+    /* Every command below has a fixed shape of at most HOT_ARGS_MAX. */
+    assert(c->argc < HOT_ARGS_MAX);
+    c->argv[c->argc] = s;
+    c->len[c->argc] = len;
+    c->argc++;
+}
+
+static void cmd_adds(struct hot_cmd *c, const char *s)
+{
+    cmd_add(c, s, strlen(s));
+}
+
+static struct timeval ms_tv(int ms)
+{
+    struct timeval tv;
+
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (ms % 1000) * 1000;
+    return tv;
+}
+
+static void drop(struct hot_store *h)
+{
+    if (h->c != NULL) {
+        redisFree(h->c);
+        h->c = NULL;
+    }
+    h->fresh = false;
+}
+
+/* ------------------------------------------------------------ numbers -- */
+
+/* Strict decimal: optional '-', 1..19 digits, no spaces, no overflow. */
+static bool parse_i64(const char *s, size_t len, int64_t *out)
+{
+    bool neg = false;
+    uint64_t v = 0;
+    size_t i = 0;
+
+    if (len > 0 && s[0] == '-') {
+        neg = true;
+        i = 1;
+    }
+    if (i == len)
+        return false;
+    for (; i < len; i++) {
+        unsigned d;
+
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        d = (unsigned)(s[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    if (neg) {
+        if (v > (uint64_t)INT64_MAX + 1)
+            return false;
+        *out = v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v;
+    } else {
+        if (v > (uint64_t)INT64_MAX)
+            return false;
+        *out = (int64_t)v;
+    }
+    return true;
+}
+
+/* Writes v in decimal into buf (24 bytes is always enough); returns length. */
+static size_t fmt_i64(char buf[24], int64_t v)
+{
+    int n = snprintf(buf, 24, "%" PRId64, v);
+
+    return n < 0 || n >= 24 ? 0 : (size_t)n; /* cannot happen for an int64 */
+}
+
+/* ------------------------------------------------------------ parsing -- */
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* %XX-decodes s[0..len) into out (cap bytes, NUL-terminated); a decoded
+ * NUL is refused, since AUTH arguments are compared as strings. */
+static bool pct_decode(const char *s, size_t len, char *out, size_t cap, size_t *out_len)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+
+        if (ch == '%') {
+            int hi, lo;
+
+            if (len - i < 3)
+                return false;
+            hi = hexval(s[i + 1]);
+            lo = hexval(s[i + 2]);
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+                return false;
+            ch = (char)(hi * 16 + lo);
+            i += 2;
+        }
+        if (n + 1 >= cap)
+            return false;
+        out[n++] = ch;
+    }
+    out[n] = '\0';
+    *out_len = n;
+    return true;
+}
+
+static bool parse_port(const char *s, size_t len, int *port)
+{
+    int64_t v;
+
+    if (len == 0 || len > 5 || s[0] == '-' || !parse_i64(s, len, &v) || v < 1 || v > 65535)
+        return false;
+    *port = (int)v;
+    return true;
+}
+
+/* "host", "host:port", "[v6]" or "[v6]:port" from s[0..len). */
+static bool parse_hostport(const char *s, size_t len, int default_port, struct hot_endpoint *ep,
+                           const char **why)
+{
+    const char *host = s, *port_s = NULL;
+    size_t host_len, port_len = 0;
+
+    if (len > 0 && s[0] == '[') {
+        const char *close = memchr(s, ']', len);
+
+        if (close == NULL) {
+            *why = "unclosed '[' in host";
+            return false;
+        }
+        host = s + 1;
+        host_len = (size_t)(close - host);
+        if (close + 1 < s + len) {
+            if (close[1] != ':') {
+                *why = "junk after ']' in host";
+                return false;
+            }
+            port_s = close + 2;
+            port_len = (size_t)(s + len - port_s);
+        }
+    } else {
+        const char *colon = memchr(s, ':', len);
+
+        host_len = colon ? (size_t)(colon - s) : len;
+        if (colon != NULL) {
+            port_s = colon + 1;
+            port_len = (size_t)(s + len - port_s);
+        }
+    }
+    if (host_len == 0) {
+        *why = "empty host";
+        return false;
+    }
+    if (host_len >= sizeof ep->host) {
+        *why = "host too long";
+        return false;
+    }
+    for (size_t i = 0; i < host_len; i++) {
+        unsigned char ch = (unsigned char)host[i];
+
+        if (ch <= ' ' || ch == 0x7f || ch == '/' || ch == '@' || ch == '?' || ch == '#' ||
+            (ch == ':' && s[0] != '[')) {
+            *why = "bad character in host";
+            return false;
+        }
+    }
+    memcpy(ep->host, host, host_len);
+    ep->host[host_len] = '\0';
+    ep->port = default_port;
+    if (port_s != NULL && !parse_port(port_s, port_len, &ep->port)) {
+        *why = "port must be a number between 1 and 65535";
+        return false;
+    }
+    return true;
+}
+
+static int parse_url(struct hot_store *h, const char *url, struct snap_err *err)
+{
+    static const char scheme[] = "redis://";
+    const char *p, *end, *at, *slash;
+    const char *why = NULL;
+
+    if (strncasecmp(url, scheme, sizeof scheme - 1) != 0)
+        return snap_err_set(err, SNAP_EINVAL,
+                            "redis url must start with redis:// (rediss:// and unix sockets "
+                            "are not supported)");
+    p = url + sizeof scheme - 1;
+    end = p + strlen(p);
+
+    /* userinfo ends at the last '@' (a password may hold a raw '@'). */
+    at = NULL;
+    for (const char *q = p; q < end; q++)
+        if (*q == '@')
+            at = q;
+    if (at != NULL) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+
+        if (colon == NULL)
+            return snap_err_set(err, SNAP_EINVAL,
+                                "redis url: write credentials as redis://[user]:password@host");
+        if (!pct_decode(p, (size_t)(colon - p), h->user, sizeof h->user, &h->user_len) ||
+            !pct_decode(colon + 1, (size_t)(at - colon - 1), h->pass, sizeof h->pass,
+                        &h->pass_len))
+            return snap_err_set(err, SNAP_EINVAL,
+                                "redis url: user or password too long or badly %%-encoded");
+        if (h->user_len > 0 && h->pass_len == 0)
+            return snap_err_set(err, SNAP_EINVAL, "redis url: user given without a password");
+        p = at + 1;
+    }
+
+    slash = memchr(p, '/', (size_t)(end - p));
+    if (!parse_hostport(p, (size_t)((slash ? slash : end) - p), HOT_DEFAULT_PORT, &h->direct,
+                        &why))
+        return snap_err_set(err, SNAP_EINVAL, "redis url: %s", why);
+
+    h->db = 0;
+    if (slash != NULL && slash + 1 < end) {
+        int64_t db;
+
+        if (slash[1] == '-' || !parse_i64(slash + 1, (size_t)(end - slash - 1), &db) ||
+            db > 1000000)
+            return snap_err_set(err, SNAP_EINVAL,
+                                "redis url: database must be a number (redis://host:port/0)");
+        h->db = (int)db;
+    }
+    return SNAP_OK;
+}
+
+static int parse_sentinels(struct hot_store *h, const char *spec, struct snap_err *err)
+{
+    const char *semi = strrchr(spec, ';');
+    const char *p = spec, *name;
+    size_t name_len;
+
+    if (semi == NULL)
+        return snap_err_set(err, SNAP_EINVAL,
+                            "redis sentinels must be \"host:port,host:port;mastername\"");
+    name = semi + 1;
+    name_len = strlen(name);
+    if (name_len == 0 || name_len >= sizeof h->master_name)
+        return snap_err_set(err, SNAP_EINVAL, "redis sentinels: master name missing or too long");
+    for (size_t i = 0; i < name_len; i++)
+        if ((unsigned char)name[i] <= ' ' || name[i] == 0x7f)
+            return snap_err_set(err, SNAP_EINVAL, "redis sentinels: bad master name");
+    memcpy(h->master_name, name, name_len + 1);
+
+    while (p < semi) {
+        const char *comma = memchr(p, ',', (size_t)(semi - p));
+        const char *item_end = comma ? comma : semi;
+        const char *why = NULL;
+
+        if (h->n_sentinels == HOT_SENTINELS_MAX)
+            return snap_err_set(err, SNAP_EINVAL, "redis sentinels: more than %d given",
+                                HOT_SENTINELS_MAX);
+        if (!parse_hostport(p, (size_t)(item_end - p), HOT_DEFAULT_SENTINEL_PORT,
+                            &h->sentinels[h->n_sentinels], &why))
+            return snap_err_set(err, SNAP_EINVAL, "redis sentinels: %s", why);
+        h->n_sentinels++;
+        p = comma ? comma + 1 : semi;
+    }
+    if (h->n_sentinels == 0)
+        return snap_err_set(err, SNAP_EINVAL, "redis sentinels: no sentinel address given");
+    return SNAP_OK;
+}
+
+struct hot_store *hot_new(const struct snap_config *cfg, struct snap_err *err)
+{
+    struct hot_store *h;
+
+    snap_err_clear(err);
+    if (cfg == NULL) {
+        (void)snap_err_set(err, SNAP_EINVAL, "hot_new: no config");
+        return NULL;
+    }
+    h = calloc(1, sizeof *h);
+    if (h == NULL) {
+        (void)snap_err_set(err, SNAP_ERR, "hot_new: out of memory");
+        return NULL;
+    }
+    if (memchr(cfg->redis_url, '\0', sizeof cfg->redis_url) == NULL ||
+        memchr(cfg->redis_sentinels, '\0', sizeof cfg->redis_sentinels) == NULL) {
+        (void)snap_err_set(err, SNAP_EINVAL, "hot_new: redis settings not NUL-terminated");
+        hot_free(h);
+        return NULL;
+    }
+    if (parse_url(h, cfg->redis_url, err) != SNAP_OK ||
+        (cfg->redis_sentinels[0] != '\0' &&
+         parse_sentinels(h, cfg->redis_sentinels, err) != SNAP_OK)) {
+        hot_free(h);
+        return NULL;
+    }
+    return h;
+}
+
+void hot_free(struct hot_store *h)
+{
+    if (h == NULL)
+        return;
+    drop(h);
+    /* The password lived here: do not leave it in freed memory. */
+    explicit_bzero(h, sizeof *h);
+    free(h);
+}
+
+/* ------------------------------------------------------------ connect -- */
+
+/* Connects with bounded connect and command times and TCP keepalive.
+ * On success *out is a context the caller frees with redisFree. */
+static int open_tcp(const struct hot_endpoint *ep, int connect_ms, int command_ms,
+                    redisContext **out, struct snap_err *err)
+{
+    redisContext *c = redisConnectWithTimeout(ep->host, ep->port, ms_tv(connect_ms));
+
+    *out = NULL;
+    if (c == NULL)
+        return snap_err_set(err, SNAP_ERR, "redis %.64s:%d: out of memory", ep->host, ep->port);
+    if (c->err == 0 && redisSetTimeout(c, ms_tv(command_ms)) == REDIS_OK)
+        (void)redisEnableKeepAlive(c); /* sets c->err on failure, checked below */
+    if (c->err != 0) {
+        int rc = snap_err_set(err, SNAP_EUNAVAIL, "redis %.64s:%d: %s", ep->host, ep->port,
+                              c->errstr);
+
+        redisFree(c);
+        return rc;
+    }
+    *out = c;
+    return SNAP_OK;
+}
+
+/* Asks the sentinels, starting with the one that answered last, for the
+ * master's address. */
+static int sentinel_lookup(struct hot_store *h, struct hot_endpoint *master, struct snap_err *err)
+{
+    int64_t start = clock_mono_ns();
+    struct snap_err last;
+
+    (void)snap_err_set(&last, SNAP_EUNAVAIL, "no sentinel asked");
+    for (size_t i = 0; i < h->n_sentinels; i++) {
+        size_t idx = (h->sentinel_next + i) % h->n_sentinels;
+        const struct hot_endpoint *s = &h->sentinels[idx];
+        const char *argv[3] = {"SENTINEL", "get-master-addr-by-name", h->master_name};
+        size_t len[3] = {8, 23, strlen(h->master_name)};
+        redisContext *c;
+        redisReply *r;
+
+        if (i > 0 && clock_mono_ns() - start > (int64_t)HOT_SENTINEL_BUDGET_MS * 1000000)
+            break;
+        if (open_tcp(s, HOT_SENTINEL_CONNECT_MS, HOT_SENTINEL_COMMAND_MS, &c, &last) != SNAP_OK)
+            continue;
+        r = redisCommandArgv(c, 3, argv, len);
+        if (r == NULL) {
+            (void)snap_err_set(&last, SNAP_EUNAVAIL, "sentinel %.64s:%d: %s", s->host, s->port,
+                               c->errstr);
+        } else if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                   r->element[0]->type == REDIS_REPLY_STRING &&
+                   r->element[1]->type == REDIS_REPLY_STRING &&
+                   r->element[0]->len > 0 && r->element[0]->len < sizeof master->host &&
+                   memchr(r->element[0]->str, '\0', r->element[0]->len) == NULL &&
+                   parse_port(r->element[1]->str, r->element[1]->len, &master->port)) {
+            memcpy(master->host, r->element[0]->str, r->element[0]->len);
+            master->host[r->element[0]->len] = '\0';
+            h->sentinel_next = idx;
+            freeReplyObject(r);
+            redisFree(c);
+            return SNAP_OK;
+        } else if (r->type == REDIS_REPLY_NIL) {
+            (void)snap_err_set(&last, SNAP_EUNAVAIL, "sentinel %.64s:%d knows no master %.64s",
+                               s->host, s->port, h->master_name);
+        } else if (r->type == REDIS_REPLY_ERROR) {
+            (void)snap_err_set(&last, SNAP_EUNAVAIL, "sentinel %.64s:%d: %.80s", s->host, s->port,
+                               r->str);
+        } else {
+            (void)snap_err_set(&last, SNAP_EUNAVAIL, "sentinel %.64s:%d: unexpected reply",
+                               s->host, s->port);
+        }
+        freeReplyObject(r);
+        redisFree(c);
+    }
+    return snap_err_set(err, SNAP_EUNAVAIL, "redis sentinels: %s", last.msg);
+}
+
+/* AUTH, SELECT and (behind Sentinel) ROLE, pipelined in one round trip. */
+static int handshake(struct hot_store *h, redisContext *c, const struct hot_endpoint *ep,
+                     struct snap_err *err)
+{
+    struct hot_cmd cmds[3];
+    size_t n = 0, got = 0;
+    char db[24];
+    redisReply *r[3] = {NULL, NULL, NULL};
+    int rc = SNAP_OK;
+
+    memset(cmds, 0, sizeof cmds);
+    if (h->pass_len > 0) {
+        cmd_adds(&cmds[n], "AUTH");
+        if (h->user_len > 0)
+            cmd_add(&cmds[n], h->user, h->user_len);
+        cmd_add(&cmds[n], h->pass, h->pass_len);
+        n++;
+    }
+    if (h->db != 0) {
+        cmd_adds(&cmds[n], "SELECT");
+        cmd_add(&cmds[n], db, fmt_i64(db, h->db));
+        n++;
+    }
+    if (h->n_sentinels > 0)
+        cmd_adds(&cmds[n++], "ROLE");
+    if (n == 0)
+        return SNAP_OK;
+
+    for (size_t i = 0; i < n; i++)
+        if (redisAppendCommandArgv(c, cmds[i].argc, cmds[i].argv, cmds[i].len) != REDIS_OK)
+            return snap_err_set(err, SNAP_EUNAVAIL, "redis %.64s:%d: %s", ep->host, ep->port,
+                                c->errstr);
+    for (got = 0; got < n; got++) {
+        void *reply = NULL;
+
+        if (redisGetReply(c, &reply) != REDIS_OK) {
+            rc = snap_err_set(err, SNAP_EUNAVAIL, "redis %.64s:%d: %s", ep->host, ep->port,
+                              c->errstr);
+            break;
+        }
+        r[got] = reply;
+    }
+    for (size_t i = 0; i < got && rc == SNAP_OK; i++) {
+        const char *what = cmds[i].argv[0];
+
+        if (r[i]->type == REDIS_REPLY_ERROR) {
+            rc = snap_err_set(err, SNAP_EUNAVAIL, "redis %.64s:%d: %s: %.80s", ep->host,
+                              ep->port, what, r[i]->str);
+        } else if (strcmp(what, "ROLE") == 0 &&
+                   !(r[i]->type == REDIS_REPLY_ARRAY && r[i]->elements > 0 &&
+                     r[i]->element[0]->type == REDIS_REPLY_STRING &&
+                     strcmp(r[i]->element[0]->str, "master") == 0)) {
+            rc = snap_err_set(err, SNAP_EUNAVAIL,
+                              "redis %.64s:%d: not a master yet (Sentinel failover in progress?)",
+                              ep->host, ep->port);
+        }
+    }
+    for (size_t i = 0; i < got; i++)
+        freeReplyObject(r[i]);
+    return rc;
+}
+
+static int ensure_connected(struct hot_store *h, struct snap_err *err)
+{
+    struct hot_endpoint master = {{0}, 0};
+    const struct hot_endpoint *ep = &h->direct;
+    redisContext *c;
+    int rc;
+
+    if (h->c != NULL)
+        return SNAP_OK;
+    if (h->n_sentinels > 0) {
+        rc = sentinel_lookup(h, &master, err);
+        if (rc != SNAP_OK)
+            return rc;
+        ep = &master;
+    }
+    rc = open_tcp(ep, HOT_CONNECT_MS, HOT_COMMAND_MS, &c, err);
+    if (rc != SNAP_OK)
+        return rc;
+    rc = handshake(h, c, ep, err);
+    if (rc != SNAP_OK) {
+        redisFree(c);
+        return rc;
+    }
+    h->c = c;
+    h->fresh = true;
+    return SNAP_OK;
+}
+
+/* ------------------------------------------------------------ commands -- */
+
+/* Did the last failure on c look like "the server had already closed this
+ * connection" (restart, CLIENT KILL, idle timeout)? Only then is a resend on
+ * a new connection safe and worth it; a timeout is not resent (it would
+ * double the wait, and the command may be running). */
+static bool closed_by_peer(const redisContext *c, int saved_errno)
+{
+    return c->err == REDIS_ERR_EOF ||
+           (c->err == REDIS_ERR_IO && (saved_errno == ECONNRESET || saved_errno == EPIPE));
+}
+
+/* Sends n commands in one write and reads their n replies into r[].
+ * Returns SNAP_OK with every r[i] set (error replies included: see
+ * reply_ok), or a failure with every r[i] NULL and the connection dropped.
+ * The caller frees each r[i] with freeReplyObject. */
+static int roundtrip(struct hot_store *h, struct hot_cmd *cmds, size_t n, redisReply **r,
+                     struct snap_err *err)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        bool reused;
+        size_t got = 0;
+        int saved_errno = 0;
+        int rc = ensure_connected(h, err);
+
+        if (rc != SNAP_OK)
+            return rc;
+        reused = !h->fresh;
+        for (size_t i = 0; i < n; i++) {
+            if (redisAppendCommandArgv(h->c, cmds[i].argc, cmds[i].argv, cmds[i].len) !=
+                REDIS_OK) {
+                /* Only fails on out of memory; the buffer is now unusable. */
+                (void)snap_err_set(err, SNAP_ERR, "redis: %s", h->c->errstr);
+                drop(h);
+                return SNAP_ERR;
+            }
+        }
+        for (got = 0; got < n; got++) {
+            void *reply = NULL;
+
+            errno = 0;
+            if (redisGetReply(h->c, &reply) != REDIS_OK) {
+                saved_errno = errno;
+                break;
+            }
+            r[got] = reply;
+        }
+        if (got == n) {
+            h->fresh = false;
+            return SNAP_OK;
+        }
+        for (size_t i = 0; i < got; i++) {
+            freeReplyObject(r[i]);
+            r[i] = NULL;
+        }
+        (void)snap_err_set(err, SNAP_EUNAVAIL, "redis: %s", h->c->errstr);
+        if (!(reused && closed_by_peer(h->c, saved_errno))) {
+            drop(h);
+            return SNAP_EUNAVAIL;
+        }
+        drop(h); /* stale connection: once more on a new one */
+    }
+    return SNAP_EUNAVAIL;
+}
+
+/* SNAP_OK unless r is an error reply. READONLY means the server was
+ * demoted to a replica: drop the connection so the next call finds the
+ * new master. */
+static int reply_ok(struct hot_store *h, const redisReply *r, const char *what,
+                    struct snap_err *err)
+{
+    if (r->type != REDIS_REPLY_ERROR)
+        return SNAP_OK;
+    if (strncmp(r->str, "READONLY", 8) == 0)
+        drop(h);
+    return snap_err_set(err, SNAP_EUNAVAIL, "redis %s: %.100s", what, r->str);
+}
+
+/* A reply of a shape the command never produces (something that is not
+ * quite Redis answers, or the stream lost sync): a protocol error, so the
+ * connection is dropped and the call is unavailable. */
+static int unexpected(struct hot_store *h, const char *what, struct snap_err *err)
+{
+    drop(h);
+    return snap_err_set(err, SNAP_EUNAVAIL, "redis %s: unexpected reply type", what);
+}
+
+/* One command, one reply; error replies become SNAP_EUNAVAIL. */
+static int command(struct hot_store *h, struct hot_cmd *cmd, redisReply **out,
+                   struct snap_err *err)
+{
+    int rc = roundtrip(h, cmd, 1, out, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    rc = reply_ok(h, *out, cmd->argv[0], err);
+    if (rc != SNAP_OK) {
+        freeReplyObject(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* Checks a MULTI ... EXEC pipeline of n commands: +OK, n-2 +QUEUED, then
+ * an EXEC array of n-2 replies, none an error. */
+static int transaction_ok(struct hot_store *h, redisReply **r, size_t n, const char *what,
+                          struct snap_err *err)
+{
+    const redisReply *exec = r[n - 1];
+    int rc;
+
+    for (size_t i = 0; i < n; i++) {
+        rc = reply_ok(h, r[i], what, err);
+        if (rc != SNAP_OK)
+            return rc;
+    }
+    if (exec->type != REDIS_REPLY_ARRAY || exec->elements != n - 2)
+        return unexpected(h, what, err);
+    for (size_t i = 0; i < exec->elements; i++) {
+        rc = reply_ok(h, exec->element[i], what, err);
+        if (rc != SNAP_OK)
+            return rc;
+    }
+    return SNAP_OK;
+}
+
+static void free_replies(redisReply **r, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (r[i] != NULL)
+            freeReplyObject(r[i]);
+}
+
+/* ------------------------------------------------------------ API -- */
+
+static int check_handle(const struct hot_store *h, struct snap_err *err)
+{
+    snap_err_clear(err);
+    return h == NULL ? snap_err_set(err, SNAP_EINVAL, "hot_store: no handle") : SNAP_OK;
+}
+
+int hot_ping(struct hot_store *h, struct snap_err *err)
+{
+    struct hot_cmd cmd = {0};
+    redisReply *r = NULL;
+    int rc = check_handle(h, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    cmd_adds(&cmd, "PING");
+    rc = command(h, &cmd, &r, err);
+    if (rc != SNAP_OK)
+        return rc;
+    if (r->type != REDIS_REPLY_STATUS || strcmp(r->str, "PONG") != 0)
+        rc = unexpected(h, "PING", err);
+    freeReplyObject(r);
+    return rc;
+}
+
+int hot_next_id(struct hot_store *h, int64_t *id, struct snap_err *err)
+{
+    struct hot_cmd cmd = {0};
+    redisReply *r = NULL;
+    int rc = check_handle(h, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    if (id == NULL)
+        return snap_err_set(err, SNAP_EINVAL, "hot_next_id: no output");
+    cmd_adds(&cmd, "INCR");
+    cmd_add(&cmd, KEY_NEXT_ID, sizeof KEY_NEXT_ID - 1);
+    rc = command(h, &cmd, &r, err);
+    if (rc != SNAP_OK)
+        return rc;
+    if (r->type != REDIS_REPLY_INTEGER)
+        rc = unexpected(h, "INCR", err);
+    else
+        *id = (int64_t)r->integer;
+    freeReplyObject(r);
+    return rc;
+}
+
+/* Loads FLOOR_LUA once per handle and remembers its SHA1. */
+static int floor_script_load(struct hot_store *h, struct snap_err *err)
+{
+    struct hot_cmd cmd = {0};
+    redisReply *r = NULL;
+    int rc;
+
+    cmd_adds(&cmd, "SCRIPT");
+    cmd_adds(&cmd, "LOAD");
+    cmd_add(&cmd, FLOOR_LUA, sizeof FLOOR_LUA - 1);
+    rc = command(h, &cmd, &r, err);
+    if (rc != SNAP_OK)
+        return rc;
+    if (r->type != REDIS_REPLY_STRING || r->len != sizeof h->floor_sha - 1) {
+        rc = unexpected(h, "SCRIPT LOAD", err);
+    } else {
+        memcpy(h->floor_sha, r->str, r->len);
+        h->floor_sha[r->len] = '\0';
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+int hot_id_floor(struct hot_store *h, int64_t floor, struct snap_err *err)
+{
+    struct hot_cmd cmd = {0};
+    redisReply *r = NULL;
+    char num[24];
+    int rc = check_handle(h, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    if (floor < 0)
+        return snap_err_set(err, SNAP_EINVAL, "hot_id_floor: negative floor %" PRId64, floor);
+    if (floor == 0)
+        return SNAP_OK; /* an unset counter already counts as 0 */
+    if (h->floor_sha[0] == '\0') {
+        rc = floor_script_load(h, err);
+        if (rc != SNAP_OK)
+            return rc;
+    }
+    cmd_adds(&cmd, "EVALSHA");
+    cmd_add(&cmd, h->floor_sha, sizeof h->floor_sha - 1);
+    cmd_adds(&cmd, "1");
+    cmd_add(&cmd, KEY_NEXT_ID, sizeof KEY_NEXT_ID - 1);
+    cmd_add(&cmd, num, fmt_i64(num, floor));
+    rc = roundtrip(h, &cmd, 1, &r, err);
+    if (rc != SNAP_OK)
+        return rc;
+    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+        /* Redis restarted or failed over since we loaded it: EVAL sends the
+         * body and caches it again under the same SHA1. */
+        freeReplyObject(r);
+        r = NULL;
+        cmd.argv[0] = "EVAL";
+        cmd.len[0] = 4;
+        cmd.argv[1] = FLOOR_LUA;
+        cmd.len[1] = sizeof FLOOR_LUA - 1;
+        rc = roundtrip(h, &cmd, 1, &r, err);
+        if (rc != SNAP_OK)
+            return rc;
+    }
+    rc = reply_ok(h, r, "id floor script", err);
+    if (rc == SNAP_OK && r->type != REDIS_REPLY_INTEGER)
+        rc = unexpected(h, "id floor script", err);
+    freeReplyObject(r);
+    return rc;
+}
+
+/* key = "snap:{" user "}:inbox"; key holds HOT_INBOX_KEY_MAX bytes. */
+#define HOT_INBOX_KEY_MAX \
+    (sizeof KEY_INBOX_PREFIX - 1 + SNAP_USERNAME_MAX + sizeof KEY_INBOX_SUFFIX)
+
+static int inbox_key(const char *user, char *key, size_t *key_len, struct snap_err *err)
+{
+    size_t ulen;
+
+    *key_len = 0;
+    if (user == NULL)
+        return snap_err_set(err, SNAP_EINVAL, "inbox: no username");
+    ulen = strlen(user);
+    if (ulen == 0 || ulen > SNAP_USERNAME_MAX)
+        return snap_err_set(err, SNAP_EINVAL, "inbox: username must be 1 to %d bytes",
+                            SNAP_USERNAME_MAX);
+    memcpy(key, KEY_INBOX_PREFIX, sizeof KEY_INBOX_PREFIX - 1);
+    memcpy(key + sizeof KEY_INBOX_PREFIX - 1, user, ulen);
+    memcpy(key + sizeof KEY_INBOX_PREFIX - 1 + ulen, KEY_INBOX_SUFFIX, sizeof KEY_INBOX_SUFFIX);
+    *key_len = sizeof KEY_INBOX_PREFIX - 1 + ulen + sizeof KEY_INBOX_SUFFIX - 1;
+    return SNAP_OK;
+}
+
+int hot_inbox_put(struct hot_store *h, const char *user, int64_t id, int64_t expires_ms,
+                  const char *text, size_t text_len, struct snap_err *err)
+{
+    char key[HOT_INBOX_KEY_MAX], field[24], exp[24];
+    size_t key_len, field_len, exp_len, value_len;
+    struct hot_cmd cmds[5];
+    redisReply *r[5] = {NULL};
+    char *value;
+    int rc = check_handle(h, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    rc = inbox_key(user, key, &key_len, err);
+    if (rc != SNAP_OK)
+        return rc;
+    if (id <= 0 || expires_ms <= 0)
+        return snap_err_set(err, SNAP_EINVAL, "inbox put: id and expiry must be positive");
+    if ((text == NULL && text_len > 0) || text_len > HOT_TEXT_MAX)
+        return snap_err_set(err, SNAP_EINVAL, "inbox put: bad text (%zu bytes)", text_len);
+
+    field_len = fmt_i64(field, id);
+    exp_len = fmt_i64(exp, expires_ms);
+    value_len = exp_len + 1 + text_len;
+    value = malloc(value_len);
+    if (value == NULL)
+        return snap_err_set(err, SNAP_ERR, "inbox put: out of memory (%zu bytes)", value_len);
+    memcpy(value, exp, exp_len);
+    value[exp_len] = ' ';
+    if (text_len > 0)
+        memcpy(value + exp_len + 1, text, text_len);
+
+    /* One round trip, applied atomically. NX gives a new inbox its first
+     * TTL; GT then only ever moves an existing TTL later, so the key lives
+     * exactly until its last message expires. MULTI rather than a script:
+     * plain commands need no script cache to (re)load after a restart or a
+     * failover, and read as themselves in MONITOR and SLOWLOG. Every
+     * command names the one hash-tagged key, so it also holds on Cluster.
+     * A message already expired when put into a new inbox makes PEXPIREAT
+     * delete the key at once: nothing deliverable is lost. */
+    memset(cmds, 0, sizeof cmds);
+    cmd_adds(&cmds[0], "MULTI");
+    cmd_adds(&cmds[1], "HSET");
+    cmd_add(&cmds[1], key, key_len);
+    cmd_add(&cmds[1], field, field_len);
+    cmd_add(&cmds[1], value, value_len);
+    for (int i = 2; i <= 3; i++) {
+        cmd_adds(&cmds[i], "PEXPIREAT");
+        cmd_add(&cmds[i], key, key_len);
+        cmd_add(&cmds[i], exp, exp_len);
+        cmd_adds(&cmds[i], i == 2 ? "NX" : "GT");
+    }
+    cmd_adds(&cmds[4], "EXEC");
+
+    rc = roundtrip(h, cmds, 5, r, err);
+    free(value);
+    if (rc != SNAP_OK)
+        return rc;
+    rc = transaction_ok(h, r, 5, "inbox put", err);
+    free_replies(r, 5);
+    return rc;
+}
+
+static int by_id(const void *a, const void *b)
+{
+    int64_t x = ((const struct hot_msg *)a)->id, y = ((const struct hot_msg *)b)->id;
+
+    return (x > y) - (x < y);
+}
+
+/* Turns HGETALL's flat [field, value, ...] into out, keeping the messages
+ * that expire after now_ms. A field or value that is not "<id>" /
+ * "<expires_ms> <text>" is dropped and counted as expired. */
+static int collect(const redisReply *all, int64_t now_ms, struct hot_msg_list *out,
+                   size_t *n_expired, struct snap_err *err)
+{
+    size_t pairs = all->elements / 2;
+
+    if (pairs == 0)
+        return SNAP_OK;
+    out->items = calloc(pairs, sizeof *out->items);
+    if (out->items == NULL)
+        return snap_err_set(err, SNAP_ERR, "inbox take: out of memory (%zu messages)", pairs);
+    for (size_t i = 0; i < pairs; i++) {
+        const redisReply *f = all->element[2 * i], *v = all->element[2 * i + 1];
+        const char *space;
+        struct hot_msg *m = &out->items[out->len];
+        size_t text_len;
+
+        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
+            !parse_i64(f->str, f->len, &m->id) || m->id <= 0 ||
+            (space = memchr(v->str, ' ', v->len)) == NULL ||
+            !parse_i64(v->str, (size_t)(space - v->str), &m->expires_ms) ||
+            m->expires_ms <= now_ms) {
+            (*n_expired)++;
+            continue;
+        }
+        text_len = v->len - (size_t)(space - v->str) - 1;
+        m->text = malloc(text_len + 1);
+        if (m->text == NULL)
+            return snap_err_set(err, SNAP_ERR, "inbox take: out of memory (%zu bytes)",
+                                text_len + 1);
+        memcpy(m->text, space + 1, text_len);
+        m->text[text_len] = '\0';
+        m->text_len = text_len;
+        out->len++;
+    }
+    qsort(out->items, out->len, sizeof *out->items, by_id);
+    return SNAP_OK;
+}
+
+int hot_inbox_take(struct hot_store *h, const char *user, int64_t now_ms,
+                   struct hot_msg_list *out, size_t *n_expired, struct snap_err *err)
+{
+    char key[HOT_INBOX_KEY_MAX];
+    size_t key_len, expired = 0;
+    struct hot_cmd cmds[4];
+    redisReply *r[4] = {NULL};
+    const redisReply *all;
+    int rc = check_handle(h, err);
+
+    if (out != NULL) {
+        out->items = NULL;
+        out->len = 0;
+    }
+    if (n_expired != NULL)
+        *n_expired = 0;
+    if (rc != SNAP_OK)
+        return rc;
+    if (out == NULL)
+        return snap_err_set(err, SNAP_EINVAL, "inbox take: no output list");
+    rc = inbox_key(user, key, &key_len, err);
+    if (rc != SNAP_OK)
+        return rc;
+
+    /* Read and delete in one transaction: whoever's EXEC runs first gets
+     * every message, the others an empty hash. */
+    memset(cmds, 0, sizeof cmds);
+    cmd_adds(&cmds[0], "MULTI");
+    cmd_adds(&cmds[1], "HGETALL");
+    cmd_add(&cmds[1], key, key_len);
+    cmd_adds(&cmds[2], "DEL");
+    cmd_add(&cmds[2], key, key_len);
+    cmd_adds(&cmds[3], "EXEC");
+    rc = roundtrip(h, cmds, 4, r, err);
+    if (rc != SNAP_OK)
+        return rc;
+    rc = transaction_ok(h, r, 4, "inbox take", err);
+    if (rc == SNAP_OK) {
+        all = r[3]->element[0];
+        if (all->type != REDIS_REPLY_ARRAY || all->elements % 2 != 0)
+            rc = unexpected(h, "inbox take", err);
+        else
+            rc = collect(all, now_ms, out, &expired, err);
+    }
+    free_replies(r, 4);
+    if (rc != SNAP_OK) {
+        /* The messages are gone from Redis either way; the caller learns
+         * it failed and returns none of them. */
+        hot_msg_list_free(out);
+        return rc;
+    }
+    if (n_expired != NULL)
+        *n_expired = expired;
+    return SNAP_OK;
+}
+
+void hot_msg_list_free(struct hot_msg_list *l)
+{
+    if (l == NULL)
+        return;
+    for (size_t i = 0; i < l->len; i++)
+        free(l->items[i].text);
+    free(l->items);
+    l->items = NULL;
+    l->len = 0;
+}
+
+/* key = "snap:session:" hash; key holds HOT_SESSION_KEY_MAX bytes. */
+#define HOT_SESSION_KEY_MAX (sizeof KEY_SESSION_PREFIX + HOT_TOKEN_HASH_MAX)
+
+static int session_key(const char *token_hash, char *key, size_t *key_len, struct snap_err *err)
+{
+    size_t hlen;
+
+    *key_len = 0;
+    if (token_hash == NULL)
+        return snap_err_set(err, SNAP_EINVAL, "session: no token hash");
+    hlen = strlen(token_hash);
+    if (hlen == 0 || hlen > HOT_TOKEN_HASH_MAX)
+        return snap_err_set(err, SNAP_EINVAL, "session: token hash must be 1 to %d bytes",
+                            HOT_TOKEN_HASH_MAX);
+    memcpy(key, KEY_SESSION_PREFIX, sizeof KEY_SESSION_PREFIX - 1);
+    memcpy(key + sizeof KEY_SESSION_PREFIX - 1, token_hash, hlen + 1);
+    *key_len = sizeof KEY_SESSION_PREFIX - 1 + hlen;
+    return SNAP_OK;
+}
+
+int hot_session_put(struct hot_store *h, const char *token_hash, const char *username,
+                    const char *role, long ttl_s, struct snap_err *err)
+{
+    char key[HOT_SESSION_KEY_MAX], value[HOT_ROLE_MAX + 1 + SNAP_USERNAME_MAX], ttl[24];
+    size_t key_len, ulen, rlen;
+    struct hot_cmd cmd = {0};
+    redisReply *r = NULL;
+    int rc = check_handle(h, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    rc = session_key(token_hash, key, &key_len, err);
+    if (rc != SNAP_OK)
+        return rc;
+    if (username == NULL || role == NULL)
+        return snap_err_set(err, SNAP_EINVAL, "session put: no username or role");
+    ulen = strlen(username);
+    rlen = strlen(role);
+    if (ulen == 0 || ulen > SNAP_USERNAME_MAX)
+        return snap_err_set(err, SNAP_EINVAL, "session put: username must be 1 to %d bytes",
+                            SNAP_USERNAME_MAX);
+    if (rlen == 0 || rlen >= HOT_ROLE_MAX || memchr(role, ' ', rlen) != NULL)
+        return snap_err_set(err, SNAP_EINVAL, "session put: bad role");
+    if (ttl_s <= 0)
+        return snap_err_set(err, SNAP_EINVAL, "session put: ttl must be positive");
+
+    memcpy(value, role, rlen);
+    value[rlen] = ' ';
+    memcpy(value + rlen + 1, username, ulen);
+    cmd_adds(&cmd, "SET");
+    cmd_add(&cmd, key, key_len);
+    cmd_add(&cmd, value, rlen + 1 + ulen);
+    cmd_adds(&cmd, "EX");
+    cmd_add(&cmd, ttl, fmt_i64(ttl, (int64_t)ttl_s));
+    rc = command(h, &cmd, &r, err);
+    if (rc != SNAP_OK)
+        return rc;
+    if (r->type != REDIS_REPLY_STATUS)
+        rc = unexpected(h, "SET", err);
+    freeReplyObject(r);
+    return rc;
+}
+
+int hot_session_get(struct hot_store *h, const char *token_hash, char *username, char *role,
+                    struct snap_err *err)
+{
+    char key[HOT_SESSION_KEY_MAX];
+    size_t key_len, rlen, ulen;
+    struct hot_cmd cmd = {0};
+    redisReply *r = NULL;
+    const char *space;
+    int rc = check_handle(h, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    rc = session_key(token_hash, key, &key_len, err);
+    if (rc != SNAP_OK)
+        return rc;
+    if (username == NULL || role == NULL)
+        return snap_err_set(err, SNAP_EINVAL, "session get: no output buffers");
+    cmd_adds(&cmd, "GET");
+    cmd_add(&cmd, key, key_len);
+    rc = command(h, &cmd, &r, err);
+    if (rc != SNAP_OK)
+        return rc;
+    if (r->type == REDIS_REPLY_NIL) {
+        rc = snap_err_set(err, SNAP_ENOTFOUND, "session: unknown or expired token");
+    } else if (r->type != REDIS_REPLY_STRING) {
+        rc = unexpected(h, "GET", err);
+    } else if ((space = memchr(r->str, ' ', r->len)) == NULL ||
+               (rlen = (size_t)(space - r->str)) == 0 || rlen >= HOT_ROLE_MAX ||
+               (ulen = r->len - rlen - 1) == 0 || ulen > SNAP_USERNAME_MAX ||
+               memchr(r->str, '\0', r->len) != NULL) {
+        /* Refuse rather than guess who this token belongs to. */
+        rc = snap_err_set(err, SNAP_ENOTFOUND, "session: malformed session value ignored");
+    } else {
+        memcpy(role, r->str, rlen);
+        role[rlen] = '\0';
+        memcpy(username, space + 1, ulen);
+        username[ulen] = '\0';
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+int hot_session_del(struct hot_store *h, const char *token_hash, struct snap_err *err)
+{
+    char key[HOT_SESSION_KEY_MAX];
+    size_t key_len;
+    struct hot_cmd cmd = {0};
+    redisReply *r = NULL;
+    int rc = check_handle(h, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    rc = session_key(token_hash, key, &key_len, err);
+    if (rc != SNAP_OK)
+        return rc;
+    cmd_adds(&cmd, "DEL");
+    cmd_add(&cmd, key, key_len);
+    rc = command(h, &cmd, &r, err);
+    if (rc != SNAP_OK)
+        return rc;
+    if (r->type != REDIS_REPLY_INTEGER)
+        rc = unexpected(h, "DEL", err);
+    freeReplyObject(r);
+    return rc;
+}
+
+int hot_retry_push(struct hot_store *h, int64_t id, int64_t at_ms, struct snap_err *err)
+{
+    char value[48];
+    size_t n;
+    struct hot_cmd cmd = {0};
+    redisReply *r = NULL;
+    int rc = check_handle(h, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    if (id <= 0)
+        return snap_err_set(err, SNAP_EINVAL, "retry push: id must be positive");
+    n = fmt_i64(value, id);
+    value[n++] = ' ';
+    n += fmt_i64(value + n, at_ms);
+    cmd_adds(&cmd, "RPUSH");
+    cmd_add(&cmd, KEY_RETRY, sizeof KEY_RETRY - 1);
+    cmd_add(&cmd, value, n);
+    rc = command(h, &cmd, &r, err);
+    if (rc != SNAP_OK)
+        return rc;
+    if (r->type != REDIS_REPLY_INTEGER)
+        rc = unexpected(h, "RPUSH", err);
+    freeReplyObject(r);
+    return rc;
+}
+
+int hot_retry_pop(struct hot_store *h, int64_t *id, int64_t *at_ms, struct snap_err *err)
+{
+    struct hot_cmd cmd = {0};
+    redisReply *r = NULL;
+    const char *space;
+    int rc = check_handle(h, err);
+
+    if (rc != SNAP_OK)
+        return rc;
+    if (id == NULL || at_ms == NULL)
+        return snap_err_set(err, SNAP_EINVAL, "retry pop: no output");
+    cmd_adds(&cmd, "LPOP");
+    cmd_add(&cmd, KEY_RETRY, sizeof KEY_RETRY - 1);
+    rc = command(h, &cmd, &r, err);
+    if (rc != SNAP_OK)
+        return rc;
+    if (r->type == REDIS_REPLY_NIL) {
+        rc = snap_err_set(err, SNAP_ENOTFOUND, "retry queue empty");
+    } else if (r->type != REDIS_REPLY_STRING) {
+        rc = unexpected(h, "LPOP", err);
+    } else if ((space = memchr(r->str, ' ', r->len)) == NULL ||
+               !parse_i64(r->str, (size_t)(space - r->str), id) ||
+               !parse_i64(space + 1, r->len - (size_t)(space - r->str) - 1, at_ms)) {
+        rc = snap_err_set(err, SNAP_ERR, "retry pop: malformed entry dropped");
+    }
+    freeReplyObject(r);
+    return rc;
+}
