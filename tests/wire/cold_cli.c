@@ -1,0 +1,241 @@
+/* cold_cli.c: a one-shot command-line client of the cold store, for the
+ * wire tests. It opens the store named by argv[1] through the public
+ * cold_store.h API only (so it exercises exactly what the services do,
+ * including cold_open()'s ensure_schema), performs one operation and prints
+ * one JSON line: {"op": ..., "status": "<snap_status_name>", "ms": <elapsed
+ * milliseconds, open included>, ...result}.
+ * Not for production use, and no driver knowledge here: the wire test
+ * scripts the server side (test_mongo_wire.py).
+ *
+ *   cold_cli URL open                                  (open + schema only)
+ *   cold_cli URL ping
+ *   cold_cli URL put ID USER FROM TEXT TTL_MS [CREATED_MS]   FROM "" = null
+ *   cold_cli URL get ID
+ *   cold_cli URL expire ID[,ID...] AT_MS
+ *   cold_cli URL maxid
+ *   cold_cli URL user_put NAME HASH ROLE [CREATED_MS]
+ *   cold_cli URL user_get NAME
+ *   cold_cli URL set_role NAME ROLE
+ *
+ * Driver warnings go through log.h as JSON lines on stdout too (level warn
+ * and up); the result line is the one with "op" and "status".
+ * Exit status: 0 when the status is "ok", 1 for any other status, 2 for a
+ * usage error (nothing printed on stdout then). */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "snap/clock.h"
+#include "snap/cold_store.h"
+#include "snap/err.h"
+#include "snap/log.h"
+
+#define CLI_MAX_IDS 4096
+
+static int usage(const char *why)
+{
+    fprintf(stderr,
+            "cold_cli: %s\n"
+            "usage: cold_cli URL open|ping|maxid\n"
+            "       cold_cli URL put ID USER FROM TEXT TTL_MS [CREATED_MS]\n"
+            "       cold_cli URL get ID | expire ID[,ID...] AT_MS\n"
+            "       cold_cli URL user_put NAME HASH ROLE [CREATED_MS] | user_get NAME\n"
+            "       cold_cli URL set_role NAME ROLE\n",
+            why);
+    return 2;
+}
+
+/* Strict decimal int64: the whole string, no overflow. */
+static int parse_i64(const char *s, int64_t *out)
+{
+    char *end = NULL;
+    long long v;
+
+    if (!s || !*s)
+        return -1;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return -1;
+    *out = (int64_t)v;
+    return 0;
+}
+
+/* Copies s into a fixed array of cap bytes; -1 when it does not fit. */
+static int copy_str(char *dst, size_t cap, const char *s)
+{
+    size_t n = strlen(s);
+    if (n >= cap)
+        return -1;
+    memcpy(dst, s, n + 1);
+    return 0;
+}
+
+/* int64 values go out as raw JSON numbers, exact beyond 2^53. */
+static void add_i64(cJSON *obj, const char *key, int64_t v)
+{
+    char buf[32];
+    (void)snprintf(buf, sizeof buf, "%lld", (long long)v);
+    cJSON_AddItemToObject(obj, key, cJSON_CreateRaw(buf));
+}
+
+/* "1,2,3" -> ids. Returns the count, or -1. */
+static long parse_ids(const char *s, int64_t *ids, size_t cap)
+{
+    size_t n = 0;
+    const char *p = s;
+
+    while (*p) {
+        char buf[32];
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == 0 || len >= sizeof buf || n == cap)
+            return -1;
+        memcpy(buf, p, len);
+        buf[len] = '\0';
+        if (parse_i64(buf, &ids[n]) != 0)
+            return -1;
+        n++;
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    return (long)n;
+}
+
+int main(int argc, char **argv)
+{
+    static int64_t ids[CLI_MAX_IDS];
+    struct snap_err err = {0, ""};
+    struct cold_store *cs = NULL;
+    cJSON *out;
+    const char *op;
+    char *line;
+    int64_t t0;
+    int rc;
+
+    if (argc < 3)
+        return usage("missing arguments");
+    op = argv[2];
+    log_init("cold_cli", SNAP_LOG_WARN);
+    t0 = clock_mono_ns();
+    out = cJSON_CreateObject();
+    cJSON_AddStringToObject(out, "op", op);
+
+    rc = cold_open(argv[1], &cs, &err);
+    if (rc != SNAP_OK) {
+        cJSON_ReplaceItemInObject(out, "op", cJSON_CreateString("open"));
+        cJSON_AddStringToObject(out, "during", op);
+    } else if (strcmp(op, "open") == 0 && argc == 3) {
+        cJSON_AddStringToObject(out, "driver", cold_driver_name(cs));
+    } else if (strcmp(op, "ping") == 0 && argc == 3) {
+        rc = cold_ping(cs, &err);
+    } else if (strcmp(op, "put") == 0 && (argc == 8 || argc == 9)) {
+        struct cold_msg m;
+        int64_t ttl;
+        memset(&m, 0, sizeof m);
+        if (parse_i64(argv[3], &m.id) != 0 || copy_str(m.username, sizeof m.username, argv[4]) ||
+            copy_str(m.from, sizeof m.from, argv[5]) || parse_i64(argv[7], &ttl) != 0 ||
+            (argc == 9 && parse_i64(argv[8], &m.created_ms) != 0)) {
+            cold_close(cs);
+            cJSON_Delete(out);
+            return usage("bad put arguments");
+        }
+        m.has_from = argv[5][0] != '\0';
+        m.text = argv[6];
+        m.text_len = strlen(argv[6]);
+        if (argc == 8)
+            m.created_ms = clock_now_ms();
+        m.expires_ms = m.created_ms + ttl;
+        rc = cold_msg_put(cs, &m, &err);
+        add_i64(out, "created_ms", m.created_ms);
+        add_i64(out, "expires_ms", m.expires_ms);
+    } else if (strcmp(op, "get") == 0 && argc == 4) {
+        struct cold_msg m;
+        int64_t id;
+        if (parse_i64(argv[3], &id) != 0) {
+            cold_close(cs);
+            cJSON_Delete(out);
+            return usage("bad id");
+        }
+        rc = cold_msg_get(cs, id, &m, &err);
+        if (rc == SNAP_OK) {
+            cJSON *j = cJSON_AddObjectToObject(out, "message");
+            add_i64(j, "id", m.id);
+            cJSON_AddStringToObject(j, "username", m.username);
+            if (m.has_from)
+                cJSON_AddStringToObject(j, "from", m.from);
+            else
+                cJSON_AddNullToObject(j, "from");
+            cJSON_AddStringToObject(j, "text", m.text);
+            add_i64(j, "text_len", (int64_t)m.text_len);
+            add_i64(j, "created_ms", m.created_ms);
+            add_i64(j, "expires_ms", m.expires_ms);
+        }
+        cold_msg_cleanup(&m);
+    } else if (strcmp(op, "expire") == 0 && argc == 5) {
+        long n = parse_ids(argv[3], ids, CLI_MAX_IDS);
+        int64_t at;
+        if (n < 0 || parse_i64(argv[4], &at) != 0) {
+            cold_close(cs);
+            cJSON_Delete(out);
+            return usage("bad expire arguments");
+        }
+        rc = cold_msg_expire(cs, ids, (size_t)n, at, &err);
+    } else if (strcmp(op, "maxid") == 0 && argc == 3) {
+        int64_t max = -1;
+        rc = cold_msg_max_id(cs, &max, &err);
+        if (rc == SNAP_OK)
+            add_i64(out, "max_id", max);
+    } else if (strcmp(op, "user_put") == 0 && (argc == 6 || argc == 7)) {
+        struct cold_user u;
+        memset(&u, 0, sizeof u);
+        if (copy_str(u.username, sizeof u.username, argv[3]) ||
+            copy_str(u.password_hash, sizeof u.password_hash, argv[4]) ||
+            copy_str(u.role, sizeof u.role, argv[5]) ||
+            (argc == 7 && parse_i64(argv[6], &u.created_ms) != 0)) {
+            cold_close(cs);
+            cJSON_Delete(out);
+            return usage("bad user_put arguments");
+        }
+        if (argc == 6)
+            u.created_ms = clock_now_ms();
+        rc = cold_user_put(cs, &u, &err);
+        add_i64(out, "created_ms", u.created_ms);
+    } else if (strcmp(op, "user_get") == 0 && argc == 4) {
+        struct cold_user u;
+        rc = cold_user_get(cs, argv[3], &u, &err);
+        if (rc == SNAP_OK) {
+            cJSON *j = cJSON_AddObjectToObject(out, "user");
+            cJSON_AddStringToObject(j, "username", u.username);
+            cJSON_AddStringToObject(j, "password_hash", u.password_hash);
+            cJSON_AddStringToObject(j, "role", u.role);
+            add_i64(j, "created_ms", u.created_ms);
+        }
+    } else if (strcmp(op, "set_role") == 0 && argc == 5) {
+        rc = cold_user_set_role(cs, argv[3], argv[4], &err);
+    } else {
+        cold_close(cs);
+        cJSON_Delete(out);
+        return usage("unknown operation or wrong number of arguments");
+    }
+
+    cold_close(cs);
+    cJSON_AddStringToObject(out, "status", snap_status_name(rc));
+    if (rc != SNAP_OK)
+        cJSON_AddStringToObject(out, "reason", err.msg); /* a test tool: show it */
+    add_i64(out, "ms", (clock_mono_ns() - t0) / 1000000);
+
+    line = cJSON_PrintUnformatted(out);
+    if (line) {
+        printf("%s\n", line);
+        cJSON_free(line);
+    }
+    cJSON_Delete(out);
+    (void)fflush(stdout);
+    return rc == SNAP_OK ? 0 : 1;
+}

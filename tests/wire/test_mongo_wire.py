@@ -1,0 +1,627 @@
+#!/usr/bin/python3
+"""test_mongo_wire.py: what the MongoDB cold-store driver puts on the wire.
+
+A scripted MongoDB server (python3-mockupdb) listens on a free loopback port;
+cold_cli (tests/wire/cold_cli.c) performs one cold-store operation per run
+through the public cold_store.h API, with the real libmongoc. Every command
+the driver sends is recorded and compared, BSON types included (int64 vs
+int32, dates, null), with the exact command we expect. The server's answers
+are scripted to check the status mapping (duplicate key -> conflict, any
+other failure -> unavailable) and the default timeouts (a dead or silent
+server is "unavailable" in about 2 s, never a hang).
+
+Not here: behaviour against a real mongod (tests/contract, contract_mongo).
+
+Usage: test_mongo_wire.py [path/to/cold_cli]   (or SNAP_COLD_CLI=...)
+Ends with "N passed, N failed"; exit 1 on any failure, 77 when mockupdb is
+missing (a failure under CI=true).
+"""
+import calendar
+import datetime
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+
+try:
+    from bson.int64 import Int64
+    from mockupdb import MockupDB
+except ImportError as exc:  # pragma: no cover - depends on the machine
+    print("python3-mockupdb is not installed (%s)" % exc)
+    print("0 passed, %d failed" % (1 if os.environ.get("CI") == "true" else 0))
+    sys.exit(1 if os.environ.get("CI") == "true" else 77)
+
+CLI = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("SNAP_COLD_CLI", "")
+DB = "snaptext_test"
+# Short timeouts for the scripted runs; the timeout tests below use none,
+# to check the driver's own defaults.
+SHORT = "serverSelectionTimeoutMS=1000&connectTimeoutMS=500&socketTimeoutMS=1000"
+WC = {"w": "majority", "j": True}           # the driver's default write concern
+RUN_TIMEOUT = 20                             # seconds before a run counts as a hang
+SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer",
+                   "runtime error:")
+
+# The handshake answer: a standalone mongod 5.0 (wire version 13), which
+# libmongoc 1.23 talks to with OP_MSG commands.
+HELLO = {"ismaster": True, "isWritablePrimary": True, "minWireVersion": 0,
+         "maxWireVersion": 13, "maxBsonObjectSize": 16 * 1024 * 1024,
+         "maxMessageSizeBytes": 48000000, "maxWriteBatchSize": 100000}
+HANDSHAKE = ("ismaster", "hello")
+
+
+# ---- BSON with its types ----------------------------------------------------
+
+def date(ms):
+    """A BSON date as mockupdb decodes it: naive UTC datetime."""
+    return datetime.datetime(1970, 1, 1) + datetime.timedelta(milliseconds=ms)
+
+
+def ms_of(dt):
+    return calendar.timegm(dt.utctimetuple()) * 1000 + dt.microsecond // 1000
+
+
+def typed(v):
+    """v with its BSON type made explicit, so that 7 (int32) != Int64(7) and
+    True != 1. Sub-documents keep their key order."""
+    if isinstance(v, bool):
+        return ("bool", v)
+    if isinstance(v, Int64):
+        return ("int64", int(v))
+    if isinstance(v, int):
+        return ("int32", v)
+    if isinstance(v, float):
+        return ("double", v)
+    if isinstance(v, str):
+        return ("string", v)
+    if v is None:
+        return ("null",)
+    if isinstance(v, datetime.datetime):
+        return ("date", ms_of(v))
+    if isinstance(v, list):
+        return ("array", [typed(x) for x in v])
+    if isinstance(v, dict):
+        return ("document", [(k, typed(x)) for k, x in v.items()])
+    return ("other", repr(v))
+
+
+def typed_command(doc):
+    """A command: its name must come first; the other top-level fields are
+    compared as a set (their order is libmongoc's business)."""
+    items = list(doc.items())
+    return (items[0], sorted((k, typed(v)) for k, v in items[1:]))
+
+
+def check_command(actual, expected, what):
+    if typed_command(actual) == typed_command(expected):
+        return
+    # Name the differing fields with their BSON types (7 and Int64(7) print
+    # alike otherwise).
+    diffs = []
+    for key in sorted(set(actual) | set(expected)):
+        a = typed(actual[key]) if key in actual else "(absent)"
+        e = typed(expected[key]) if key in expected else "(absent)"
+        if a != e:
+            diffs.append("   %s: sent %r\n   %s  expected %r" % (key, a, " " * len(key), e))
+    raise AssertionError("%s:\n   sent     %r\n   expected %r\n%s"
+                         % (what, dict(actual), expected, "\n".join(diffs)))
+
+
+def cmd(name, coll, db=DB, **fields):
+    """An expected command document, name first, then $db."""
+    d = {name: coll, "$db": db}
+    d.update(fields)
+    return d
+
+
+SCHEMA = [
+    cmd("createIndexes", "messages", writeConcern=WC,
+        indexes=[{"key": {"username": 1}, "name": "username_1"}]),
+    cmd("createIndexes", "users", writeConcern=WC,
+        indexes=[{"key": {"username": 1}, "name": "username_1", "unique": True}]),
+]
+
+
+def insert_cmd(coll, doc, wc=None, db=DB):
+    return cmd("insert", coll, db=db, ordered=True, writeConcern=wc or WC, documents=[doc])
+
+
+def message_doc(mid, user, frm, text, created, expires):
+    return {"_id": Int64(mid), "username": user, "from": frm, "text": text,
+            "created_at": date(created), "expiration_date": date(expires)}
+
+
+def find_reply(coll, docs):
+    return {"cursor": {"id": Int64(0), "ns": "%s.%s" % (DB, coll), "firstBatch": docs}}
+
+
+# ---- the scripted server ------------------------------------------------------
+
+class Server:
+    """A MockupDB that answers the handshake, records every other command
+    in arrival order and answers it with the handler set for its name
+    (default: a plain success)."""
+
+    def __init__(self):
+        self.db = MockupDB(auto_ismaster=HELLO, request_timeout=5)
+        self.lock = threading.Lock()
+        self.commands = []
+        self.handshakes = []
+        self.handlers = {}
+        self.db.autoresponds(self._handle)
+        self.port = self.db.run()
+
+    def url(self, path="/" + DB, query=SHORT):
+        return "mongodb://127.0.0.1:%d%s%s" % (self.port, path, "?" + query if query else "")
+
+    def on(self, name, handler):
+        self.handlers[name] = handler
+
+    def _handle(self, request):
+        name = request.command_name or ""
+        with self.lock:
+            if name.lower() in HANDSHAKE:
+                self.handshakes.append(request.doc)
+                return None  # falls through to auto_ismaster
+            self.commands.append(request.doc)
+        handler = self.handlers.get(name)
+        if handler is not None:
+            return handler(request)
+        return request.replies(DEFAULT_REPLIES.get(name, {}))
+
+    def sent(self):
+        with self.lock:
+            return list(self.commands)
+
+    def stop(self):
+        self.db.stop()
+
+    def stop_later(self):
+        """MockupDB.stop() waits about 1 s for its accept loop: do that in
+        the background; main() joins every stopper before exiting."""
+        t = threading.Thread(target=self.db.stop)
+        t.start()
+        STOPPERS.append(t)
+
+
+STOPPERS = []
+
+
+DEFAULT_REPLIES = {
+    "insert": {"n": 1},
+    "update": {"n": 1, "nModified": 1},
+    "find": {"cursor": {"id": Int64(0), "ns": DB + ".x", "firstBatch": []}},
+}
+
+
+def silent(_request):
+    """Swallow the request: the client waits for an answer that never comes."""
+    return True
+
+
+def write_error(code, errmsg):
+    return lambda r: r.replies({"n": 0, "writeErrors": [
+        {"index": 0, "code": code, "errmsg": errmsg}]})
+
+
+def run(url, *args):
+    """Runs cold_cli once; returns (result dict, wall seconds, stderr)."""
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run([CLI, url] + [str(a) for a in args], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("cold_cli %s hung for %d s" % (args[0], RUN_TIMEOUT))
+    wall = time.monotonic() - t0
+    out = p.stdout.decode("utf-8", "replace")
+    err = p.stderr.decode("utf-8", "replace")
+    for mark in SANITIZER_MARKS:
+        if mark in err:
+            raise AssertionError("sanitizer report from cold_cli:\n" + err)
+    result = None
+    for line in out.splitlines():
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict) and "op" in obj and "status" in obj:
+            result = obj
+    if result is None:
+        raise AssertionError("cold_cli printed no result (exit %d)\nstdout: %s\nstderr: %s"
+                             % (p.returncode, out, err))
+    expected_exit = 0 if result["status"] == "ok" else 1
+    if p.returncode != expected_exit:
+        raise AssertionError("cold_cli exit %d for status %s" % (p.returncode, result["status"]))
+    return result, wall, err
+
+
+def expect_status(result, status):
+    if result["status"] != status:
+        raise AssertionError("status %r, expected %r: %r" % (result["status"], status, result))
+
+
+def expect_commands(srv, op_commands):
+    """Exactly the schema commands of cold_open, then op_commands."""
+    sent = srv.sent()
+    expected = SCHEMA + op_commands
+    if len(sent) != len(expected):
+        raise AssertionError("sent %d commands, expected %d:\n   %s"
+                             % (len(sent), len(expected),
+                                "\n   ".join(repr(dict(c)) for c in sent)))
+    for i, (a, e) in enumerate(zip(sent, expected)):
+        check_command(a, e, "command %d (%s)" % (i, list(e)[0]))
+
+
+TESTS = []
+
+
+def test(fn):
+    TESTS.append(fn)
+    return fn
+
+
+def with_server(fn):
+    """Gives the test a fresh scripted server and always stops it."""
+    def wrapper():
+        srv = Server()
+        try:
+            fn(srv)
+        finally:
+            srv.stop_later()
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
+# ---- schema -------------------------------------------------------------------
+
+@test
+@with_server
+def test_open_creates_indexes(srv):
+    result, _, _ = run(srv.url(), "open")
+    expect_status(result, "ok")
+    assert result.get("driver") == "mongodb", result
+    expect_commands(srv, [])
+    hs = srv.handshakes[0]
+    assert hs["client"]["application"]["name"] == "snaptext", hs
+
+
+@test
+@with_server
+def test_open_index_conflict_is_an_error(srv):
+    srv.on("createIndexes", lambda r: r.command_err(
+        code=85, errmsg="Index already exists with a different name or options"))
+    result, _, _ = run(srv.url(), "open")
+    expect_status(result, "error")
+
+
+@test
+@with_server
+def test_open_default_database(srv):
+    result, _, _ = run(srv.url(path="/"), "ping")
+    expect_status(result, "ok")
+    for c in srv.sent()[:2]:
+        assert c["$db"] == "snaptext", c
+
+
+# ---- messages -----------------------------------------------------------------
+
+@test
+@with_server
+def test_put_document_and_write_concern(srv):
+    text = 'hello "quoted" \u2713 <script>\u00e9'
+    result, _, _ = run(srv.url(), "put", 7, "alice", "bob", text, 60000, 1700000000000)
+    expect_status(result, "ok")
+    expect_commands(srv, [insert_cmd("messages", message_doc(
+        7, "alice", "bob", text, 1700000000000, 1700000060000))])
+
+
+@test
+@with_server
+def test_put_open_mode_from_is_null_and_id_is_int64(srv):
+    mid = 2 ** 40 + 3
+    result, _, _ = run(srv.url(), "put", mid, "j\u00fcrgen", "", "x", 1000, 5000)
+    expect_status(result, "ok")
+    expect_commands(srv, [insert_cmd("messages", message_doc(
+        mid, "j\u00fcrgen", None, "x", 5000, 6000))])
+
+
+@test
+@with_server
+def test_put_duplicate_key_is_conflict(srv):
+    srv.on("insert", write_error(
+        11000, "E11000 duplicate key error collection: snaptext_test.messages "
+               "index: _id_ dup key: { _id: 7 }"))
+    result, _, _ = run(srv.url(), "put", 7, "alice", "bob", "hi", 60000)
+    expect_status(result, "conflict")
+
+
+@test
+@with_server
+def test_put_other_write_error_is_unavailable(srv):
+    srv.on("insert", write_error(121, "Document failed validation"))
+    result, _, _ = run(srv.url(), "put", 7, "alice", "bob", "hi", 60000)
+    expect_status(result, "unavailable")
+
+
+@test
+@with_server
+def test_put_write_concern_error_is_unavailable(srv):
+    srv.on("insert", lambda r: r.replies({"n": 1, "writeConcernError": {
+        "code": 64, "errmsg": "waiting for replication timed out"}}))
+    result, _, _ = run(srv.url(), "put", 7, "alice", "bob", "hi", 60000)
+    expect_status(result, "unavailable")
+
+
+@test
+@with_server
+def test_put_command_error_is_unavailable(srv):
+    srv.on("insert", lambda r: r.command_err(code=10107, errmsg="not primary"))
+    result, _, _ = run(srv.url(), "put", 7, "alice", "bob", "hi", 60000)
+    expect_status(result, "unavailable")
+
+
+@test
+@with_server
+def test_put_hangup_is_unavailable(srv):
+    srv.on("insert", lambda r: r.hangup())
+    result, _, _ = run(srv.url(), "put", 7, "alice", "bob", "hi", 60000)
+    expect_status(result, "unavailable")
+
+
+@test
+@with_server
+def test_put_url_write_concern_wins(srv):
+    result, _, _ = run(srv.url(query=SHORT + "&w=1&journal=false"),
+                       "put", 8, "alice", "bob", "hi", 1000, 2000)
+    expect_status(result, "ok")
+    wc = {"w": 1, "j": False}
+    schema = [dict(c, writeConcern=wc) for c in SCHEMA]
+    sent = srv.sent()
+    assert len(sent) == 3, sent
+    for a, e in zip(sent, schema + [insert_cmd("messages", message_doc(
+            8, "alice", "bob", "hi", 2000, 3000), wc=wc)]):
+        check_command(a, e, list(e)[0])
+
+
+@test
+@with_server
+def test_get_filter_by_id(srv):
+    result, _, _ = run(srv.url(), "get", 7)
+    expect_status(result, "not_found")
+    expect_commands(srv, [cmd("find", "messages", filter={"_id": Int64(7)}, limit=Int64(1))])
+
+
+@test
+@with_server
+def test_get_reads_every_field(srv):
+    srv.on("find", lambda r: r.replies(find_reply("messages", [message_doc(
+        2 ** 33, "alice", None, "h\u00e9llo", 1700000000000, 1700000060000)])))
+    result, _, _ = run(srv.url(), "get", 2 ** 33)
+    expect_status(result, "ok")
+    m = result["message"]
+    assert m == {"id": 2 ** 33, "username": "alice", "from": None, "text": "h\u00e9llo",
+                 "text_len": 6, "created_ms": 1700000000000,
+                 "expires_ms": 1700000060000}, m
+
+
+@test
+@with_server
+def test_get_from_string(srv):
+    srv.on("find", lambda r: r.replies(find_reply("messages", [message_doc(
+        9, "alice", "bob", "t", 1000, 2000)])))
+    result, _, _ = run(srv.url(), "get", 9)
+    expect_status(result, "ok")
+    assert result["message"]["from"] == "bob", result
+
+
+@test
+@with_server
+def test_get_malformed_document_is_error(srv):
+    doc = message_doc(9, "alice", None, "t", 1000, 2000)
+    doc["expiration_date"] = "tomorrow"
+    srv.on("find", lambda r: r.replies(find_reply("messages", [doc])))
+    result, _, _ = run(srv.url(), "get", 9)
+    expect_status(result, "error")
+
+
+@test
+@with_server
+def test_get_server_error_is_unavailable(srv):
+    srv.on("find", lambda r: r.command_err(code=13, errmsg="not authorized"))
+    result, _, _ = run(srv.url(), "get", 7)
+    expect_status(result, "unavailable")
+
+
+@test
+@with_server
+def test_expire_update(srv):
+    result, _, _ = run(srv.url(), "expire", "3,1,2", 1700000000123)
+    expect_status(result, "ok")
+    at = date(1700000000123)
+    expect_commands(srv, [cmd("update", "messages", ordered=True, writeConcern=WC, updates=[{
+        "q": {"_id": {"$in": [Int64(3), Int64(1), Int64(2)]}, "expiration_date": {"$gt": at}},
+        "u": {"$set": {"expiration_date": at}},
+        "multi": True}])])
+
+
+@test
+@with_server
+def test_expire_nothing_sends_nothing(srv):
+    result, _, _ = run(srv.url(), "expire", "", 5000)
+    expect_status(result, "ok")
+    expect_commands(srv, [])
+
+
+@test
+@with_server
+def test_max_id_sort(srv):
+    srv.on("find", lambda r: r.replies(find_reply("messages", [{"_id": Int64(2 ** 40)}])))
+    result, _, _ = run(srv.url(), "maxid")
+    expect_status(result, "ok")
+    assert result["max_id"] == 2 ** 40, result
+    expect_commands(srv, [cmd("find", "messages", filter={}, sort={"_id": -1},
+                              limit=Int64(1), projection={"_id": 1})])
+
+
+@test
+@with_server
+def test_max_id_empty_is_zero(srv):
+    result, _, _ = run(srv.url(), "maxid")
+    expect_status(result, "ok")
+    assert result["max_id"] == 0, result
+
+
+# ---- users --------------------------------------------------------------------
+
+HASH = "$6$salt$abcdefghijklmnopqrstuvwxyz"
+
+
+@test
+@with_server
+def test_user_put_document(srv):
+    result, _, _ = run(srv.url(), "user_put", "alice", HASH, "user", 1700000000000)
+    expect_status(result, "ok")
+    expect_commands(srv, [insert_cmd("users", {
+        "_id": "alice", "username": "alice", "password_hash": HASH, "role": "user",
+        "created_at": date(1700000000000)})])
+
+
+@test
+@with_server
+def test_user_put_duplicate_is_conflict(srv):
+    srv.on("insert", write_error(
+        11000, "E11000 duplicate key error collection: snaptext_test.users "
+               "index: _id_ dup key: { _id: \"alice\" }"))
+    result, _, _ = run(srv.url(), "user_put", "alice", HASH, "user")
+    expect_status(result, "conflict")
+
+
+@test
+@with_server
+def test_user_get_filter_and_fields(srv):
+    srv.on("find", lambda r: r.replies(find_reply("users", [{
+        "_id": "alice", "username": "alice", "password_hash": HASH, "role": "admin",
+        "created_at": date(1700000000000)}])))
+    result, _, _ = run(srv.url(), "user_get", "alice")
+    expect_status(result, "ok")
+    assert result["user"] == {"username": "alice", "password_hash": HASH, "role": "admin",
+                              "created_ms": 1700000000000}, result
+    expect_commands(srv, [cmd("find", "users", filter={"username": "alice"}, limit=Int64(1))])
+
+
+@test
+@with_server
+def test_user_get_operator_text_stays_a_string(srv):
+    name = '{"$gt":""}'
+    result, _, _ = run(srv.url(), "user_get", name)
+    expect_status(result, "not_found")
+    expect_commands(srv, [cmd("find", "users", filter={"username": name}, limit=Int64(1))])
+
+
+@test
+@with_server
+def test_set_role_update(srv):
+    result, _, _ = run(srv.url(), "set_role", "alice", "admin")
+    expect_status(result, "ok")
+    expect_commands(srv, [cmd("update", "users", ordered=True, writeConcern=WC, updates=[{
+        "q": {"username": "alice"}, "u": {"$set": {"role": "admin"}}}])])
+
+
+@test
+@with_server
+def test_set_role_unknown_user_is_not_found(srv):
+    srv.on("update", lambda r: r.replies({"n": 0, "nModified": 0}))
+    result, _, _ = run(srv.url(), "set_role", "nobody", "admin")
+    expect_status(result, "not_found")
+
+
+@test
+@with_server
+def test_ping(srv):
+    result, _, _ = run(srv.url(), "ping")
+    expect_status(result, "ok")
+    expect_commands(srv, [cmd("ping", 1, db="admin")])
+
+
+# ---- nobody answering: the driver's default timeouts ----------------------------
+
+def free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def expect_quick_unavailable(result, wall, limit):
+    expect_status(result, "unavailable")
+    if wall > limit:
+        raise AssertionError("took %.2f s, expected under %.1f s" % (wall, limit))
+
+
+@test
+def test_no_server_on_port_is_unavailable_quickly():
+    url = "mongodb://127.0.0.1:%d/%s" % (free_port(), DB)   # driver defaults only
+    result, wall, _ = run(url, "put", 7, "alice", "bob", "hi", 60000)
+    expect_quick_unavailable(result, wall, 2.5)
+
+
+@test
+def test_stopped_server_is_unavailable_quickly():
+    srv = Server()
+    url = srv.url(query="")
+    srv.stop()
+    result, wall, _ = run(url, "ping")
+    expect_quick_unavailable(result, wall, 2.5)
+
+
+@test
+@with_server
+def test_silent_server_is_unavailable_after_socket_timeout(srv):
+    srv.on("insert", silent)
+    result, wall, _ = run(srv.url(query=""), "put", 7, "alice", "bob", "hi", 60000)
+    # socketTimeoutMS defaults to 2000: the answer comes at about 2 s.
+    expect_quick_unavailable(result, wall, 3.0)
+    if wall < 1.8:
+        raise AssertionError("gave up after %.2f s, before the 2 s socket timeout" % wall)
+
+
+@test
+@with_server
+def test_url_timeouts_win(srv):
+    srv.on("find", silent)
+    result, wall, _ = run(srv.url(query="socketTimeoutMS=300"), "get", 7)
+    expect_quick_unavailable(result, wall, 1.5)
+
+
+# ---- main ---------------------------------------------------------------------
+
+def main():
+    if not CLI or not os.access(CLI, os.X_OK):
+        print("cold_cli not found: pass its path or set SNAP_COLD_CLI")
+        print("0 passed, 1 failed")
+        return 1
+    passed = failed = 0
+    for fn in TESTS:
+        t0 = time.monotonic()
+        try:
+            fn()
+        except Exception:  # an AssertionError or a broken script: both fail
+            failed += 1
+            print("not ok %s" % fn.__name__)
+            traceback.print_exc(file=sys.stdout)
+        else:
+            passed += 1
+            print("ok %s (%.2f s)" % (fn.__name__, time.monotonic() - t0))
+        sys.stdout.flush()
+    for t in STOPPERS:
+        t.join(30)
+    print("%d passed, %d failed" % (passed, failed))
+    return 0 if failed == 0 and passed > 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
