@@ -1,1 +1,435 @@
-/* config.c: placeholder, being written. */
+/* config.c: the SNAPTEXT_* settings, read once at start into a struct
+ * snap_config.
+ *
+ * One table holds every variable: its name, its default, its parser, its
+ * bounds and where the result goes. config_load_from() walks the table, so
+ * adding a setting is adding a row. A bad value stops the load with one line
+ * "SNAPTEXT_X=<value>: must be ..." that names the variable, shows the value
+ * (escaped, capped, and never for the admin password) and what is accepted.
+ * Nothing is ever truncated silently: a value that does not fit is an error.
+ * Not here: acting on the settings (service.c and the modules that use them). */
+#include "snap/config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "snap/validate.h"
+
+/* Longest part of a bad value echoed in a message, in input bytes. */
+#define CFG_ECHO_MAX 60
+
+struct cfg_row;
+typedef int (*cfg_parse_fn)(const struct cfg_row *row, const char *value,
+                            struct snap_config *cfg, int default_port, char *why,
+                            size_t whylen);
+
+struct cfg_row {
+    const char *name;
+    const char *dflt;     /* used when the variable is unset; NULL: parser decides */
+    cfg_parse_fn parse;
+    long min, max;        /* integers: bounds; strings: unused            */
+    size_t offset, size;  /* destination field in struct snap_config      */
+    const char *prefix;   /* URL strings: required scheme                  */
+    int secret;           /* never echo the value                          */
+};
+
+#define CFG_FIELD(f) offsetof(struct snap_config, f), sizeof(((struct snap_config *)0)->f)
+
+/* ---- parsers: each returns 0, or -1 with "must be ..." in why ------------- */
+
+/* Strict decimal integer: optional '-', digits only, whole string used. */
+static int parse_long_strict(const char *s, long *out)
+{
+    char *end = NULL;
+    long v;
+
+    if (*s == '\0' || (*s != '-' && (*s < '0' || *s > '9')))
+        return -1;
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int why_range(char *why, size_t whylen, const struct cfg_row *row)
+{
+    (void)snprintf(why, whylen, "must be an integer between %ld and %ld", row->min, row->max);
+    return -1;
+}
+
+static int parse_long(const struct cfg_row *row, const char *value, struct snap_config *cfg,
+                      int default_port, char *why, size_t whylen)
+{
+    long v;
+    (void)default_port;
+    if (parse_long_strict(value, &v) != 0 || v < row->min || v > row->max)
+        return why_range(why, whylen, row);
+    memcpy((char *)cfg + row->offset, &v, sizeof v);
+    return 0;
+}
+
+static int parse_int(const struct cfg_row *row, const char *value, struct snap_config *cfg,
+                     int default_port, char *why, size_t whylen)
+{
+    long v;
+    int iv;
+    (void)default_port;
+    if (parse_long_strict(value, &v) != 0 || v < row->min || v > row->max)
+        return why_range(why, whylen, row);
+    iv = (int)v;
+    memcpy((char *)cfg + row->offset, &iv, sizeof iv);
+    return 0;
+}
+
+/* A URL string with a required scheme (row->prefix). */
+static int parse_url(const struct cfg_row *row, const char *value, struct snap_config *cfg,
+                     int default_port, char *why, size_t whylen)
+{
+    size_t len = strlen(value);
+    (void)default_port;
+    if (strncmp(value, row->prefix, strlen(row->prefix)) != 0 ||
+        len == strlen(row->prefix)) {
+        (void)snprintf(why, whylen, "must be a URL starting with %s", row->prefix);
+        return -1;
+    }
+    if (len >= row->size) {
+        (void)snprintf(why, whylen, "must be at most %zu bytes long", row->size - 1);
+        return -1;
+    }
+    memcpy((char *)cfg + row->offset, value, len + 1);
+    return 0;
+}
+
+/* SNAPTEXT_STORE: sqlite://<path> or mongodb://<rest>. */
+static int parse_store(const struct cfg_row *row, const char *value, struct snap_config *cfg,
+                       int default_port, char *why, size_t whylen)
+{
+    static const char *const schemes[] = {"sqlite://", "mongodb://"};
+    size_t len = strlen(value), i;
+    int ok = 0;
+    (void)default_port;
+    for (i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
+        size_t pl = strlen(schemes[i]);
+        if (strncmp(value, schemes[i], pl) == 0 && len > pl)
+            ok = 1;
+    }
+    if (!ok) {
+        (void)snprintf(why, whylen, "must be sqlite://<path> or mongodb://<host>...");
+        return -1;
+    }
+    if (len >= row->size) {
+        (void)snprintf(why, whylen, "must be at most %zu bytes long", row->size - 1);
+        return -1;
+    }
+    memcpy((char *)cfg + row->offset, value, len + 1);
+    return 0;
+}
+
+static int host_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '-' || c == '_';
+}
+
+/* Checks "host:port" in s[0..len) (port 1..65535). Used by the sentinels. */
+static int host_port_ok(const char *s, size_t len)
+{
+    const char *colon = memchr(s, ':', len);
+    size_t i, hl;
+    long port = 0;
+
+    if (colon == NULL)
+        return 0;
+    hl = (size_t)(colon - s);
+    if (hl == 0 || hl >= len - 1 || len - hl - 1 > 5)
+        return 0;
+    for (i = 0; i < hl; i++)
+        if (!host_char(s[i]))
+            return 0;
+    for (i = hl + 1; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        port = port * 10 + (s[i] - '0');
+    }
+    return port >= 1 && port <= 65535;
+}
+
+/* SNAPTEXT_REDIS_SENTINELS: "" (off) or "host:port[,host:port...];master". */
+static int parse_sentinels(const struct cfg_row *row, const char *value,
+                           struct snap_config *cfg, int default_port, char *why,
+                           size_t whylen)
+{
+    const char *semi = strrchr(value, ';'), *p, *master;
+    size_t len = strlen(value), i;
+    (void)default_port;
+
+    if (len > 0) {
+        int ok = semi != NULL && semi > value && semi[1] != '\0';
+        for (p = value; ok && p < semi;) {
+            const char *comma = memchr(p, ',', (size_t)(semi - p));
+            const char *end = comma ? comma : semi;
+            ok = host_port_ok(p, (size_t)(end - p));
+            p = end + 1;
+        }
+        master = ok ? semi + 1 : "";
+        for (i = 0; ok && master[i] != '\0'; i++)
+            ok = host_char(master[i]);
+        if (!ok) {
+            (void)snprintf(why, whylen,
+                           "must be empty or host:port[,host:port...];<master name>");
+            return -1;
+        }
+    }
+    if (len >= row->size) {
+        (void)snprintf(why, whylen, "must be at most %zu bytes long", row->size - 1);
+        return -1;
+    }
+    memcpy((char *)cfg + row->offset, value, len + 1);
+    return 0;
+}
+
+/* SNAPTEXT_LISTEN: "[host:]port", host a name, an IPv4 address or a
+ * bracketed IPv6 address ("[::1]:8080"); port 0..65535 (0 = any free port). */
+static int parse_listen(const struct cfg_row *row, const char *value, struct snap_config *cfg,
+                        int default_port, char *why, size_t whylen)
+{
+    const char *port_s = value, *colon;
+    char host[sizeof cfg->listen_host];
+    size_t hl = 0, i;
+    long port;
+
+    (void)row;
+    if (value == NULL) { /* unset: every address, the service's own port */
+        (void)snprintf(cfg->listen_host, sizeof cfg->listen_host, "0.0.0.0");
+        cfg->listen_port = default_port;
+        return 0;
+    }
+    colon = strrchr(value, ':');
+    if (colon != NULL) {
+        hl = (size_t)(colon - value);
+        port_s = colon + 1;
+    }
+    if (hl >= sizeof host) {
+        (void)snprintf(why, whylen, "must be [host:]port with a host of at most %zu bytes",
+                       sizeof host - 1);
+        return -1;
+    }
+    memcpy(host, value, hl);
+    host[hl] = '\0';
+    if (colon != NULL) {
+        int ok = hl > 0;
+        if (ok && host[0] == '[') { /* IPv6 literal */
+            ok = hl > 2 && host[hl - 1] == ']';
+            for (i = 1; ok && i + 1 < hl; i++)
+                ok = (host[i] >= '0' && host[i] <= '9') || (host[i] >= 'a' && host[i] <= 'f') ||
+                     (host[i] >= 'A' && host[i] <= 'F') || host[i] == ':' || host[i] == '.';
+        } else {
+            for (i = 0; ok && i < hl; i++)
+                ok = host_char(host[i]);
+        }
+        if (!ok) {
+            (void)snprintf(why, whylen, "must be [host:]port (port 0 to 65535)");
+            return -1;
+        }
+    }
+    if (*port_s == '-' || parse_long_strict(port_s, &port) != 0 || port < 0 || port > 65535) {
+        (void)snprintf(why, whylen, "must be [host:]port (port 0 to 65535)");
+        return -1;
+    }
+    (void)snprintf(cfg->listen_host, sizeof cfg->listen_host, "%s", hl ? host : "0.0.0.0");
+    cfg->listen_port = (int)port;
+    return 0;
+}
+
+static int parse_auth(const struct cfg_row *row, const char *value, struct snap_config *cfg,
+                      int default_port, char *why, size_t whylen)
+{
+    (void)row;
+    (void)default_port;
+    if (strcmp(value, "required") == 0)
+        cfg->auth = SNAP_AUTH_REQUIRED;
+    else if (strcmp(value, "open") == 0)
+        cfg->auth = SNAP_AUTH_OPEN;
+    else {
+        (void)snprintf(why, whylen, "must be required or open");
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_log_level(const struct cfg_row *row, const char *value,
+                           struct snap_config *cfg, int default_port, char *why,
+                           size_t whylen)
+{
+    static const char *const names[] = {"debug", "info", "warn", "error"};
+    static const enum snap_log_level levels[] = {SNAP_LOG_DEBUG, SNAP_LOG_INFO, SNAP_LOG_WARN,
+                                                 SNAP_LOG_ERROR};
+    size_t i;
+    (void)row;
+    (void)default_port;
+    for (i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (strcmp(value, names[i]) == 0) {
+            cfg->log_level = levels[i];
+            return 0;
+        }
+    }
+    (void)snprintf(why, whylen, "must be debug, info, warn or error");
+    return -1;
+}
+
+/* SNAPTEXT_ADMIN_USERNAME: "" (no admin) or a valid username. */
+static int parse_admin_user(const struct cfg_row *row, const char *value,
+                            struct snap_config *cfg, int default_port, char *why,
+                            size_t whylen)
+{
+    size_t len = strlen(value);
+    (void)row;
+    (void)default_port;
+    if (len > 0 && !username_valid(value, len)) {
+        (void)snprintf(why, whylen,
+                       "must be empty or a username of 1 to %d bytes without whitespace, "
+                       "control characters or '/'",
+                       SNAP_USERNAME_MAX);
+        return -1;
+    }
+    memcpy(cfg->admin_username, value, len + 1);
+    return 0;
+}
+
+/* SNAPTEXT_ADMIN_PASSWORD: "" or 8..1024 bytes of UTF-8 (it has to be
+ * sendable in a JSON login body). */
+static int parse_admin_password(const struct cfg_row *row, const char *value,
+                                struct snap_config *cfg, int default_port, char *why,
+                                size_t whylen)
+{
+    size_t len = strlen(value);
+    (void)row;
+    (void)default_port;
+    if (len > 0 && (len < SNAP_PASSWORD_MIN || len > SNAP_PASSWORD_MAX ||
+                    !utf8_valid(value, len))) {
+        (void)snprintf(why, whylen, "must be empty or %d to %d bytes of UTF-8",
+                       SNAP_PASSWORD_MIN, SNAP_PASSWORD_MAX);
+        return -1;
+    }
+    memcpy(cfg->admin_password, value, len + 1);
+    return 0;
+}
+
+/* ---- the table ----------------------------------------------------------- */
+
+static const struct cfg_row cfg_rows[] = {
+    {"SNAPTEXT_REDIS_URL", "redis://127.0.0.1:6379/0", parse_url, 0, 0, CFG_FIELD(redis_url),
+     "redis://", 0},
+    {"SNAPTEXT_REDIS_SENTINELS", "", parse_sentinels, 0, 0, CFG_FIELD(redis_sentinels), NULL,
+     0},
+    {"SNAPTEXT_STORE", "sqlite://snaptext.db", parse_store, 0, 0, CFG_FIELD(store_url), NULL, 0},
+    {"SNAPTEXT_LISTEN", NULL, parse_listen, 0, 65535, CFG_FIELD(listen_port), NULL, 0},
+    {"SNAPTEXT_AUTH", "required", parse_auth, 0, 0, CFG_FIELD(auth), NULL, 0},
+    {"SNAPTEXT_THREADS", "16", parse_int, 1, 256, CFG_FIELD(threads), NULL, 0},
+    {"SNAPTEXT_MAX_BODY_BYTES", "65536", parse_long, 1024, 16777216, CFG_FIELD(max_body_bytes),
+     NULL, 0},
+    {"SNAPTEXT_MAX_TEXT_BYTES", "4096", parse_long, 1, 1048576, CFG_FIELD(max_text_bytes), NULL,
+     0},
+    {"SNAPTEXT_MAX_TIMEOUT", "2592000", parse_long, 1, 315360000, CFG_FIELD(max_timeout), NULL,
+     0},
+    {"SNAPTEXT_SESSION_TTL", "2592000", parse_long, 60, 315360000, CFG_FIELD(session_ttl), NULL,
+     0},
+    {"SNAPTEXT_ADMIN_USERNAME", "", parse_admin_user, 0, 0, CFG_FIELD(admin_username), NULL, 0},
+    {"SNAPTEXT_ADMIN_PASSWORD", "", parse_admin_password, 0, 0, CFG_FIELD(admin_password), NULL,
+     1},
+    {"SNAPTEXT_LOG_LEVEL", "info", parse_log_level, 0, 0, CFG_FIELD(log_level), NULL, 0},
+};
+
+/* ---- loading ------------------------------------------------------------- */
+
+/* Copies up to CFG_ECHO_MAX bytes of value into out, printable ASCII as is,
+ * '\\' and everything else as escapes, "..." when cut. */
+static void echo_value(const char *value, char *out, size_t outlen)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t i, o = 0;
+
+    for (i = 0; value[i] != '\0' && i < CFG_ECHO_MAX; i++) {
+        unsigned char c = (unsigned char)value[i];
+        if (o + 5 >= outlen)
+            break;
+        if (c >= 0x20 && c < 0x7f && c != '\\') {
+            out[o++] = (char)c;
+        } else if (c == '\\') {
+            out[o++] = '\\';
+            out[o++] = '\\';
+        } else {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 0xF];
+        }
+    }
+    if (value[i] != '\0' && o + 4 < outlen) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = '\0';
+}
+
+static int fail(char *msg, size_t msglen, const char *name, const char *shown,
+                const char *why)
+{
+    if (msg != NULL && msglen > 0)
+        (void)snprintf(msg, msglen, "%s=%s: %s", name, shown, why);
+    return -1;
+}
+
+int config_load_from(struct snap_config *cfg, int default_port,
+                     const char *(*getter)(const char *name, void *arg), void *arg,
+                     char *msg, size_t msglen)
+{
+    size_t i;
+    char why[160], shown[CFG_ECHO_MAX * 4 + 8];
+
+    memset(cfg, 0, sizeof *cfg);
+    if (msg != NULL && msglen > 0)
+        msg[0] = '\0';
+    for (i = 0; i < sizeof cfg_rows / sizeof cfg_rows[0]; i++) {
+        const struct cfg_row *row = &cfg_rows[i];
+        const char *value = getter(row->name, arg);
+        int from_env = value != NULL;
+
+        if (value == NULL)
+            value = row->dflt; /* NULL only for SNAPTEXT_LISTEN */
+        why[0] = '\0';
+        if (row->parse(row, value, cfg, default_port, why, sizeof why) != 0) {
+            if (row->secret)
+                (void)snprintf(shown, sizeof shown, "<hidden>");
+            else
+                echo_value(value ? value : "", shown, sizeof shown);
+            if (!from_env) /* a default that does not parse is our bug */
+                (void)snprintf(why + strlen(why), sizeof why - strlen(why), " (default)");
+            return fail(msg, msglen, row->name, shown, why);
+        }
+    }
+
+    /* The admin account needs both halves or neither. */
+    if (cfg->admin_username[0] != '\0' && cfg->admin_password[0] == '\0')
+        return fail(msg, msglen, "SNAPTEXT_ADMIN_PASSWORD", "",
+                    "must be set (8 to 1024 bytes) when SNAPTEXT_ADMIN_USERNAME is set");
+    if (cfg->admin_username[0] == '\0' && cfg->admin_password[0] != '\0')
+        return fail(msg, msglen, "SNAPTEXT_ADMIN_USERNAME", "",
+                    "must be set when SNAPTEXT_ADMIN_PASSWORD is set");
+    return 0;
+}
+
+static const char *env_getter(const char *name, void *arg)
+{
+    (void)arg;
+    return getenv(name);
+}
+
+int config_load(struct snap_config *cfg, int default_port, char *msg, size_t msglen)
+{
+    return config_load_from(cfg, default_port, env_getter, NULL, msg, msglen);
+}

@@ -1,1 +1,228 @@
-/* log.c: placeholder, being written. */
+/* log.c: the service's event log, one JSON object per line on stdout.
+ *
+ * Lines are built with cJSON, so quoting and control characters are escaped
+ * by the encoder. cJSON does not check UTF-8, so every string field is first
+ * cleaned here: capped at LOG_FIELD_MAX bytes on a character boundary, with
+ * each byte that is not part of a well-formed UTF-8 sequence replaced by
+ * U+FFFD. Each line goes out in one writev(2) under a mutex, so lines from
+ * different threads never interleave, even past PIPE_BUF.
+ * Not here: deciding what is secret (callers never pass passwords, tokens or
+ * message texts). */
+#include "snap/log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "snap/clock.h"
+#include "snap/validate.h"
+
+static char log_service[64] = "snaptext";
+static int log_min_level = SNAP_LOG_INFO; /* read with __atomic loads */
+static pthread_mutex_t log_write_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+/* Cleans in into out (LOG_FIELD_MAX + 1 bytes): valid UTF-8, at most
+ * LOG_FIELD_MAX bytes, ending in "..." when it was cut. */
+static void clean_field(const char *in, char out[LOG_FIELD_MAX + 1])
+{
+    static const char repl[] = "\xEF\xBF\xBD"; /* U+FFFD */
+    const unsigned char *u = (const unsigned char *)in;
+    size_t i = 0, o = 0;
+    const size_t room = LOG_FIELD_MAX - 3; /* keep space for "..." */
+
+    if (in == NULL) {
+        out[0] = '\0';
+        return;
+    }
+    o = strnlen(in, LOG_FIELD_MAX + 1);
+    if (o <= LOG_FIELD_MAX && utf8_valid(in, o)) { /* the usual case */
+        memcpy(out, in, o + 1);
+        return;
+    }
+    o = 0;
+    while (u[i] != '\0') {
+        size_t n = 1;
+        const char *piece = in + i;
+        size_t plen;
+
+        if (u[i] >= 0xC2 && u[i] <= 0xDF)
+            n = 2;
+        else if (u[i] >= 0xE0 && u[i] <= 0xEF)
+            n = 3;
+        else if (u[i] >= 0xF0 && u[i] <= 0xF4)
+            n = 4;
+        if (strnlen(in + i, n) == n && utf8_valid(in + i, n)) {
+            plen = n;
+        } else { /* a stray byte: replace it alone and resync on the next */
+            piece = repl;
+            plen = 3;
+            n = 1;
+        }
+        if (o + plen > room) {
+            /* Fits whole only if this is the last piece. */
+            if (u[i + n] == '\0' && o + plen <= LOG_FIELD_MAX) {
+                memcpy(out + o, piece, plen);
+                o += plen;
+            } else {
+                memcpy(out + o, "...", 3);
+                o += 3;
+            }
+            break;
+        }
+        memcpy(out + o, piece, plen);
+        o += plen;
+        i += n;
+    }
+    out[o] = '\0';
+}
+
+static int add_clean_string(cJSON *obj, const char *key, const char *value)
+{
+    char buf[LOG_FIELD_MAX + 1];
+    clean_field(value, buf);
+    return cJSON_AddStringToObject(obj, key, buf) != NULL ? 0 : -1;
+}
+
+/* "2026-11-23T10:15:00.123Z" */
+static void format_ts(char out[32])
+{
+    int64_t ms = clock_now_ms();
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+
+    if (gmtime_r(&secs, &tm) == NULL ||
+        strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
+        (void)snprintf(out, 32, "1970-01-01T00:00:00");
+    }
+    (void)snprintf(out + strlen(out), 32 - strlen(out), ".%03dZ", (int)(ms % 1000));
+}
+
+/* Starts a line with ts, level, service, event and request_id. */
+static cJSON *line_new(enum snap_log_level level, const char *event, const char *request_id)
+{
+    cJSON *obj = cJSON_CreateObject();
+    char ts[32];
+
+    if (obj == NULL)
+        return NULL;
+    format_ts(ts);
+    if (cJSON_AddStringToObject(obj, "ts", ts) == NULL ||
+        cJSON_AddStringToObject(obj, "level", level_names[level]) == NULL ||
+        add_clean_string(obj, "service", log_service) != 0 ||
+        add_clean_string(obj, "event", event ? event : "") != 0 ||
+        (request_id != NULL && add_clean_string(obj, "request_id", request_id) != 0)) {
+        cJSON_Delete(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+/* Encodes obj, writes it plus "\n" in one writev, and frees obj. */
+static void line_write(cJSON *obj)
+{
+    char *text = cJSON_PrintUnformatted(obj);
+    struct iovec iov[2];
+    size_t len, done = 0;
+
+    cJSON_Delete(obj);
+    if (text == NULL)
+        return; /* out of memory: the line is lost, the service goes on */
+    len = strlen(text);
+    iov[0].iov_base = text;
+    iov[0].iov_len = len;
+    iov[1].iov_base = (void *)"\n";
+    iov[1].iov_len = 1;
+
+    (void)pthread_mutex_lock(&log_write_lock);
+    while (done < len + 1) {
+        ssize_t n;
+        if (done < len) {
+            iov[0].iov_base = text + done;
+            iov[0].iov_len = len - done;
+            n = writev(STDOUT_FILENO, iov, 2);
+        } else {
+            n = write(STDOUT_FILENO, "\n", 1);
+        }
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            break; /* stdout is gone; nothing better to do */
+        }
+        done += (size_t)n;
+    }
+    (void)pthread_mutex_unlock(&log_write_lock);
+    cJSON_free(text);
+}
+
+void log_init(const char *service, enum snap_log_level level)
+{
+    if (service != NULL)
+        (void)snprintf(log_service, sizeof log_service, "%s", service);
+    if ((int)level < (int)SNAP_LOG_DEBUG || (int)level > (int)SNAP_LOG_ERROR)
+        level = SNAP_LOG_INFO;
+    __atomic_store_n(&log_min_level, (int)level, __ATOMIC_RELAXED);
+}
+
+int log_enabled(enum snap_log_level level)
+{
+    return (int)level >= __atomic_load_n(&log_min_level, __ATOMIC_RELAXED) &&
+           level <= SNAP_LOG_ERROR;
+}
+
+void log_event(enum snap_log_level level, const char *request_id, const char *event,
+               const char *fmt, ...)
+{
+    char msg[LOG_FIELD_MAX * 2];
+    va_list ap;
+    cJSON *obj;
+
+    if (!log_enabled(level))
+        return;
+    va_start(ap, fmt);
+    (void)vsnprintf(msg, sizeof msg, fmt, ap); /* cut further by clean_field */
+    va_end(ap);
+    obj = line_new(level, event, request_id);
+    if (obj == NULL)
+        return;
+    if (add_clean_string(obj, "msg", msg) != 0) {
+        cJSON_Delete(obj);
+        return;
+    }
+    line_write(obj);
+}
+
+void log_request(const char *method, const char *route, int status, double latency_ms,
+                 const char *request_id)
+{
+    cJSON *obj;
+    double ms;
+    char msg[LOG_FIELD_MAX * 2];
+
+    if (!log_enabled(SNAP_LOG_INFO))
+        return;
+    (void)snprintf(msg, sizeof msg, "%.64s %.200s -> %d", method ? method : "",
+                   route ? route : "", status);
+    obj = line_new(SNAP_LOG_INFO, "request", request_id);
+    if (obj == NULL)
+        return;
+    /* Three decimals are enough, and keep the encoder from printing 17 digits. */
+    ms = latency_ms >= 0 ? (double)(long long)(latency_ms * 1000.0 + 0.5) / 1000.0 : 0.0;
+    if (add_clean_string(obj, "method", method ? method : "") != 0 ||
+        add_clean_string(obj, "route", route ? route : "") != 0 ||
+        cJSON_AddNumberToObject(obj, "status", status) == NULL ||
+        cJSON_AddNumberToObject(obj, "latency_ms", ms) == NULL ||
+        add_clean_string(obj, "msg", msg) != 0) {
+        cJSON_Delete(obj);
+        return;
+    }
+    line_write(obj);
+}
