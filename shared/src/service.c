@@ -85,6 +85,8 @@ static void route_names_free(char **names, size_t n) {
     free(names);
 }
 
+/* 0 when the store is open, 1 when a stop signal came while waiting for
+ * it, -1 when it cannot be used at all. */
 static int cold_open_retrying(struct snap_ctx *ctx, const sigset_t *stop_set) {
     struct snap_err err;
     for (unsigned attempt = 1;; attempt++) {
@@ -104,7 +106,7 @@ static int cold_open_retrying(struct snap_ctx *ctx, const sigset_t *stop_set) {
                       "cold store unreachable (attempt %u), retrying every %d ms: %s", attempt,
                       COLD_OPEN_RETRY_MS, err.msg);
         struct timespec ts = {COLD_OPEN_RETRY_MS / 1000, (COLD_OPEN_RETRY_MS % 1000) * 1000000L};
-        if (sigtimedwait(stop_set, NULL, &ts) > 0) return -1;
+        if (sigtimedwait(stop_set, NULL, &ts) > 0) return 1;
     }
 }
 
@@ -145,7 +147,11 @@ int service_run(const struct service_def *def) {
     if (!route_names) goto done;
     ctx.metrics = metrics_new(def->name, (const char *const *)route_names, def->nroutes);
     if (!ctx.metrics) goto done;
-    if (cold_open_retrying(&ctx, &stop_set) != 0) goto done;
+    int opened = cold_open_retrying(&ctx, &stop_set);
+    if (opened != 0) {
+        if (opened == 1) exit_code = 0; /* asked to stop while waiting: a clean stop */
+        goto done;
+    }
     if (def->start && def->start(&ctx, &err) != 0) {
         log_event(SNAP_LOG_ERROR, NULL, "start", "%s", err.msg);
         goto done;
@@ -162,6 +168,7 @@ int service_run(const struct service_def *def) {
         "keep_alive_timeout_ms", "15000",
         "request_timeout_ms", "10000",
         "tcp_nodelay", "1",
+        "decode_url", "no", /* the dispatcher decodes path parameters itself */
         "max_request_size", "16384", /* request line + headers */
         NULL};
     struct mg_callbacks cb;

@@ -311,7 +311,8 @@ def payload_too_large():
                        headers={"Content-Type": "application/json"}), 413, "payload_too_large")
     # a chunked body over the limit (no Content-Length) is refused by the service
     req = (b"POST /chat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + tok.encode() +
-           b"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+           b"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+           b"Connection: close\r\n\r\n")
     chunk = b"x" * 10000
     body = b'{"username":"bob","text":"'
     data = req + b"%x\r\n%s\r\n" % (len(body), body)

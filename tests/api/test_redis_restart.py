@@ -47,6 +47,7 @@ def roundtrip_after_restart(kill):
         assert st == 201, (st, b)
         before.append(b["id"])
     outage = restart(kill)
+    t_restart = time.time()
     for st, body, retry_after, secs in outage:
         assert st == 503 and body["error"] == "unavailable", (st, body)
         assert retry_after, "503 without Retry-After"
@@ -60,6 +61,9 @@ def roundtrip_after_restart(kill):
         assert time.time() < deadline, "no recovery: %s %s" % (st, b)
         time.sleep(0.2)
     assert b["id"] > max(before), (b["id"], max(before))
+    recovered = time.time() - t_restart
+    S.wait_ready()  # every backend is back in HAProxy
+    print("  recovered %.2fs after Redis came back" % recovered)
     st, _, got = S.req("GET", "/chats/" + name)
     assert st == 200, got
     ids = [m["id"] for m in got]

@@ -78,6 +78,7 @@ class Proc:
         self.pid = self.popen.pid
         self.port = None
         self.returncode = None
+        self.stop_signal = signal.SIGTERM
 
     def alive(self):
         return self.popen.poll() is None
@@ -120,7 +121,7 @@ class Proc:
         """SIGTERM, bounded wait, SIGKILL. Returns a list of problems."""
         problems = []
         if self.alive():
-            os.kill(self.pid, signal.SIGTERM)
+            os.kill(self.pid, self.stop_signal)
             try:
                 self.popen.wait(timeout=timeout * TIMEOUT_MULT)
             except subprocess.TimeoutExpired:
@@ -233,6 +234,7 @@ def start_haproxy(backends, root=None, env=None):
              "SNAPTEXT_RATE_LIMIT": "1000000"}
         e.update(env or {})
         proc = Proc("haproxy", [binary, "-db", "-f", HAPROXY_CFG, "-f", bfile], env=e, root=root)
+        proc.stop_signal = signal.SIGUSR1  # soft stop: exit 0 once idle
         try:
             proc.wait_for(lambda: port_open(port), "haproxy port %d" % port)
             proc.port = port
@@ -314,12 +316,17 @@ class Stack:
                     if time.time() > deadline:
                         raise HarnessError("%s never became ready\n%s" % (p.name, p.logs()))
                     time.sleep(0.05)
-        # HAProxy marks servers up after one good check (rise 1); give it one round.
-        while time.time() < deadline:
-            st, _, _ = request("GET", "/chats/", port=self.haproxy.port, timeout=2)
-            if st != 503:
-                return
-            time.sleep(0.1)
+        # Then through HAProxy: one route per backend must stop answering 503
+        # (HAProxy marks a server up after a good health check).
+        probes = (("GET", "/users/me"), ("GET", "/chat"), ("GET", "/chats/_probe"))
+        for method, path in probes:
+            while True:
+                st, _, _ = request(method, path, port=self.haproxy.port, timeout=2)
+                if st != 503:
+                    break
+                if time.time() > deadline:
+                    raise HarnessError("HAProxy still answers 503 for %s %s" % (method, path))
+                time.sleep(0.05)
 
     @property
     def port(self):
