@@ -37,7 +37,7 @@ fi
 "$root/deploy/local/install-deps.sh"
 
 echo "building (build/) ..."
-cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF >"$state/logs/build.log" 2>&1 ||
+cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$state/logs/build.log" 2>&1 ||
     { echo "configure failed, see $state/logs/build.log" >&2; exit 1; }
 cmake --build "$root/build" -j"$(nproc)" --target users ingest fetch >>"$state/logs/build.log" 2>&1 ||
     { echo "build failed, see $state/logs/build.log" >&2; exit 1; }
@@ -99,7 +99,7 @@ SNAPTEXT_PUBLIC_BIND="127.0.0.1:$public_port" haproxy -D -p "$state/pids/haproxy
     >"$state/logs/haproxy.log" 2>&1
 echo "$public_port" >"$state/public_port"
 
-ready() { curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$1/readyz"; }
+ready() { curl -fs -o /dev/null --max-time 1 "http://127.0.0.1:$1/readyz" 2>/dev/null; }
 deadline=$((SECONDS + 30))
 for port in $(seq $((base + 1)) $((base + 5))); do
     until ready "$port"; do
@@ -111,10 +111,14 @@ for port in $(seq $((base + 1)) $((base + 5))); do
         sleep 0.1
     done
 done
-until curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$public_port/healthz" &&
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$public_port/chats/x")" != 503 ]; do
-    [ $SECONDS -ge $deadline ] && { echo "HAProxy did not come up; see $state/logs/haproxy.log" >&2; exit 1; }
-    sleep 0.1
+# Through HAProxy: one route of each backend must stop answering 503 (it
+# marks a server up after two good health checks).
+for probe in "GET /users/me" "GET /chat" "GET /chats/_probe"; do
+    until [ "$(curl -s -o /dev/null -w '%{http_code}' -X "${probe% *}" "http://127.0.0.1:$public_port${probe#* }")" != 503 ] &&
+        [ "$(curl -s -o /dev/null -w '%{http_code}' -X "${probe% *}" "http://127.0.0.1:$public_port${probe#* }")" != 000 ]; do
+        [ $SECONDS -ge $deadline ] && { echo "HAProxy does not reach the services; see $state/logs" >&2; exit 1; }
+        sleep 0.1
+    done
 done
 
 url="http://127.0.0.1:$public_port"
