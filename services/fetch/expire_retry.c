@@ -22,7 +22,7 @@
 #include "snap/metrics.h"
 
 #define RETRY_PERIOD_MS 1000
-#define RETRY_BATCH 256
+#define RETRY_BATCH     256
 
 struct pending {
     int64_t id;
@@ -31,17 +31,18 @@ struct pending {
 
 struct expire_retry {
     struct snap_ctx *ctx;
-    struct hot_store *hot;     /* the worker thread's own Redis handle */
+    struct hot_store *hot; /* the worker thread's own Redis handle */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t wake;
     int stopping;
-    struct pending *local;     /* guarded by mu: updates Redis refused too */
+    struct pending *local; /* guarded by mu: updates Redis refused too */
     size_t nlocal, caplocal;
 };
 
 /* Appends to the in-process list. Called with mu held. */
-static int local_add(struct expire_retry *er, int64_t id, int64_t at_ms) {
+static int local_add(struct expire_retry *er, int64_t id, int64_t at_ms)
+{
     if (er->nlocal == er->caplocal) {
         size_t cap = er->caplocal ? er->caplocal * 2 : 64;
         struct pending *p = realloc(er->local, cap * sizeof *p);
@@ -53,8 +54,9 @@ static int local_add(struct expire_retry *er, int64_t id, int64_t at_ms) {
     return 0;
 }
 
-void expire_retry_defer(struct snap_ctx *ctx, struct hot_store *hot, const int64_t *ids,
-                        size_t n, int64_t at_ms, const char *request_id) {
+void expire_retry_defer(struct snap_ctx *ctx, struct hot_store *hot, const int64_t *ids, size_t n,
+                        int64_t at_ms, const char *request_id)
+{
     struct expire_retry *er = ctx->data;
     struct snap_err err;
     metrics_add(ctx->metrics, METRIC_EXPIRE_RETRIES, n);
@@ -73,7 +75,8 @@ void expire_retry_defer(struct snap_ctx *ctx, struct hot_store *hot, const int64
 }
 
 /* Applies the in-process list; keeps what still fails. */
-static void drain_local(struct expire_retry *er) {
+static void drain_local(struct expire_retry *er)
+{
     pthread_mutex_lock(&er->mu);
     struct pending *items = er->local;
     size_t n = er->nlocal;
@@ -96,7 +99,8 @@ static void drain_local(struct expire_retry *er) {
 }
 
 /* Applies up to RETRY_BATCH entries of the shared Redis queue. */
-static void drain_shared(struct expire_retry *er) {
+static void drain_shared(struct expire_retry *er)
+{
     struct snap_err err;
     for (int i = 0; i < RETRY_BATCH; i++) {
         int64_t id, at;
@@ -111,8 +115,7 @@ static void drain_shared(struct expire_retry *er) {
                       (long long)id);
             continue;
         }
-        log_event(SNAP_LOG_WARN, NULL, "expire_retry", "cold store still failing: %s",
-                  err.msg);
+        log_event(SNAP_LOG_WARN, NULL, "expire_retry", "cold store still failing: %s", err.msg);
         if (hot_retry_push(er->hot, id, at, &err) != SNAP_OK) {
             pthread_mutex_lock(&er->mu);
             (void)local_add(er, id, at);
@@ -122,17 +125,17 @@ static void drain_shared(struct expire_retry *er) {
     }
 }
 
-static void *retry_main(void *arg) {
+static void *retry_main(void *arg)
+{
     struct expire_retry *er = arg;
     pthread_mutex_lock(&er->mu);
     while (!er->stopping) {
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_sec += RETRY_PERIOD_MS / 1000;
-        int rc = pthread_cond_timedwait(&er->wake, &er->mu, &until);
+        (void)pthread_cond_timedwait(&er->wake, &er->mu, &until);
         if (er->stopping) break;
         pthread_mutex_unlock(&er->mu);
-        (void)rc;
         drain_local(er);
         drain_shared(er);
         pthread_mutex_lock(&er->mu);
@@ -141,7 +144,8 @@ static void *retry_main(void *arg) {
     return NULL;
 }
 
-int expire_retry_start(struct snap_ctx *ctx, struct snap_err *err) {
+int expire_retry_start(struct snap_ctx *ctx, struct snap_err *err)
+{
     struct expire_retry *er = calloc(1, sizeof *er);
     if (!er) return snap_err_set(err, SNAP_ERR, "out of memory for the retry worker");
     er->ctx = ctx;
@@ -161,7 +165,8 @@ int expire_retry_start(struct snap_ctx *ctx, struct snap_err *err) {
     return SNAP_OK;
 }
 
-void expire_retry_stop(struct snap_ctx *ctx) {
+void expire_retry_stop(struct snap_ctx *ctx)
+{
     struct expire_retry *er = ctx->data;
     if (!er) return;
     pthread_mutex_lock(&er->mu);

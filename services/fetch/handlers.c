@@ -18,13 +18,15 @@
 #include "snap/validate.h"
 
 /* Adds "key": <int64> exactly (cJSON numbers are doubles). */
-static cJSON *add_int64(cJSON *obj, const char *key, int64_t v) {
+static cJSON *add_int64(cJSON *obj, const char *key, int64_t v)
+{
     char buf[24];
     snprintf(buf, sizeof buf, "%lld", (long long)v);
     return cJSON_AddRawToObject(obj, key, buf);
 }
 
-static void expire_taken(struct http_req *r, const struct hot_msg_list *l, int64_t now) {
+static void expire_taken(struct http_req *r, const struct hot_msg_list *l, int64_t now)
+{
     if (l->len == 0) return;
     int64_t *ids = malloc(l->len * sizeof *ids);
     if (!ids) {
@@ -42,7 +44,8 @@ static void expire_taken(struct http_req *r, const struct hot_msg_list *l, int64
     free(ids);
 }
 
-void fetch_chats_read(struct http_req *r) {
+void fetch_chats_read(struct http_req *r)
+{
     if (!username_valid(r->param, r->param_len)) {
         http_reply_error(r, HTTP_E_INVALID_FIELD,
                          "username in the path must be 1 to 64 bytes of UTF-8 without "
@@ -82,7 +85,8 @@ void fetch_chats_read(struct http_req *r) {
     hot_msg_list_free(&l);
 }
 
-void fetch_chat_lookup(struct http_req *r) {
+void fetch_chat_lookup(struct http_req *r)
+{
     int64_t id;
     if (id_parse(r->param, r->param_len, &id) != 0) {
         http_reply_error(r, HTTP_E_INVALID_FIELD,
@@ -102,8 +106,7 @@ void fetch_chat_lookup(struct http_req *r) {
     }
     char when[SNAP_TIME_STR_LEN];
     cJSON *o = cJSON_CreateObject();
-    int ok = o && add_int64(o, "id", m.id) &&
-             cJSON_AddStringToObject(o, "username", m.username) &&
+    int ok = o && add_int64(o, "id", m.id) && cJSON_AddStringToObject(o, "username", m.username) &&
              (m.has_from ? cJSON_AddStringToObject(o, "from", m.from) != NULL
                          : cJSON_AddNullToObject(o, "from") != NULL) &&
              cJSON_AddStringToObject(o, "text", m.text) &&

@@ -18,4 +18,7 @@ static const struct service_def fetch = {
     .stop = expire_retry_stop,
 };
 
-int main(void) { return service_run(&fetch); }
+int main(void)
+{
+    return service_run(&fetch);
+}

@@ -21,11 +21,12 @@
 #include "snap/metrics.h"
 #include "snap/validate.h"
 
-#define DEFAULT_TIMEOUT_S 60
+#define DEFAULT_TIMEOUT_S   60
 #define ID_CONFLICT_RETRIES 3
 
 /* Steps 1 and 2: a fresh id recorded with m in the cold store. */
-static int record(struct http_req *r, struct cold_msg *m) {
+static int record(struct http_req *r, struct cold_msg *m)
+{
     struct snap_err err;
     for (int attempt = 0; attempt < ID_CONFLICT_RETRIES; attempt++) {
         if (hot_next_id(r->hot, &m->id, &err) != SNAP_OK)
@@ -47,7 +48,8 @@ static int record(struct http_req *r, struct cold_msg *m) {
     return http_reply_store_error(r, "cold", "recording the message", &err);
 }
 
-void ingest_chat_send(struct http_req *r) {
+void ingest_chat_send(struct http_req *r)
+{
     const struct snap_config *cfg = &r->ctx->cfg;
     char msg[200];
     struct cold_msg m;

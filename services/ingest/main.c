@@ -14,4 +14,7 @@ static const struct service_def ingest = {
     .nroutes = sizeof routes / sizeof routes[0],
 };
 
-int main(void) { return service_run(&ingest); }
+int main(void)
+{
+    return service_run(&ingest);
+}

@@ -9,7 +9,8 @@
 #include "snap/log.h"
 #include "users.h"
 
-int users_admin_bootstrap(struct snap_ctx *ctx, struct snap_err *err) {
+int users_admin_bootstrap(struct snap_ctx *ctx, struct snap_err *err)
+{
     const struct snap_config *cfg = &ctx->cfg;
     if (!cfg->admin_username[0]) return SNAP_OK;
     struct cold_user u;
@@ -19,7 +20,8 @@ int users_admin_bootstrap(struct snap_ctx *ctx, struct snap_err *err) {
         strcpy(u.username, cfg->admin_username);
         strcpy(u.role, AUTH_ROLE_ADMIN);
         u.created_ms = clock_now_ms();
-        if (auth_password_hash(cfg->admin_password, u.password_hash, err) != SNAP_OK) return SNAP_ERR;
+        if (auth_password_hash(cfg->admin_password, u.password_hash, err) != SNAP_OK)
+            return SNAP_ERR;
         rc = cold_user_put(ctx->cold, &u, err);
         if (rc == SNAP_OK) {
             log_event(SNAP_LOG_INFO, NULL, "admin", "admin user created");
@@ -32,6 +34,7 @@ int users_admin_bootstrap(struct snap_ctx *ctx, struct snap_err *err) {
         return SNAP_OK;
     }
     rc = cold_user_set_role(ctx->cold, cfg->admin_username, AUTH_ROLE_ADMIN, err);
-    if (rc == SNAP_OK) log_event(SNAP_LOG_INFO, NULL, "admin", "existing user given the admin role");
+    if (rc == SNAP_OK)
+        log_event(SNAP_LOG_INFO, NULL, "admin", "existing user given the admin role");
     return rc;
 }

@@ -16,7 +16,8 @@
 
 /* Username and password of a register/login body; 0 or a 400 sent. */
 static int read_credentials(struct http_req *r, char *username, const char **password,
-                            size_t min_password) {
+                            size_t min_password)
+{
     char msg[200];
     size_t len;
     if (field_username(r->body, "username", username, msg, sizeof msg) != 0 ||
@@ -30,7 +31,8 @@ static int read_credentials(struct http_req *r, char *username, const char **pas
 
 /* A new session for username; fills token and expires_ms, or replies 503. */
 static int open_session(struct http_req *r, const char *username, const char *role,
-                        char token[AUTH_TOKEN_LEN + 1], int64_t *expires_ms) {
+                        char token[AUTH_TOKEN_LEN + 1], int64_t *expires_ms)
+{
     char hash[AUTH_HASH_HEX_LEN + 1];
     struct snap_err err;
     if (auth_token_new(token, hash) != SNAP_OK) {
@@ -45,7 +47,8 @@ static int open_session(struct http_req *r, const char *username, const char *ro
     return 0;
 }
 
-void users_register(struct http_req *r) {
+void users_register(struct http_req *r)
+{
     struct cold_user u;
     memset(&u, 0, sizeof u);
     const char *password;
@@ -80,7 +83,8 @@ void users_register(struct http_req *r) {
     explicit_bzero(token, sizeof token);
 }
 
-void users_login(struct http_req *r) {
+void users_login(struct http_req *r)
+{
     char username[SNAP_USERNAME_MAX + 1];
     const char *password;
     if (read_credentials(r, username, &password, 1) != 0) return;
@@ -110,7 +114,8 @@ void users_login(struct http_req *r) {
     explicit_bzero(token, sizeof token);
 }
 
-void users_logout(struct http_req *r) {
+void users_logout(struct http_req *r)
+{
     struct snap_err err;
     if (hot_session_del(r->hot, r->who.token_hash, &err) != SNAP_OK) {
         http_reply_store_error(r, "redis", "revoking the session", &err);
@@ -119,7 +124,8 @@ void users_logout(struct http_req *r) {
     http_reply_raw(r, 204, "application/json", "", 0, NULL);
 }
 
-void users_me(struct http_req *r) {
+void users_me(struct http_req *r)
+{
     struct cold_user u;
     struct snap_err err;
     int rc = cold_user_get(r->ctx->cold, r->who.username, &u, &err);

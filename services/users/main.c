@@ -18,4 +18,7 @@ static const struct service_def users = {
     .start = users_admin_bootstrap,
 };
 
-int main(void) { return service_run(&users); }
+int main(void)
+{
+    return service_run(&users);
+}

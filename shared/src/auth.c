@@ -6,10 +6,10 @@
  * Redis does not yield usable tokens. Passwords are hashed with libcrypt's
  * yescrypt at its default cost, applied to the SHA-256 hex of the password
  * (libcrypt refuses passphrases over CRYPT_MAX_PASSPHRASE_SIZE = 512 bytes,
- * API.md allows 1024; pre-hashing gives every length one path) (about 12 ms and 16 MiB per hash here); at
- * most AUTH_HASH_PARALLEL hashes run at once, which bounds both the CPU a
- * login flood can take and the memory it can pin.
- * Not here: which route needs which role (http.c), storing users (cold_store). */
+ * API.md allows 1024; pre-hashing gives every length one path) (about 12 ms and 16 MiB per hash
+ * here); at most AUTH_HASH_PARALLEL hashes run at once, which bounds both the CPU a login flood can
+ * take and the memory it can pin. Not here: which route needs which role (http.c), storing users
+ * (cold_store). */
 #include "snap/auth.h"
 
 #include <crypt.h>
@@ -27,22 +27,30 @@
 #include "snap/hot_store.h"
 
 #define AUTH_HASH_PARALLEL 2
-#define AUTH_TOKEN_MAX 256
+#define AUTH_TOKEN_MAX     256
 
 static sem_t hash_slots;
 static pthread_once_t hash_slots_once = PTHREAD_ONCE_INIT;
 
-static void hash_slots_init(void) { (void)sem_init(&hash_slots, 0, AUTH_HASH_PARALLEL); }
+static void hash_slots_init(void)
+{
+    (void)sem_init(&hash_slots, 0, AUTH_HASH_PARALLEL);
+}
 
-static void hash_slot_take(void) {
+static void hash_slot_take(void)
+{
     pthread_once(&hash_slots_once, hash_slots_init);
     while (sem_wait(&hash_slots) != 0 && errno == EINTR) {
     }
 }
 
-static void hash_slot_give(void) { (void)sem_post(&hash_slots); }
+static void hash_slot_give(void)
+{
+    (void)sem_post(&hash_slots);
+}
 
-static void hex_encode(const unsigned char *in, size_t n, char *out) {
+static void hex_encode(const unsigned char *in, size_t n, char *out)
+{
     static const char digits[] = "0123456789abcdef";
     for (size_t i = 0; i < n; i++) {
         out[2 * i] = digits[in[i] >> 4];
@@ -51,7 +59,8 @@ static void hex_encode(const unsigned char *in, size_t n, char *out) {
     out[2 * n] = '\0';
 }
 
-void auth_token_hash(const char *token, size_t len, char hash_hex[AUTH_HASH_HEX_LEN + 1]) {
+void auth_token_hash(const char *token, size_t len, char hash_hex[AUTH_HASH_HEX_LEN + 1])
+{
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
     if (EVP_Digest(token, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32) {
@@ -63,7 +72,8 @@ void auth_token_hash(const char *token, size_t len, char hash_hex[AUTH_HASH_HEX_
     hex_encode(md, 32, hash_hex);
 }
 
-int auth_token_new(char token[AUTH_TOKEN_LEN + 1], char hash_hex[AUTH_HASH_HEX_LEN + 1]) {
+int auth_token_new(char token[AUTH_TOKEN_LEN + 1], char hash_hex[AUTH_HASH_HEX_LEN + 1])
+{
     unsigned char raw[32];
     unsigned char b64[48];
     if (RAND_bytes(raw, sizeof raw) != 1) return SNAP_ERR;
@@ -78,11 +88,11 @@ int auth_token_new(char token[AUTH_TOKEN_LEN + 1], char hash_hex[AUTH_HASH_HEX_L
     return SNAP_OK;
 }
 
-long auth_bearer(const char *header, const char **token) {
+long auth_bearer(const char *header, const char **token)
+{
     if (!header) return -1;
     while (*header == ' ' || *header == '\t') header++;
-    if (strncasecmp(header, "Bearer", 6) != 0 || (header[6] != ' ' && header[6] != '\t'))
-        return -1;
+    if (strncasecmp(header, "Bearer", 6) != 0 || (header[6] != ' ' && header[6] != '\t')) return -1;
     const char *t = header + 6;
     while (*t == ' ' || *t == '\t') t++;
     size_t len = strlen(t);
@@ -95,7 +105,8 @@ long auth_bearer(const char *header, const char **token) {
 }
 
 int auth_identify(struct hot_store *hot, const char *authorization, struct auth_identity *who,
-                  struct snap_err *err) {
+                  struct snap_err *err)
+{
     memset(who, 0, sizeof *who);
     const char *token;
     long len = auth_bearer(authorization, &token);
@@ -111,11 +122,13 @@ int auth_identify(struct hot_store *hot, const char *authorization, struct auth_
 }
 
 /* The string actually given to crypt: SHA-256 hex of the password. */
-static void password_prehash(const char *password, char out[AUTH_HASH_HEX_LEN + 1]) {
+static void password_prehash(const char *password, char out[AUTH_HASH_HEX_LEN + 1])
+{
     auth_token_hash(password, strlen(password), out);
 }
 
-int auth_password_hash(const char *password, char out[256], struct snap_err *err) {
+int auth_password_hash(const char *password, char out[256], struct snap_err *err)
+{
     char pre[AUTH_HASH_HEX_LEN + 1];
     char salt[CRYPT_GENSALT_OUTPUT_SIZE];
     if (!crypt_gensalt_rn("$y$", 0, NULL, 0, salt, sizeof salt))
@@ -142,13 +155,17 @@ int auth_password_hash(const char *password, char out[256], struct snap_err *err
 static char dummy_hash[256];
 static pthread_once_t dummy_once = PTHREAD_ONCE_INIT;
 
-static void dummy_hash_init(void) {
+static void dummy_hash_init(void)
+{
     char pw[AUTH_TOKEN_LEN + 1], unused[AUTH_HASH_HEX_LEN + 1];
-    if (auth_token_new(pw, unused) != SNAP_OK || auth_password_hash(pw, dummy_hash, NULL) != SNAP_OK)
-        strcpy(dummy_hash, "$y$j9T$F5Jx5fExrKuPp53xLKQ..1$X3DX6M94c7o.9agCG9G317fhZg9SqC.5i5rd.RhAtQ7");
+    if (auth_token_new(pw, unused) != SNAP_OK ||
+        auth_password_hash(pw, dummy_hash, NULL) != SNAP_OK)
+        strcpy(dummy_hash,
+               "$y$j9T$F5Jx5fExrKuPp53xLKQ..1$X3DX6M94c7o.9agCG9G317fhZg9SqC.5i5rd.RhAtQ7");
 }
 
-int auth_password_verify(const char *password, const char *hash) {
+int auth_password_verify(const char *password, const char *hash)
+{
     struct crypt_data *data = calloc(1, sizeof *data);
     if (!data) return 0;
     if (!hash) pthread_once(&dummy_once, dummy_hash_init);

@@ -39,10 +39,8 @@ char *clock_format_utc(int64_t ms, char out[SNAP_TIME_STR_LEN])
     time_t t;
     struct tm tm;
 
-    if (s < CLOCK_MIN_S)
-        s = CLOCK_MIN_S;
-    if (s > CLOCK_MAX_S)
-        s = CLOCK_MAX_S;
+    if (s < CLOCK_MIN_S) s = CLOCK_MIN_S;
+    if (s > CLOCK_MAX_S) s = CLOCK_MAX_S;
     t = (time_t)s;
     if (gmtime_r(&t, &tm) == NULL ||
         strftime(out, SNAP_TIME_STR_LEN, "%Y-%m-%d %H:%M:%S", &tm) != SNAP_TIME_STR_LEN - 1) {

@@ -38,38 +38,38 @@
 #include "snap/err.h"
 #include "snap/log.h"
 
-#define MONGO_DEFAULT_DB "snaptext"
-#define MONGO_DB_NAME_MAX 63             /* MongoDB's own limit is 64 bytes */
-#define MONGO_COLL_MESSAGES "messages"
-#define MONGO_COLL_USERS "users"
+#define MONGO_DEFAULT_DB     "snaptext"
+#define MONGO_DB_NAME_MAX    63 /* MongoDB's own limit is 64 bytes */
+#define MONGO_COLL_MESSAGES  "messages"
+#define MONGO_COLL_USERS     "users"
 #define MONGO_INDEX_USERNAME "username_1"
-#define MONGO_EXPIRE_BATCH 1000          /* ids per update, far below 16 MB */
+#define MONGO_EXPIRE_BATCH   1000 /* ids per update, far below 16 MB */
 
 #define MONGO_DEFAULT_SERVER_SELECTION_MS 1500
-#define MONGO_DEFAULT_CONNECT_MS 1000
-#define MONGO_DEFAULT_SOCKET_MS 2000
+#define MONGO_DEFAULT_CONNECT_MS          1000
+#define MONGO_DEFAULT_SOCKET_MS           2000
 
 /* Duplicate-key codes: 11000 today, 11001 / 12582 from older servers. */
-#define MONGO_DUP_KEY 11000
-#define MONGO_DUP_KEY_OLD 11001
+#define MONGO_DUP_KEY        11000
+#define MONGO_DUP_KEY_OLD    11001
 #define MONGO_DUP_KEY_MONGOS 12582
 /* Index exists under this name with other options / keys. */
-#define MONGO_INDEX_OPTIONS_CONFLICT 85
+#define MONGO_INDEX_OPTIONS_CONFLICT   85
 #define MONGO_INDEX_KEY_SPECS_CONFLICT 86
 
 /* The state behind the void *state of cold_ops. Owned by the caller of
  * mongo_open(); released by mongo_close(). */
 struct mongo_store {
-    mongoc_uri_t *uri;               /* owned; outlives the pool          */
-    mongoc_client_pool_t *pool;      /* owned; shared by all threads      */
-    char db[MONGO_DB_NAME_MAX + 1];  /* database name from the url path   */
+    mongoc_uri_t *uri;              /* owned; outlives the pool          */
+    mongoc_client_pool_t *pool;     /* owned; shared by all threads      */
+    char db[MONGO_DB_NAME_MAX + 1]; /* database name from the url path   */
 };
 
 /* A client borrowed from the pool and one collection handle on it, for the
  * length of one operation. lease_end() returns both. */
 struct lease {
     mongoc_client_t *client;
-    mongoc_collection_t *coll;       /* NULL for database-level commands */
+    mongoc_collection_t *coll; /* NULL for database-level commands */
 };
 
 /* ---- process-wide init ------------------------------------------------------ */
@@ -132,17 +132,14 @@ static int lease_begin(struct mongo_store *s, const char *coll, struct lease *l,
     l->client = mongoc_client_pool_pop(s->pool);
     if (!l->client)
         return snap_err_set(err, SNAP_EUNAVAIL, "mongodb: the client pool gave no client");
-    if (coll)
-        l->coll = mongoc_client_get_collection(l->client, s->db, coll);
+    if (coll) l->coll = mongoc_client_get_collection(l->client, s->db, coll);
     return SNAP_OK;
 }
 
 static void lease_end(struct mongo_store *s, struct lease *l)
 {
-    if (l->coll)
-        mongoc_collection_destroy(l->coll);
-    if (l->client)
-        mongoc_client_pool_push(s->pool, l->client);
+    if (l->coll) mongoc_collection_destroy(l->coll);
+    if (l->client) mongoc_client_pool_push(s->pool, l->client);
     l->coll = NULL;
     l->client = NULL;
 }
@@ -163,10 +160,8 @@ static bool is_dup_key(const bson_error_t *e)
  * and the caller answers 503. */
 static int status_of(const bson_error_t *e)
 {
-    if (is_dup_key(e))
-        return SNAP_ECONFLICT;
-    if (e->domain == MONGOC_ERROR_BSON)
-        return SNAP_ERR;
+    if (is_dup_key(e)) return SNAP_ECONFLICT;
+    if (e->domain == MONGOC_ERROR_BSON) return SNAP_ERR;
     if (e->domain == MONGOC_ERROR_COMMAND && e->code == MONGOC_ERROR_COMMAND_INVALID_ARG)
         return SNAP_ERR;
     return SNAP_EUNAVAIL;
@@ -176,8 +171,8 @@ static int status_of(const bson_error_t *e)
  * first so that they survive the truncation of err->msg. */
 static int fail(struct snap_err *err, const bson_error_t *e, const char *what)
 {
-    return snap_err_set(err, status_of(e), "mongodb %s: [%u/%u] %s", what,
-                        (unsigned)e->domain, (unsigned)e->code, e->message);
+    return snap_err_set(err, status_of(e), "mongodb %s: [%u/%u] %s", what, (unsigned)e->domain,
+                        (unsigned)e->code, e->message);
 }
 
 static int fail_build(struct snap_err *err, const char *what)
@@ -188,8 +183,7 @@ static int fail_build(struct snap_err *err, const char *what)
 /* strnlen-based check: s is a NUL-terminated string of 1..max bytes. */
 static bool str_ok(const char *s, size_t max)
 {
-    if (!s)
-        return false;
+    if (!s) return false;
     size_t n = strnlen(s, max + 1);
     return n >= 1 && n <= max;
 }
@@ -201,11 +195,9 @@ static bool get_str(const bson_t *doc, const char *key, char *out, size_t cap)
 {
     bson_iter_t it;
     uint32_t len = 0;
-    if (!bson_iter_init_find(&it, doc, key) || !BSON_ITER_HOLDS_UTF8(&it))
-        return false;
+    if (!bson_iter_init_find(&it, doc, key) || !BSON_ITER_HOLDS_UTF8(&it)) return false;
     const char *v = bson_iter_utf8(&it, &len);
-    if ((size_t)len >= cap || memchr(v, '\0', len) != NULL)
-        return false;
+    if ((size_t)len >= cap || memchr(v, '\0', len) != NULL) return false;
     memcpy(out, v, len);
     out[len] = '\0';
     return true;
@@ -214,8 +206,7 @@ static bool get_str(const bson_t *doc, const char *key, char *out, size_t cap)
 static bool get_date(const bson_t *doc, const char *key, int64_t *out)
 {
     bson_iter_t it;
-    if (!bson_iter_init_find(&it, doc, key) || !BSON_ITER_HOLDS_DATE_TIME(&it))
-        return false;
+    if (!bson_iter_init_find(&it, doc, key) || !BSON_ITER_HOLDS_DATE_TIME(&it)) return false;
     *out = bson_iter_date_time(&it);
     return true;
 }
@@ -225,8 +216,7 @@ static bool get_date(const bson_t *doc, const char *key, int64_t *out)
 static bool get_id(const bson_t *doc, int64_t *out)
 {
     bson_iter_t it;
-    if (!bson_iter_init_find(&it, doc, "_id"))
-        return false;
+    if (!bson_iter_init_find(&it, doc, "_id")) return false;
     if (BSON_ITER_HOLDS_INT64(&it))
         *out = bson_iter_int64(&it);
     else if (BSON_ITER_HOLDS_INT32(&it))
@@ -239,8 +229,8 @@ static bool get_id(const bson_t *doc, int64_t *out)
 /* Runs find(filter, opts) on l->coll and copies the first document into
  * *out (initialised on every return; the caller destroys it). Returns
  * SNAP_OK, SNAP_ENOTFOUND (no document) or the mapped error. */
-static int find_first(struct lease *l, const bson_t *filter, const bson_t *opts,
-                      bson_t *out, const char *what, struct snap_err *err)
+static int find_first(struct lease *l, const bson_t *filter, const bson_t *opts, bson_t *out,
+                      const char *what, struct snap_err *err)
 {
     bson_error_t e;
     const bson_t *doc = NULL;
@@ -264,8 +254,7 @@ static int find_first(struct lease *l, const bson_t *filter, const bson_t *opts,
 /* Sets an int32 url option unless the url already has it. */
 static bool default_int_option(mongoc_uri_t *uri, const char *key, int32_t value)
 {
-    if (mongoc_uri_has_option(uri, key))
-        return true;
+    if (mongoc_uri_has_option(uri, key)) return true;
     return mongoc_uri_set_option_as_int32(uri, key, value);
 }
 
@@ -294,13 +283,10 @@ static void default_write_concern(mongoc_uri_t *uri)
 static void mongo_close(void *state)
 {
     struct mongo_store *s = state;
-    if (!s)
-        return;
+    if (!s) return;
     /* The pool first: its clients and monitor threads use the uri. */
-    if (s->pool)
-        mongoc_client_pool_destroy(s->pool);
-    if (s->uri)
-        mongoc_uri_destroy(s->uri);
+    if (s->pool) mongoc_client_pool_destroy(s->pool);
+    if (s->uri) mongoc_uri_destroy(s->uri);
     free(s);
     /* No mongoc_cleanup() here: see mongo_init_once(). */
 }
@@ -322,8 +308,7 @@ static int mongo_open(const char *url, void **state, struct snap_err *err)
     (void)pthread_once(&mongo_once, mongo_init_once);
 
     s = calloc(1, sizeof *s);
-    if (!s)
-        return snap_err_set(err, SNAP_ERR, "mongodb: out of memory");
+    if (!s) return snap_err_set(err, SNAP_ERR, "mongodb: out of memory");
 
     memset(&e, 0, sizeof e);
     s->uri = mongoc_uri_new_with_error(url, &e);
@@ -334,8 +319,7 @@ static int mongo_open(const char *url, void **state, struct snap_err *err)
     }
 
     db = mongoc_uri_get_database(s->uri);
-    if (!db || !*db)
-        db = MONGO_DEFAULT_DB;
+    if (!db || !*db) db = MONGO_DEFAULT_DB;
     if (strlen(db) > MONGO_DB_NAME_MAX) {
         rc = snap_err_set(err, SNAP_EINVAL, "mongodb: database name longer than %d bytes",
                           MONGO_DB_NAME_MAX);
@@ -351,15 +335,13 @@ static int mongo_open(const char *url, void **state, struct snap_err *err)
         goto done;
     }
     default_write_concern(s->uri);
-    if (!mongoc_uri_get_appname(s->uri))
-        (void)mongoc_uri_set_appname(s->uri, "snaptext");
+    if (!mongoc_uri_get_appname(s->uri)) (void)mongoc_uri_set_appname(s->uri, "snaptext");
 
     s->pool = mongoc_client_pool_new_with_error(s->uri, &e);
     if (!s->pool) {
         /* A mongodb+srv:// name that does not resolve (now) is the store
          * being unreachable; anything else is a url the driver refuses. */
-        bool dns = e.domain == MONGOC_ERROR_STREAM &&
-                   e.code == MONGOC_ERROR_STREAM_NAME_RESOLUTION;
+        bool dns = e.domain == MONGOC_ERROR_STREAM && e.code == MONGOC_ERROR_STREAM_NAME_RESOLUTION;
         rc = snap_err_set(err, dns ? SNAP_EUNAVAIL : SNAP_EINVAL,
                           "mongodb: cannot create client pool: %s", e.message);
         goto done;
@@ -399,8 +381,7 @@ static int create_username_index(struct mongo_store *s, struct lease *l, const c
     ok = ok && BSON_APPEND_INT32(&key, "username", 1);
     ok = ok && bson_append_document_end(&idx, &key);
     ok = ok && BSON_APPEND_UTF8(&idx, "name", MONGO_INDEX_USERNAME);
-    if (unique)
-        ok = ok && BSON_APPEND_BOOL(&idx, "unique", true);
+    if (unique) ok = ok && BSON_APPEND_BOOL(&idx, "unique", true);
     ok = ok && bson_append_document_end(&indexes, &idx);
     ok = ok && bson_append_array_end(&cmd, &indexes);
     if (!ok) {
@@ -409,13 +390,13 @@ static int create_username_index(struct mongo_store *s, struct lease *l, const c
     }
 
     if (!mongoc_client_write_command_with_opts(l->client, s->db, &cmd, NULL, &reply, &e)) {
-        if (e.domain == MONGOC_ERROR_SERVER && (e.code == MONGO_INDEX_OPTIONS_CONFLICT ||
-                                                e.code == MONGO_INDEX_KEY_SPECS_CONFLICT))
+        if (e.domain == MONGOC_ERROR_SERVER &&
+            (e.code == MONGO_INDEX_OPTIONS_CONFLICT || e.code == MONGO_INDEX_KEY_SPECS_CONFLICT))
             /* An operator made a different username_1: starting anyway would
              * lose the uniqueness we rely on, so say exactly what to fix. */
             rc = snap_err_set(err, SNAP_ERR,
-                              "mongodb: index %s.%s exists with another spec, drop it: %s",
-                              coll, MONGO_INDEX_USERNAME, e.message);
+                              "mongodb: index %s.%s exists with another spec, drop it: %s", coll,
+                              MONGO_INDEX_USERNAME, e.message);
         else
             rc = fail(err, &e, "createIndexes");
     }
@@ -431,11 +412,9 @@ static int mongo_ensure_schema(void *state, struct snap_err *err)
     int rc;
 
     rc = lease_begin(s, NULL, &l, err);
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
     rc = create_username_index(s, &l, MONGO_COLL_MESSAGES, false, err);
-    if (rc == SNAP_OK)
-        rc = create_username_index(s, &l, MONGO_COLL_USERS, true, err);
+    if (rc == SNAP_OK) rc = create_username_index(s, &l, MONGO_COLL_USERS, true, err);
     lease_end(s, &l);
     return rc;
 }
@@ -476,8 +455,8 @@ static int mongo_msg_put(void *state, const struct cold_msg *m, struct snap_err 
     int rc = SNAP_OK;
 
     if (!m || m->id <= 0 || !str_ok(m->username, SNAP_USERNAME_MAX) ||
-        (m->has_from && !str_ok(m->from, SNAP_USERNAME_MAX)) ||
-        (!m->text && m->text_len > 0) || m->text_len > (size_t)INT_MAX ||
+        (m->has_from && !str_ok(m->from, SNAP_USERNAME_MAX)) || (!m->text && m->text_len > 0) ||
+        m->text_len > (size_t)INT_MAX ||
         (m->text && !bson_utf8_validate(m->text, m->text_len, false)))
         return snap_err_set(err, SNAP_EINVAL, "mongodb msg_put: invalid message");
 
@@ -634,17 +613,14 @@ static int mongo_msg_expire(void *state, const int64_t *ids, size_t n, int64_t a
     struct lease l;
     int rc = SNAP_OK;
 
-    if (n == 0)
-        return SNAP_OK;
-    if (!ids)
-        return snap_err_set(err, SNAP_EINVAL, "mongodb msg_expire: ids is NULL");
+    if (n == 0) return SNAP_OK;
+    if (!ids) return snap_err_set(err, SNAP_EINVAL, "mongodb msg_expire: ids is NULL");
 
     /* Batches keep each command far below the 16 MB limit. A failure part
      * way leaves earlier batches applied, which is fine: the update is
      * idempotent and the caller may retry the whole call. */
     rc = lease_begin(s, MONGO_COLL_MESSAGES, &l, err);
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
     for (size_t off = 0; off < n && rc == SNAP_OK; off += MONGO_EXPIRE_BATCH) {
         size_t k = n - off < MONGO_EXPIRE_BATCH ? n - off : MONGO_EXPIRE_BATCH;
         rc = expire_batch(&l, ids + off, k, at_ms, err);
@@ -709,8 +685,8 @@ static int mongo_user_put(void *state, const struct cold_user *u, struct snap_er
     bool ok = true;
     int rc = SNAP_OK;
 
-    if (!u || !str_ok(u->username, SNAP_USERNAME_MAX) ||
-        !str_ok(u->password_hash, COLD_HASH_MAX) || !str_ok(u->role, COLD_ROLE_MAX))
+    if (!u || !str_ok(u->username, SNAP_USERNAME_MAX) || !str_ok(u->password_hash, COLD_HASH_MAX) ||
+        !str_ok(u->role, COLD_ROLE_MAX))
         return snap_err_set(err, SNAP_EINVAL, "mongodb user_put: invalid user");
 
     bson_init(&doc);
@@ -816,8 +792,8 @@ static int mongo_user_set_role(void *state, const char *username, const char *ro
     if (rc == SNAP_OK) {
         if (!mongoc_collection_update_one(l.coll, &filter, &update, NULL, &reply, &e))
             rc = fail(err, &e, "update users");
-        else if (bson_iter_init_find(&it, &reply, "matchedCount") &&
-                 BSON_ITER_HOLDS_NUMBER(&it) && bson_iter_as_int64(&it) == 0)
+        else if (bson_iter_init_find(&it, &reply, "matchedCount") && BSON_ITER_HOLDS_NUMBER(&it) &&
+                 bson_iter_as_int64(&it) == 0)
             rc = snap_err_set(err, SNAP_ENOTFOUND, "mongodb user_set_role: no such user");
         /* No matchedCount at all: a url with w=0, nothing was confirmed. */
         bson_destroy(&reply);

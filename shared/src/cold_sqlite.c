@@ -27,13 +27,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SQ_SCHEME "sqlite://"
-#define SQ_PATH_MAX 4096         /* longest database path accepted            */
-#define SQ_BUSY_TIMEOUT_MS 5000  /* wait this long for another process's lock */
-#define SQ_IDLE_MAX 32           /* idle connections kept; extra ones closed  */
-#define SQ_SCHEMA_VERSION 1      /* PRAGMA user_version this code writes      */
-#define SQ_STR_(x) #x
-#define SQ_STR(x) SQ_STR_(x)
+#define SQ_SCHEME          "sqlite://"
+#define SQ_PATH_MAX        4096 /* longest database path accepted            */
+#define SQ_BUSY_TIMEOUT_MS 5000 /* wait this long for another process's lock */
+#define SQ_IDLE_MAX        32   /* idle connections kept; extra ones closed  */
+#define SQ_SCHEMA_VERSION  1    /* PRAGMA user_version this code writes      */
+#define SQ_STR_(x)         #x
+#define SQ_STR(x)          SQ_STR_(x)
 
 /* ---- SQL ------------------------------------------------------------------ */
 
@@ -77,9 +77,9 @@ static const char *const stmt_sql[ST__COUNT] = {
  * every statement is a no-op on a database that already has it. */
 static const char schema_v1[] =
     "CREATE TABLE IF NOT EXISTS messages ("
-    " id INTEGER PRIMARY KEY,"        /* the rowid: the Redis counter's id  */
-    " username TEXT NOT NULL,"        /* recipient                          */
-    " sender TEXT,"                   /* NULL for a message sent in open mode */
+    " id INTEGER PRIMARY KEY," /* the rowid: the Redis counter's id  */
+    " username TEXT NOT NULL," /* recipient                          */
+    " sender TEXT,"            /* NULL for a message sent in open mode */
     " text TEXT NOT NULL,"
     " created_ms INTEGER NOT NULL,"
     " expires_ms INTEGER NOT NULL);"
@@ -95,18 +95,18 @@ static const char schema_v1[] =
 /* ---- state ---------------------------------------------------------------- */
 
 struct sq_conn {
-    sqlite3 *db;                     /* owned: closed by conn_close()        */
-    sqlite3_stmt *stmt[ST__COUNT];   /* owned, prepared on first use          */
-    int broken;                      /* 1: close it instead of pooling it     */
-    struct sq_conn *next;            /* free-list link while idle             */
+    sqlite3 *db;                   /* owned: closed by conn_close()        */
+    sqlite3_stmt *stmt[ST__COUNT]; /* owned, prepared on first use          */
+    int broken;                    /* 1: close it instead of pooling it     */
+    struct sq_conn *next;          /* free-list link while idle             */
 };
 
 struct sq_state {
-    char *path;                      /* owned: the database file             */
-    pthread_mutex_t pool_lock;       /* guards idle and nidle                */
-    struct sq_conn *idle;            /* owned: connections nobody is using   */
+    char *path;                /* owned: the database file             */
+    pthread_mutex_t pool_lock; /* guards idle and nidle                */
+    struct sq_conn *idle;      /* owned: connections nobody is using   */
     size_t nidle;
-    pthread_mutex_t write_lock;      /* one writing thread per process        */
+    pthread_mutex_t write_lock; /* one writing thread per process        */
 };
 
 /* ---- errors --------------------------------------------------------------- */
@@ -121,7 +121,8 @@ static int sq_fail(struct sq_conn *c, int rc, const char *what, struct snap_err 
     switch (rc & 0xff) {
     case SQLITE_CONSTRAINT:
         status = rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE
-                     ? SNAP_ECONFLICT : SNAP_ERR;
+                     ? SNAP_ECONFLICT
+                     : SNAP_ERR;
         break;
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
@@ -159,10 +160,8 @@ static int sq_fail(struct sq_conn *c, int rc, const char *what, struct snap_err 
 
 static void conn_close(struct sq_conn *c)
 {
-    if (c == NULL)
-        return;
-    for (int i = 0; i < ST__COUNT; i++)
-        (void)sqlite3_finalize(c->stmt[i]); /* NULL is a no-op */
+    if (c == NULL) return;
+    for (int i = 0; i < ST__COUNT; i++) (void)sqlite3_finalize(c->stmt[i]); /* NULL is a no-op */
     /* _v2: should anything still be live, SQLite closes it once it is
      * finalized instead of refusing and leaking the handle. */
     (void)sqlite3_close_v2(c->db);
@@ -170,8 +169,7 @@ static void conn_close(struct sq_conn *c)
 }
 
 /* Runs a pragma or DDL script that takes no input. */
-static int conn_exec(struct sq_conn *c, const char *sql, const char *what,
-                     struct snap_err *err)
+static int conn_exec(struct sq_conn *c, const char *sql, const char *what, struct snap_err *err)
 {
     int rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
     return rc == SQLITE_OK ? SNAP_OK : sq_fail(c, rc, what, err);
@@ -205,10 +203,8 @@ static int conn_open(const struct sq_state *st, int create, struct sq_conn **out
 
     *out = NULL;
     c = calloc(1, sizeof *c);
-    if (c == NULL)
-        return snap_err_set(err, SNAP_ERR, "sqlite: out of memory");
-    if (create)
-        flags |= SQLITE_OPEN_CREATE;
+    if (c == NULL) return snap_err_set(err, SNAP_ERR, "sqlite: out of memory");
+    if (create) flags |= SQLITE_OPEN_CREATE;
     rc = sqlite3_open_v2(st->path, &c->db, flags, NULL);
     if (rc != SQLITE_OK) {
         /* The path is configuration, not a secret: name it for the operator. */
@@ -222,8 +218,7 @@ static int conn_open(const struct sq_state *st, int create, struct sq_conn **out
     if (sqlite3_db_readonly(c->db, "main") == 1) {
         /* SQLite falls back to read-only when the file is not writable; a
          * store that cannot take messages is down, so say so at once. */
-        rc = snap_err_set(err, SNAP_EUNAVAIL, "sqlite open \"%s\": file is read-only",
-                          st->path);
+        rc = snap_err_set(err, SNAP_EUNAVAIL, "sqlite open \"%s\": file is read-only", st->path);
         goto fail;
     }
     /* WAL: readers never wait for the writer, and a commit is one append. */
@@ -234,8 +229,7 @@ static int conn_open(const struct sq_state *st, int create, struct sq_conn **out
     }
     if (strcmp(mode, "wal") != 0) {
         rc = snap_err_set(err, SNAP_EUNAVAIL,
-                          "sqlite \"%s\": cannot use WAL (journal_mode is \"%s\")",
-                          st->path, mode);
+                          "sqlite \"%s\": cannot use WAL (journal_mode is \"%s\")", st->path, mode);
         goto fail;
     }
     /* FULL, not NORMAL: in WAL mode NORMAL skips the fsync at commit, so a
@@ -243,8 +237,7 @@ static int conn_open(const struct sq_state *st, int create, struct sq_conn **out
      * API.md says a 201 means the message is durably recorded, so every
      * commit waits for the WAL to reach the disk. */
     rc = conn_exec(c, "PRAGMA synchronous=FULL", "synchronous=FULL", err);
-    if (rc != SNAP_OK)
-        goto fail;
+    if (rc != SNAP_OK) goto fail;
     *out = c;
     return SNAP_OK;
 fail:
@@ -267,8 +260,7 @@ static int pool_take(struct sq_state *st, struct sq_conn **out, struct snap_err 
         st->nidle--;
     }
     (void)pthread_mutex_unlock(&st->pool_lock);
-    if (c == NULL)
-        return conn_open(st, 0, out, err);
+    if (c == NULL) return conn_open(st, 0, out, err);
     c->next = NULL;
     *out = c;
     return SNAP_OK;
@@ -278,8 +270,7 @@ static int pool_take(struct sq_state *st, struct sq_conn **out, struct snap_err 
  * transaction, or the pool already has enough idle ones. Takes ownership. */
 static void pool_give(struct sq_state *st, struct sq_conn *c)
 {
-    if (c == NULL)
-        return;
+    if (c == NULL) return;
     if (!c->broken && sqlite3_get_autocommit(c->db)) {
         (void)pthread_mutex_lock(&st->pool_lock);
         if (st->nidle < SQ_IDLE_MAX) {
@@ -296,14 +287,12 @@ static void pool_give(struct sq_state *st, struct sq_conn *c)
 /* ---- statements ------------------------------------------------------------- */
 
 /* The cached statement which of c, prepared on first use. */
-static int stmt_get(struct sq_conn *c, enum sq_stmt which, sqlite3_stmt **out,
-                    struct snap_err *err)
+static int stmt_get(struct sq_conn *c, enum sq_stmt which, sqlite3_stmt **out, struct snap_err *err)
 {
     if (c->stmt[which] == NULL) {
         int rc = sqlite3_prepare_v3(c->db, stmt_sql[which], -1, SQLITE_PREPARE_PERSISTENT,
                                     &c->stmt[which], NULL);
-        if (rc != SQLITE_OK)
-            return sq_fail(c, rc, "prepare", err);
+        if (rc != SQLITE_OK) return sq_fail(c, rc, "prepare", err);
     }
     *out = c->stmt[which];
     return SNAP_OK;
@@ -321,20 +310,17 @@ static void stmt_done(sqlite3_stmt *s)
  * stepped and reset before the caller's buffer can go away. */
 static int bind_text(sqlite3_stmt *s, int i, const char *p, size_t len)
 {
-    if (len > INT_MAX)
-        return SQLITE_TOOBIG;
+    if (len > INT_MAX) return SQLITE_TOOBIG;
     return sqlite3_bind_text(s, i, p, (int)len, SQLITE_STATIC);
 }
 
 /* Runs a statement without parameters or rows (BEGIN, COMMIT, ROLLBACK). */
-static int stmt_run(struct sq_conn *c, enum sq_stmt which, const char *what,
-                    struct snap_err *err)
+static int stmt_run(struct sq_conn *c, enum sq_stmt which, const char *what, struct snap_err *err)
 {
     sqlite3_stmt *s = NULL;
     int rc = stmt_get(c, which, &s, err);
 
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
     rc = sqlite3_step(s);
     rc = rc == SQLITE_DONE ? SNAP_OK : sq_fail(c, rc, what, err);
     stmt_done(s);
@@ -346,13 +332,11 @@ static int stmt_run(struct sq_conn *c, enum sq_stmt which, const char *what,
  * WAL mode SQLite does not notice: a message committed there would be
  * acknowledged and lost. One stat() per write is cheap next to the fsync.
  * Checked after a write, so SNAP_OK means the data is in the named file. */
-static int check_not_moved(struct sq_conn *c, const struct sq_state *st,
-                           struct snap_err *err)
+static int check_not_moved(struct sq_conn *c, const struct sq_state *st, struct snap_err *err)
 {
     int moved = 0;
 
-    if (sqlite3_file_control(c->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) != SQLITE_OK ||
-        !moved)
+    if (sqlite3_file_control(c->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) != SQLITE_OK || !moved)
         return SNAP_OK;
     c->broken = 1;
     return snap_err_set(err, SNAP_EUNAVAIL, "sqlite \"%s\": database file was moved or deleted",
@@ -366,8 +350,7 @@ static int column_copy(sqlite3_stmt *s, int col, char *out, size_t cap)
     const unsigned char *p = sqlite3_column_text(s, col);
     int n = sqlite3_column_bytes(s, col);
 
-    if (p == NULL || n < 0 || (size_t)n >= cap)
-        return -1;
+    if (p == NULL || n < 0 || (size_t)n >= cap) return -1;
     memcpy(out, p, (size_t)n);
     out[n] = '\0';
     return 0;
@@ -383,8 +366,7 @@ static int parse_url(const char *url, char **path, struct snap_err *err)
 
     *path = NULL;
     if (strncmp(url, SQ_SCHEME, strlen(SQ_SCHEME)) != 0)
-        return snap_err_set(err, SNAP_EINVAL, "sqlite store url must start with %s",
-                            SQ_SCHEME);
+        return snap_err_set(err, SNAP_EINVAL, "sqlite store url must start with %s", SQ_SCHEME);
     p = url + strlen(SQ_SCHEME);
     len = strlen(p);
     if (len == 0)
@@ -403,17 +385,14 @@ static int parse_url(const char *url, char **path, struct snap_err *err)
         return snap_err_set(err, SNAP_EINVAL,
                             "sqlite store must be a plain file path, not \"%.40s\"", p);
     if (strpbrk(p, "?#") != NULL)
-        return snap_err_set(err, SNAP_EINVAL,
-                            "sqlite store url takes no ?options or #fragment");
+        return snap_err_set(err, SNAP_EINVAL, "sqlite store url takes no ?options or #fragment");
     for (size_t i = 0; i < len; i++) {
         unsigned char ch = (unsigned char)p[i];
         if (ch < 0x20 || ch == 0x7f)
-            return snap_err_set(err, SNAP_EINVAL,
-                                "sqlite store path holds a control character");
+            return snap_err_set(err, SNAP_EINVAL, "sqlite store path holds a control character");
     }
     *path = strdup(p);
-    if (*path == NULL)
-        return snap_err_set(err, SNAP_ERR, "sqlite: out of memory");
+    if (*path == NULL) return snap_err_set(err, SNAP_ERR, "sqlite: out of memory");
     return SNAP_OK;
 }
 
@@ -421,8 +400,7 @@ static void sq_close(void *state)
 {
     struct sq_state *st = state;
 
-    if (st == NULL)
-        return;
+    if (st == NULL) return;
     /* No operation may be in flight: every connection is back in the pool. */
     while (st->idle != NULL) {
         struct sq_conn *c = st->idle;
@@ -445,8 +423,7 @@ static int sq_open(const char *url, void **state, struct snap_err *err)
     if (!sqlite3_threadsafe())
         return snap_err_set(err, SNAP_ERR, "sqlite library was built without thread support");
     st = calloc(1, sizeof *st);
-    if (st == NULL)
-        return snap_err_set(err, SNAP_ERR, "sqlite: out of memory");
+    if (st == NULL) return snap_err_set(err, SNAP_ERR, "sqlite: out of memory");
     if (pthread_mutex_init(&st->pool_lock, NULL) != 0) {
         free(st);
         return snap_err_set(err, SNAP_ERR, "sqlite: cannot create a mutex");
@@ -477,16 +454,13 @@ static int sq_ensure_schema(void *state, struct snap_err *err)
     int version = 0, rc;
 
     rc = pool_take(st, &c, err);
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
     (void)pthread_mutex_lock(&st->write_lock);
     rc = stmt_run(c, ST_BEGIN, "begin schema", err);
-    if (rc != SNAP_OK)
-        goto done;
+    if (rc != SNAP_OK) goto done;
     /* Read once at start, so not worth a cached statement. */
     rc = sqlite3_prepare_v2(c->db, "PRAGMA user_version", -1, &s, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(s);
+    if (rc == SQLITE_OK) rc = sqlite3_step(s);
     if (rc != SQLITE_ROW) {
         rc = sq_fail(c, rc, "read user_version", err);
         goto done;
@@ -499,12 +473,10 @@ static int sq_ensure_schema(void *state, struct snap_err *err)
         goto done;
     }
     rc = conn_exec(c, schema_v1, "create schema", err);
-    if (rc == SNAP_OK)
-        rc = stmt_run(c, ST_COMMIT, "commit schema", err);
+    if (rc == SNAP_OK) rc = stmt_run(c, ST_COMMIT, "commit schema", err);
 done:
     (void)sqlite3_finalize(s);
-    if (!sqlite3_get_autocommit(c->db))
-        (void)stmt_run(c, ST_ROLLBACK, "rollback schema", NULL);
+    if (!sqlite3_get_autocommit(c->db)) (void)stmt_run(c, ST_ROLLBACK, "rollback schema", NULL);
     (void)pthread_mutex_unlock(&st->write_lock);
     pool_give(st, c);
     return rc;
@@ -520,16 +492,14 @@ static int sq_ping(void *state, struct snap_err *err)
     int rc;
 
     rc = pool_take(st, &c, err);
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
     rc = stmt_get(c, ST_PING, &s, err);
     if (rc == SNAP_OK) {
         int step = sqlite3_step(s);
         rc = step == SQLITE_ROW ? SNAP_OK : sq_fail(c, step, "ping", err);
         stmt_done(s);
     }
-    if (rc == SNAP_OK)
-        rc = check_not_moved(c, st, err); /* so /readyz sees a deleted file */
+    if (rc == SNAP_OK) rc = check_not_moved(c, st, err); /* so /readyz sees a deleted file */
     pool_give(st, c);
     return rc;
 }
@@ -542,29 +512,21 @@ static int sq_msg_put(void *state, const struct cold_msg *m, struct snap_err *er
     int rc;
 
     rc = pool_take(st, &c, err);
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
     (void)pthread_mutex_lock(&st->write_lock);
     rc = stmt_get(c, ST_MSG_PUT, &s, err);
     if (rc == SNAP_OK) {
         int q = sqlite3_bind_int64(s, 1, m->id);
+        if (q == SQLITE_OK) q = bind_text(s, 2, m->username, strlen(m->username));
         if (q == SQLITE_OK)
-            q = bind_text(s, 2, m->username, strlen(m->username));
-        if (q == SQLITE_OK)
-            q = m->has_from ? bind_text(s, 3, m->from, strlen(m->from))
-                            : sqlite3_bind_null(s, 3);
-        if (q == SQLITE_OK)
-            q = bind_text(s, 4, m->text, m->text_len);
-        if (q == SQLITE_OK)
-            q = sqlite3_bind_int64(s, 5, m->created_ms);
-        if (q == SQLITE_OK)
-            q = sqlite3_bind_int64(s, 6, m->expires_ms);
-        if (q == SQLITE_OK)
-            q = sqlite3_step(s);
+            q = m->has_from ? bind_text(s, 3, m->from, strlen(m->from)) : sqlite3_bind_null(s, 3);
+        if (q == SQLITE_OK) q = bind_text(s, 4, m->text, m->text_len);
+        if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 5, m->created_ms);
+        if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 6, m->expires_ms);
+        if (q == SQLITE_OK) q = sqlite3_step(s);
         rc = q == SQLITE_DONE ? SNAP_OK : sq_fail(c, q, "insert message", err);
         stmt_done(s);
-        if (rc == SNAP_OK)
-            rc = check_not_moved(c, st, err);
+        if (rc == SNAP_OK) rc = check_not_moved(c, st, err);
     }
     (void)pthread_mutex_unlock(&st->write_lock);
     pool_give(st, c);
@@ -573,8 +535,7 @@ static int sq_msg_put(void *state, const struct cold_msg *m, struct snap_err *er
 
 /* Fills out from the current row of ST_MSG_GET. out->text is heap memory
  * owned by out; on failure out holds nothing to free. */
-static int row_to_msg(sqlite3_stmt *s, int64_t id, struct cold_msg *out,
-                      struct snap_err *err)
+static int row_to_msg(sqlite3_stmt *s, int64_t id, struct cold_msg *out, struct snap_err *err)
 {
     const unsigned char *text;
     int n;
@@ -587,8 +548,7 @@ static int row_to_msg(sqlite3_stmt *s, int64_t id, struct cold_msg *out,
         out->has_from = 0;
         out->from[0] = '\0';
     } else if (column_copy(s, 1, out->from, sizeof out->from) != 0) {
-        return snap_err_set(err, SNAP_ERR, "sqlite: message %lld has a bad sender",
-                            (long long)id);
+        return snap_err_set(err, SNAP_ERR, "sqlite: message %lld has a bad sender", (long long)id);
     } else {
         out->has_from = 1;
     }
@@ -598,11 +558,9 @@ static int row_to_msg(sqlite3_stmt *s, int64_t id, struct cold_msg *out,
     text = sqlite3_column_text(s, 2);
     n = sqlite3_column_bytes(s, 2);
     if (text == NULL || n < 0)
-        return snap_err_set(err, SNAP_ERR, "sqlite: message %lld text unreadable",
-                            (long long)id);
+        return snap_err_set(err, SNAP_ERR, "sqlite: message %lld text unreadable", (long long)id);
     out->text = malloc((size_t)n + 1);
-    if (out->text == NULL)
-        return snap_err_set(err, SNAP_ERR, "sqlite: out of memory");
+    if (out->text == NULL) return snap_err_set(err, SNAP_ERR, "sqlite: out of memory");
     memcpy(out->text, text, (size_t)n);
     out->text[n] = '\0';
     out->text_len = (size_t)n;
@@ -617,13 +575,11 @@ static int sq_msg_get(void *state, int64_t id, struct cold_msg *out, struct snap
     int rc;
 
     rc = pool_take(st, &c, err);
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
     rc = stmt_get(c, ST_MSG_GET, &s, err);
     if (rc == SNAP_OK) {
         int q = sqlite3_bind_int64(s, 1, id);
-        if (q == SQLITE_OK)
-            q = sqlite3_step(s);
+        if (q == SQLITE_OK) q = sqlite3_step(s);
         if (q == SQLITE_ROW)
             rc = row_to_msg(s, id, out, err);
         else if (q == SQLITE_DONE)
@@ -650,28 +606,22 @@ static int sq_msg_expire(void *state, const int64_t *ids, size_t n, int64_t at_m
     int rc;
 
     rc = pool_take(st, &c, err);
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
     (void)pthread_mutex_lock(&st->write_lock);
     /* One transaction: one fsync for the whole batch, all or nothing. */
     rc = stmt_run(c, ST_BEGIN, "begin expire", err);
-    if (rc == SNAP_OK)
-        rc = stmt_get(c, ST_MSG_EXPIRE, &s, err);
+    if (rc == SNAP_OK) rc = stmt_get(c, ST_MSG_EXPIRE, &s, err);
     for (size_t i = 0; rc == SNAP_OK && i < n; i++) {
         int q = sqlite3_bind_int64(s, 1, at_ms);
-        if (q == SQLITE_OK)
-            q = sqlite3_bind_int64(s, 2, ids[i]);
-        if (q == SQLITE_OK)
-            q = sqlite3_step(s);
+        if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 2, ids[i]);
+        if (q == SQLITE_OK) q = sqlite3_step(s);
         /* An unknown id, or one that already expires earlier, changes no
          * row: that is success. */
         rc = q == SQLITE_DONE ? SNAP_OK : sq_fail(c, q, "expire message", err);
         stmt_done(s);
     }
-    if (rc == SNAP_OK)
-        rc = stmt_run(c, ST_COMMIT, "commit expire", err);
-    if (rc == SNAP_OK)
-        rc = check_not_moved(c, st, err);
+    if (rc == SNAP_OK) rc = stmt_run(c, ST_COMMIT, "commit expire", err);
+    if (rc == SNAP_OK) rc = check_not_moved(c, st, err);
     if (rc != SNAP_OK && !sqlite3_get_autocommit(c->db))
         (void)stmt_run(c, ST_ROLLBACK, "rollback expire", NULL);
     (void)pthread_mutex_unlock(&st->write_lock);
@@ -687,8 +637,7 @@ static int sq_msg_max_id(void *state, int64_t *out, struct snap_err *err)
     int rc;
 
     rc = pool_take(st, &c, err);
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
     rc = stmt_get(c, ST_MSG_MAX_ID, &s, err);
     if (rc == SNAP_OK) {
         int q = sqlite3_step(s);
@@ -710,24 +659,18 @@ static int sq_user_put(void *state, const struct cold_user *u, struct snap_err *
     int rc;
 
     rc = pool_take(st, &c, err);
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
     (void)pthread_mutex_lock(&st->write_lock);
     rc = stmt_get(c, ST_USER_PUT, &s, err);
     if (rc == SNAP_OK) {
         int q = bind_text(s, 1, u->username, strlen(u->username));
-        if (q == SQLITE_OK)
-            q = bind_text(s, 2, u->password_hash, strlen(u->password_hash));
-        if (q == SQLITE_OK)
-            q = bind_text(s, 3, u->role, strlen(u->role));
-        if (q == SQLITE_OK)
-            q = sqlite3_bind_int64(s, 4, u->created_ms);
-        if (q == SQLITE_OK)
-            q = sqlite3_step(s);
+        if (q == SQLITE_OK) q = bind_text(s, 2, u->password_hash, strlen(u->password_hash));
+        if (q == SQLITE_OK) q = bind_text(s, 3, u->role, strlen(u->role));
+        if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 4, u->created_ms);
+        if (q == SQLITE_OK) q = sqlite3_step(s);
         rc = q == SQLITE_DONE ? SNAP_OK : sq_fail(c, q, "insert user", err);
         stmt_done(s);
-        if (rc == SNAP_OK)
-            rc = check_not_moved(c, st, err);
+        if (rc == SNAP_OK) rc = check_not_moved(c, st, err);
     }
     (void)pthread_mutex_unlock(&st->write_lock);
     pool_give(st, c);
@@ -746,13 +689,11 @@ static int sq_user_get(void *state, const char *username, struct cold_user *out,
     if (ulen >= sizeof out->username) /* cold_store.c checked; keep the copy safe */
         return snap_err_set(err, SNAP_EINVAL, "username too long");
     rc = pool_take(st, &c, err);
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
     rc = stmt_get(c, ST_USER_GET, &s, err);
     if (rc == SNAP_OK) {
         int q = bind_text(s, 1, username, ulen);
-        if (q == SQLITE_OK)
-            q = sqlite3_step(s);
+        if (q == SQLITE_OK) q = sqlite3_step(s);
         if (q == SQLITE_ROW) {
             memcpy(out->username, username, ulen + 1);
             if (column_copy(s, 0, out->password_hash, sizeof out->password_hash) != 0 ||
@@ -767,8 +708,7 @@ static int sq_user_get(void *state, const char *username, struct cold_user *out,
         stmt_done(s);
     }
     pool_give(st, c);
-    if (rc != SNAP_OK)
-        memset(out, 0, sizeof *out);
+    if (rc != SNAP_OK) memset(out, 0, sizeof *out);
     return rc;
 }
 
@@ -781,23 +721,19 @@ static int sq_user_set_role(void *state, const char *username, const char *role,
     int rc;
 
     rc = pool_take(st, &c, err);
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
     (void)pthread_mutex_lock(&st->write_lock);
     rc = stmt_get(c, ST_USER_SET_ROLE, &s, err);
     if (rc == SNAP_OK) {
         int q = bind_text(s, 1, username, strlen(username));
-        if (q == SQLITE_OK)
-            q = bind_text(s, 2, role, strlen(role));
-        if (q == SQLITE_OK)
-            q = sqlite3_step(s);
+        if (q == SQLITE_OK) q = bind_text(s, 2, role, strlen(role));
+        if (q == SQLITE_OK) q = sqlite3_step(s);
         if (q != SQLITE_DONE)
             rc = sq_fail(c, q, "update role", err);
         else if (sqlite3_changes(c->db) == 0) /* counts matched rows, same role too */
             rc = snap_err_set(err, SNAP_ENOTFOUND, "user not found");
         stmt_done(s);
-        if (rc == SNAP_OK)
-            rc = check_not_moved(c, st, err);
+        if (rc == SNAP_OK) rc = check_not_moved(c, st, err);
     }
     (void)pthread_mutex_unlock(&st->write_lock);
     pool_give(st, c);

@@ -44,13 +44,11 @@ static void url_scheme(const char *url, char *out, size_t outlen)
             char c = url[i];
             int plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
                         (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.';
-            if (!plain)
-                break;
+            if (!plain) break;
             out[i] = c;
         }
         /* Not a scheme at all (no ':' right after the letters, or too long). */
-        if (url[i] != ':')
-            i = 0;
+        if (url[i] != ':') i = 0;
     }
     out[i] = '\0';
 }
@@ -65,19 +63,18 @@ static int unknown_scheme(const char *url, struct snap_err *err)
     for (size_t i = 0; i < NDRIVERS; i++) {
         size_t len = strlen(drivers[i]->scheme);
         const char *sep = i == 0 ? "" : ", ";
-        if (used + strlen(sep) + len + 1 > sizeof accepted)
-            break;
+        if (used + strlen(sep) + len + 1 > sizeof accepted) break;
         memcpy(accepted + used, sep, strlen(sep));
         used += strlen(sep);
         memcpy(accepted + used, drivers[i]->scheme, len + 1);
         used += len;
     }
     if (scheme[0] == '\0')
-        return snap_err_set(err, SNAP_EINVAL,
-                            "cold store url has no scheme; accepted schemes: %s", accepted);
+        return snap_err_set(err, SNAP_EINVAL, "cold store url has no scheme; accepted schemes: %s",
+                            accepted);
     return snap_err_set(err, SNAP_EINVAL,
-                        "cold store scheme \"%s\" is not supported; accepted schemes: %s",
-                        scheme, accepted);
+                        "cold store scheme \"%s\" is not supported; accepted schemes: %s", scheme,
+                        accepted);
 }
 
 /* ---- open / close --------------------------------------------------------- */
@@ -88,8 +85,7 @@ int cold_open(const char *url, struct cold_store **out, struct snap_err *err)
     struct cold_store *cs;
     int rc;
 
-    if (out == NULL)
-        return snap_err_set(err, SNAP_EINVAL, "cold_open: out is NULL");
+    if (out == NULL) return snap_err_set(err, SNAP_EINVAL, "cold_open: out is NULL");
     *out = NULL;
     if (url == NULL || url[0] == '\0')
         return snap_err_set(err, SNAP_EINVAL, "cold store url is empty");
@@ -99,22 +95,19 @@ int cold_open(const char *url, struct cold_store **out, struct snap_err *err)
             break;
         }
     }
-    if (ops == NULL)
-        return unknown_scheme(url, err);
+    if (ops == NULL) return unknown_scheme(url, err);
 
     cs = calloc(1, sizeof *cs);
-    if (cs == NULL)
-        return snap_err_set(err, SNAP_ERR, "cold store: out of memory");
+    if (cs == NULL) return snap_err_set(err, SNAP_ERR, "cold store: out of memory");
     cs->ops = ops;
     snap_err_clear(err);
     /* A driver's open leaves the state NULL on failure, or something its
      * close accepts, so the cleanup below is the same in every case. */
     rc = ops->open(url, &cs->state, err);
-    if (rc == SNAP_OK)
-        rc = ops->ensure_schema(cs->state, err);
+    if (rc == SNAP_OK) rc = ops->ensure_schema(cs->state, err);
     if (rc != SNAP_OK) {
         cold_close(cs); /* the one cleanup path, also for a half-open driver */
-        if (rc > 0) /* a driver bug; keep the "negative means failure" rule */
+        if (rc > 0)     /* a driver bug; keep the "negative means failure" rule */
             rc = snap_err_set(err, SNAP_ERR, "%s driver returned %d", ops->name, rc);
         return rc;
     }
@@ -124,8 +117,7 @@ int cold_open(const char *url, struct cold_store **out, struct snap_err *err)
 
 void cold_close(struct cold_store *cs)
 {
-    if (cs == NULL)
-        return;
+    if (cs == NULL) return;
     cs->ops->close(cs->state); /* drivers accept NULL state */
     free(cs);
 }
@@ -138,11 +130,10 @@ const char *cold_driver_name(const struct cold_store *cs)
 /* ---- forwarding ------------------------------------------------------------ */
 
 /* Every forwarding function starts with this: a NULL store is a caller bug. */
-#define CHECK_STORE(cs, err, fn)                                                  \
-    do {                                                                          \
-        if ((cs) == NULL)                                                         \
-            return snap_err_set((err), SNAP_EINVAL, "%s: store is NULL", (fn));   \
-        snap_err_clear(err);                                                      \
+#define CHECK_STORE(cs, err, fn)                                                                   \
+    do {                                                                                           \
+        if ((cs) == NULL) return snap_err_set((err), SNAP_EINVAL, "%s: store is NULL", (fn));      \
+        snap_err_clear(err);                                                                       \
     } while (0)
 
 int cold_ping(struct cold_store *cs, struct snap_err *err)
@@ -154,8 +145,7 @@ int cold_ping(struct cold_store *cs, struct snap_err *err)
 int cold_msg_put(struct cold_store *cs, const struct cold_msg *m, struct snap_err *err)
 {
     CHECK_STORE(cs, err, "cold_msg_put");
-    if (m == NULL)
-        return snap_err_set(err, SNAP_EINVAL, "cold_msg_put: message is NULL");
+    if (m == NULL) return snap_err_set(err, SNAP_EINVAL, "cold_msg_put: message is NULL");
     if (m->id <= 0)
         return snap_err_set(err, SNAP_EINVAL, "cold_msg_put: id %lld is not positive",
                             (long long)m->id);
@@ -163,19 +153,16 @@ int cold_msg_put(struct cold_store *cs, const struct cold_msg *m, struct snap_er
         return snap_err_set(err, SNAP_EINVAL, "cold_msg_put: username is empty or too long");
     if (m->has_from && !str_ok(m->from, sizeof m->from))
         return snap_err_set(err, SNAP_EINVAL, "cold_msg_put: from is empty or too long");
-    if (m->text == NULL)
-        return snap_err_set(err, SNAP_EINVAL, "cold_msg_put: text is NULL");
+    if (m->text == NULL) return snap_err_set(err, SNAP_EINVAL, "cold_msg_put: text is NULL");
     if (memchr(m->text, '\0', m->text_len) != NULL)
         return snap_err_set(err, SNAP_EINVAL, "cold_msg_put: text holds a NUL byte");
     return cs->ops->msg_put(cs->state, m, err);
 }
 
-int cold_msg_get(struct cold_store *cs, int64_t id, struct cold_msg *out,
-                 struct snap_err *err)
+int cold_msg_get(struct cold_store *cs, int64_t id, struct cold_msg *out, struct snap_err *err)
 {
     CHECK_STORE(cs, err, "cold_msg_get");
-    if (out == NULL)
-        return snap_err_set(err, SNAP_EINVAL, "cold_msg_get: out is NULL");
+    if (out == NULL) return snap_err_set(err, SNAP_EINVAL, "cold_msg_get: out is NULL");
     /* Zeroed first, so out is safe for cold_msg_cleanup() whatever happens. */
     memset(out, 0, sizeof *out);
     if (id <= 0)
@@ -188,10 +175,8 @@ int cold_msg_expire(struct cold_store *cs, const int64_t *ids, size_t n, int64_t
                     struct snap_err *err)
 {
     CHECK_STORE(cs, err, "cold_msg_expire");
-    if (n == 0)
-        return SNAP_OK;
-    if (ids == NULL)
-        return snap_err_set(err, SNAP_EINVAL, "cold_msg_expire: ids is NULL");
+    if (n == 0) return SNAP_OK;
+    if (ids == NULL) return snap_err_set(err, SNAP_EINVAL, "cold_msg_expire: ids is NULL");
     for (size_t i = 0; i < n; i++) {
         if (ids[i] <= 0)
             return snap_err_set(err, SNAP_EINVAL, "cold_msg_expire: id %lld is not positive",
@@ -203,16 +188,14 @@ int cold_msg_expire(struct cold_store *cs, const int64_t *ids, size_t n, int64_t
 int cold_msg_max_id(struct cold_store *cs, int64_t *out, struct snap_err *err)
 {
     CHECK_STORE(cs, err, "cold_msg_max_id");
-    if (out == NULL)
-        return snap_err_set(err, SNAP_EINVAL, "cold_msg_max_id: out is NULL");
+    if (out == NULL) return snap_err_set(err, SNAP_EINVAL, "cold_msg_max_id: out is NULL");
     *out = 0;
     return cs->ops->msg_max_id(cs->state, out, err);
 }
 
 void cold_msg_cleanup(struct cold_msg *m)
 {
-    if (m == NULL)
-        return;
+    if (m == NULL) return;
     free(m->text);
     memset(m, 0, sizeof *m);
 }
@@ -220,13 +203,11 @@ void cold_msg_cleanup(struct cold_msg *m)
 int cold_user_put(struct cold_store *cs, const struct cold_user *u, struct snap_err *err)
 {
     CHECK_STORE(cs, err, "cold_user_put");
-    if (u == NULL)
-        return snap_err_set(err, SNAP_EINVAL, "cold_user_put: user is NULL");
+    if (u == NULL) return snap_err_set(err, SNAP_EINVAL, "cold_user_put: user is NULL");
     if (!str_ok(u->username, sizeof u->username))
         return snap_err_set(err, SNAP_EINVAL, "cold_user_put: username is empty or too long");
     if (!str_ok(u->password_hash, sizeof u->password_hash))
-        return snap_err_set(err, SNAP_EINVAL,
-                            "cold_user_put: password hash is empty or too long");
+        return snap_err_set(err, SNAP_EINVAL, "cold_user_put: password hash is empty or too long");
     if (!str_ok(u->role, sizeof u->role))
         return snap_err_set(err, SNAP_EINVAL, "cold_user_put: role is empty or too long");
     return cs->ops->user_put(cs->state, u, err);
@@ -236,8 +217,7 @@ int cold_user_get(struct cold_store *cs, const char *username, struct cold_user 
                   struct snap_err *err)
 {
     CHECK_STORE(cs, err, "cold_user_get");
-    if (out == NULL)
-        return snap_err_set(err, SNAP_EINVAL, "cold_user_get: out is NULL");
+    if (out == NULL) return snap_err_set(err, SNAP_EINVAL, "cold_user_get: out is NULL");
     memset(out, 0, sizeof *out);
     if (!str_ok(username, SNAP_USERNAME_MAX + 1))
         return snap_err_set(err, SNAP_EINVAL, "cold_user_get: username is empty or too long");
@@ -249,8 +229,7 @@ int cold_user_set_role(struct cold_store *cs, const char *username, const char *
 {
     CHECK_STORE(cs, err, "cold_user_set_role");
     if (!str_ok(username, SNAP_USERNAME_MAX + 1))
-        return snap_err_set(err, SNAP_EINVAL,
-                            "cold_user_set_role: username is empty or too long");
+        return snap_err_set(err, SNAP_EINVAL, "cold_user_set_role: username is empty or too long");
     if (!str_ok(role, COLD_ROLE_MAX + 1))
         return snap_err_set(err, SNAP_EINVAL, "cold_user_set_role: role is empty or too long");
     return cs->ops->user_set_role(cs->state, username, role, err);

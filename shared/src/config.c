@@ -21,18 +21,17 @@
 #define CFG_ECHO_MAX 60
 
 struct cfg_row;
-typedef int (*cfg_parse_fn)(const struct cfg_row *row, const char *value,
-                            struct snap_config *cfg, int default_port, char *why,
-                            size_t whylen);
+typedef int (*cfg_parse_fn)(const struct cfg_row *row, const char *value, struct snap_config *cfg,
+                            int default_port, char *why, size_t whylen);
 
 struct cfg_row {
     const char *name;
-    const char *dflt;     /* used when the variable is unset; NULL: parser decides */
+    const char *dflt; /* used when the variable is unset; NULL: parser decides */
     cfg_parse_fn parse;
-    long min, max;        /* integers: bounds; strings: unused            */
-    size_t offset, size;  /* destination field in struct snap_config      */
-    const char *prefix;   /* URL strings: required scheme                  */
-    int secret;           /* never echo the value                          */
+    long min, max;       /* integers: bounds; strings: unused            */
+    size_t offset, size; /* destination field in struct snap_config      */
+    const char *prefix;  /* URL strings: required scheme                  */
+    int secret;          /* never echo the value                          */
 };
 
 #define CFG_FIELD(f) offsetof(struct snap_config, f), sizeof(((struct snap_config *)0)->f)
@@ -45,12 +44,10 @@ static int parse_long_strict(const char *s, long *out)
     char *end = NULL;
     long v;
 
-    if (*s == '\0' || (*s != '-' && (*s < '0' || *s > '9')))
-        return -1;
+    if (*s == '\0' || (*s != '-' && (*s < '0' || *s > '9'))) return -1;
     errno = 0;
     v = strtol(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0')
-        return -1;
+    if (errno != 0 || end == s || *end != '\0') return -1;
     *out = v;
     return 0;
 }
@@ -91,8 +88,7 @@ static int parse_url(const struct cfg_row *row, const char *value, struct snap_c
 {
     size_t len = strlen(value);
     (void)default_port;
-    if (strncmp(value, row->prefix, strlen(row->prefix)) != 0 ||
-        len == strlen(row->prefix)) {
+    if (strncmp(value, row->prefix, strlen(row->prefix)) != 0 || len == strlen(row->prefix)) {
         (void)snprintf(why, whylen, "must be a URL starting with %s", row->prefix);
         return -1;
     }
@@ -114,8 +110,7 @@ static int parse_store(const struct cfg_row *row, const char *value, struct snap
     (void)default_port;
     for (i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
         size_t pl = strlen(schemes[i]);
-        if (strncmp(value, schemes[i], pl) == 0 && len > pl)
-            ok = 1;
+        if (strncmp(value, schemes[i], pl) == 0 && len > pl) ok = 1;
     }
     if (!ok) {
         (void)snprintf(why, whylen, "must be sqlite://<path> or mongodb://<host>...");
@@ -131,8 +126,8 @@ static int parse_store(const struct cfg_row *row, const char *value, struct snap
 
 static int host_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '-' || c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '-' || c == '_';
 }
 
 /* Checks "host:port" in s[0..len) (port 1..65535). Used by the sentinels. */
@@ -142,26 +137,21 @@ static int host_port_ok(const char *s, size_t len)
     size_t i, hl;
     long port = 0;
 
-    if (colon == NULL)
-        return 0;
+    if (colon == NULL) return 0;
     hl = (size_t)(colon - s);
-    if (hl == 0 || hl >= len - 1 || len - hl - 1 > 5)
-        return 0;
+    if (hl == 0 || hl >= len - 1 || len - hl - 1 > 5) return 0;
     for (i = 0; i < hl; i++)
-        if (!host_char(s[i]))
-            return 0;
+        if (!host_char(s[i])) return 0;
     for (i = hl + 1; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return 0;
+        if (s[i] < '0' || s[i] > '9') return 0;
         port = port * 10 + (s[i] - '0');
     }
     return port >= 1 && port <= 65535;
 }
 
 /* SNAPTEXT_REDIS_SENTINELS: "" (off) or "host:port[,host:port...];master". */
-static int parse_sentinels(const struct cfg_row *row, const char *value,
-                           struct snap_config *cfg, int default_port, char *why,
-                           size_t whylen)
+static int parse_sentinels(const struct cfg_row *row, const char *value, struct snap_config *cfg,
+                           int default_port, char *why, size_t whylen)
 {
     const char *semi = strrchr(value, ';'), *p, *master;
     size_t len = strlen(value), i;
@@ -176,11 +166,9 @@ static int parse_sentinels(const struct cfg_row *row, const char *value,
             p = end + 1;
         }
         master = ok ? semi + 1 : "";
-        for (i = 0; ok && master[i] != '\0'; i++)
-            ok = host_char(master[i]);
+        for (i = 0; ok && master[i] != '\0'; i++) ok = host_char(master[i]);
         if (!ok) {
-            (void)snprintf(why, whylen,
-                           "must be empty or host:port[,host:port...];<master name>");
+            (void)snprintf(why, whylen, "must be empty or host:port[,host:port...];<master name>");
             return -1;
         }
     }
@@ -228,8 +216,7 @@ static int parse_listen(const struct cfg_row *row, const char *value, struct sna
                 ok = (host[i] >= '0' && host[i] <= '9') || (host[i] >= 'a' && host[i] <= 'f') ||
                      (host[i] >= 'A' && host[i] <= 'F') || host[i] == ':' || host[i] == '.';
         } else {
-            for (i = 0; ok && i < hl; i++)
-                ok = host_char(host[i]);
+            for (i = 0; ok && i < hl; i++) ok = host_char(host[i]);
         }
         if (!ok) {
             (void)snprintf(why, whylen, "must be [host:]port (port 0 to 65535)");
@@ -261,9 +248,8 @@ static int parse_auth(const struct cfg_row *row, const char *value, struct snap_
     return 0;
 }
 
-static int parse_log_level(const struct cfg_row *row, const char *value,
-                           struct snap_config *cfg, int default_port, char *why,
-                           size_t whylen)
+static int parse_log_level(const struct cfg_row *row, const char *value, struct snap_config *cfg,
+                           int default_port, char *why, size_t whylen)
 {
     static const char *const names[] = {"debug", "info", "warn", "error"};
     static const enum snap_log_level levels[] = {SNAP_LOG_DEBUG, SNAP_LOG_INFO, SNAP_LOG_WARN,
@@ -282,9 +268,8 @@ static int parse_log_level(const struct cfg_row *row, const char *value,
 }
 
 /* SNAPTEXT_ADMIN_USERNAME: "" (no admin) or a valid username. */
-static int parse_admin_user(const struct cfg_row *row, const char *value,
-                            struct snap_config *cfg, int default_port, char *why,
-                            size_t whylen)
+static int parse_admin_user(const struct cfg_row *row, const char *value, struct snap_config *cfg,
+                            int default_port, char *why, size_t whylen)
 {
     size_t len = strlen(value);
     (void)row;
@@ -303,16 +288,15 @@ static int parse_admin_user(const struct cfg_row *row, const char *value,
 /* SNAPTEXT_ADMIN_PASSWORD: "" or 8..1024 bytes of UTF-8 (it has to be
  * sendable in a JSON login body). */
 static int parse_admin_password(const struct cfg_row *row, const char *value,
-                                struct snap_config *cfg, int default_port, char *why,
-                                size_t whylen)
+                                struct snap_config *cfg, int default_port, char *why, size_t whylen)
 {
     size_t len = strlen(value);
     (void)row;
     (void)default_port;
-    if (len > 0 && (len < SNAP_PASSWORD_MIN || len > SNAP_PASSWORD_MAX ||
-                    !utf8_valid(value, len))) {
-        (void)snprintf(why, whylen, "must be empty or %d to %d bytes of UTF-8",
-                       SNAP_PASSWORD_MIN, SNAP_PASSWORD_MAX);
+    if (len > 0 &&
+        (len < SNAP_PASSWORD_MIN || len > SNAP_PASSWORD_MAX || !utf8_valid(value, len))) {
+        (void)snprintf(why, whylen, "must be empty or %d to %d bytes of UTF-8", SNAP_PASSWORD_MIN,
+                       SNAP_PASSWORD_MAX);
         return -1;
     }
     memcpy(cfg->admin_password, value, len + 1);
@@ -324,23 +308,18 @@ static int parse_admin_password(const struct cfg_row *row, const char *value,
 static const struct cfg_row cfg_rows[] = {
     {"SNAPTEXT_REDIS_URL", "redis://127.0.0.1:6379/0", parse_url, 0, 0, CFG_FIELD(redis_url),
      "redis://", 0},
-    {"SNAPTEXT_REDIS_SENTINELS", "", parse_sentinels, 0, 0, CFG_FIELD(redis_sentinels), NULL,
-     0},
+    {"SNAPTEXT_REDIS_SENTINELS", "", parse_sentinels, 0, 0, CFG_FIELD(redis_sentinels), NULL, 0},
     {"SNAPTEXT_STORE", "sqlite://snaptext.db", parse_store, 0, 0, CFG_FIELD(store_url), NULL, 0},
     {"SNAPTEXT_LISTEN", NULL, parse_listen, 0, 65535, CFG_FIELD(listen_port), NULL, 0},
     {"SNAPTEXT_AUTH", "required", parse_auth, 0, 0, CFG_FIELD(auth), NULL, 0},
     {"SNAPTEXT_THREADS", "16", parse_int, 1, 256, CFG_FIELD(threads), NULL, 0},
     {"SNAPTEXT_MAX_BODY_BYTES", "65536", parse_long, 1024, 16777216, CFG_FIELD(max_body_bytes),
      NULL, 0},
-    {"SNAPTEXT_MAX_TEXT_BYTES", "4096", parse_long, 1, 1048576, CFG_FIELD(max_text_bytes), NULL,
-     0},
-    {"SNAPTEXT_MAX_TIMEOUT", "2592000", parse_long, 1, 315360000, CFG_FIELD(max_timeout), NULL,
-     0},
-    {"SNAPTEXT_SESSION_TTL", "2592000", parse_long, 60, 315360000, CFG_FIELD(session_ttl), NULL,
-     0},
+    {"SNAPTEXT_MAX_TEXT_BYTES", "4096", parse_long, 1, 1048576, CFG_FIELD(max_text_bytes), NULL, 0},
+    {"SNAPTEXT_MAX_TIMEOUT", "2592000", parse_long, 1, 315360000, CFG_FIELD(max_timeout), NULL, 0},
+    {"SNAPTEXT_SESSION_TTL", "2592000", parse_long, 60, 315360000, CFG_FIELD(session_ttl), NULL, 0},
     {"SNAPTEXT_ADMIN_USERNAME", "", parse_admin_user, 0, 0, CFG_FIELD(admin_username), NULL, 0},
-    {"SNAPTEXT_ADMIN_PASSWORD", "", parse_admin_password, 0, 0, CFG_FIELD(admin_password), NULL,
-     1},
+    {"SNAPTEXT_ADMIN_PASSWORD", "", parse_admin_password, 0, 0, CFG_FIELD(admin_password), NULL, 1},
     {"SNAPTEXT_LOG_LEVEL", "info", parse_log_level, 0, 0, CFG_FIELD(log_level), NULL, 0},
 };
 
@@ -355,8 +334,7 @@ static void echo_value(const char *value, char *out, size_t outlen)
 
     for (i = 0; value[i] != '\0' && i < CFG_ECHO_MAX; i++) {
         unsigned char c = (unsigned char)value[i];
-        if (o + 5 >= outlen)
-            break;
+        if (o + 5 >= outlen) break;
         if (c >= 0x20 && c < 0x7f && c != '\\') {
             out[o++] = (char)c;
         } else if (c == '\\') {
@@ -376,31 +354,27 @@ static void echo_value(const char *value, char *out, size_t outlen)
     out[o] = '\0';
 }
 
-static int fail(char *msg, size_t msglen, const char *name, const char *shown,
-                const char *why)
+static int fail(char *msg, size_t msglen, const char *name, const char *shown, const char *why)
 {
-    if (msg != NULL && msglen > 0)
-        (void)snprintf(msg, msglen, "%s=%s: %s", name, shown, why);
+    if (msg != NULL && msglen > 0) (void)snprintf(msg, msglen, "%s=%s: %s", name, shown, why);
     return -1;
 }
 
 int config_load_from(struct snap_config *cfg, int default_port,
-                     const char *(*getter)(const char *name, void *arg), void *arg,
-                     char *msg, size_t msglen)
+                     const char *(*getter)(const char *name, void *arg), void *arg, char *msg,
+                     size_t msglen)
 {
     size_t i;
     char why[160], shown[CFG_ECHO_MAX * 4 + 8];
 
     memset(cfg, 0, sizeof *cfg);
-    if (msg != NULL && msglen > 0)
-        msg[0] = '\0';
+    if (msg != NULL && msglen > 0) msg[0] = '\0';
     for (i = 0; i < sizeof cfg_rows / sizeof cfg_rows[0]; i++) {
         const struct cfg_row *row = &cfg_rows[i];
         const char *value = getter(row->name, arg);
         int from_env = value != NULL;
 
-        if (value == NULL)
-            value = row->dflt; /* NULL only for SNAPTEXT_LISTEN */
+        if (value == NULL) value = row->dflt; /* NULL only for SNAPTEXT_LISTEN */
         why[0] = '\0';
         if (row->parse(row, value, cfg, default_port, why, sizeof why) != 0) {
             if (row->secret)

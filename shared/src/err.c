@@ -19,20 +19,19 @@ static void mark_truncated(char *msg, size_t size)
     size_t start = len;
 
     /* Walk back over continuation bytes (10xxxxxx) to the lead byte. */
-    while (start > 0 && ((unsigned char)msg[start - 1] & 0xC0) == 0x80)
-        start--;
+    while (start > 0 && ((unsigned char)msg[start - 1] & 0xC0) == 0x80) start--;
     if (start > 0 && ((unsigned char)msg[start - 1] & 0x80) != 0) {
         unsigned char lead = (unsigned char)msg[start - 1];
-        size_t need = (lead & 0xE0) == 0xC0 ? 2 : (lead & 0xF0) == 0xE0 ? 3
-                    : (lead & 0xF8) == 0xF0 ? 4 : 1;
+        size_t need = (lead & 0xE0) == 0xC0   ? 2
+                      : (lead & 0xF0) == 0xE0 ? 3
+                      : (lead & 0xF8) == 0xF0 ? 4
+                                              : 1;
         if (len - (start - 1) < need)
             len = start - 1; /* incomplete last character: cut before it */
     }
-    if (len > size - 4)
-        len = size - 4;
+    if (len > size - 4) len = size - 4;
     /* The "..." may itself have cut a character again; step back once more. */
-    while (len > 0 && ((unsigned char)msg[len] & 0xC0) == 0x80)
-        len--;
+    while (len > 0 && ((unsigned char)msg[len] & 0xC0) == 0x80) len--;
     memcpy(msg + len, "...", 4);
 }
 
@@ -42,8 +41,7 @@ int snap_err_set(struct snap_err *err, int code, const char *fmt, ...)
     va_list ap;
     int n;
 
-    if (err == NULL)
-        return code;
+    if (err == NULL) return code;
     /* Format into a local record first: a caller may pass err->msg itself
      * as an argument ("...: %s", err->msg), and vsnprintf must not read and
      * write the same bytes. */
@@ -63,8 +61,7 @@ int snap_err_set(struct snap_err *err, int code, const char *fmt, ...)
 
 void snap_err_clear(struct snap_err *err)
 {
-    if (err == NULL)
-        return;
+    if (err == NULL) return;
     err->code = SNAP_OK;
     err->msg[0] = '\0';
 }
@@ -72,13 +69,21 @@ void snap_err_clear(struct snap_err *err)
 const char *snap_status_name(int code)
 {
     switch (code) {
-    case SNAP_OK:        return "ok";
-    case SNAP_ERR:       return "error";
-    case SNAP_ENOTFOUND: return "not_found";
-    case SNAP_EUNAVAIL:  return "unavailable";
-    case SNAP_ECONFLICT: return "conflict";
-    case SNAP_EINVAL:    return "invalid";
-    case SNAP_EUNAUTH:   return "unauthorized";
-    default:             return "unknown";
+    case SNAP_OK:
+        return "ok";
+    case SNAP_ERR:
+        return "error";
+    case SNAP_ENOTFOUND:
+        return "not_found";
+    case SNAP_EUNAVAIL:
+        return "unavailable";
+    case SNAP_ECONFLICT:
+        return "conflict";
+    case SNAP_EINVAL:
+        return "invalid";
+    case SNAP_EUNAUTH:
+        return "unauthorized";
+    default:
+        return "unknown";
     }
 }

@@ -47,20 +47,20 @@
 
 /* ------------------------------------------------------------ limits -- */
 
-#define HOT_CONNECT_MS 500
-#define HOT_COMMAND_MS 1500
+#define HOT_CONNECT_MS          500
+#define HOT_COMMAND_MS          1500
 #define HOT_SENTINEL_CONNECT_MS 200
 #define HOT_SENTINEL_COMMAND_MS 300
-#define HOT_SENTINEL_BUDGET_MS 600
+#define HOT_SENTINEL_BUDGET_MS  600
 
-#define HOT_DEFAULT_PORT 6379
+#define HOT_DEFAULT_PORT          6379
 #define HOT_DEFAULT_SENTINEL_PORT 26379
-#define HOT_HOST_MAX 256     /* bytes, NUL included */
-#define HOT_CRED_MAX 256     /* user / password after %XX decoding */
-#define HOT_SENTINELS_MAX 16
-#define HOT_MASTER_NAME_MAX 128
-#define HOT_TOKEN_HASH_MAX 128
-#define HOT_ROLE_MAX 16      /* hot_session_get: role buffer holds 16 bytes */
+#define HOT_HOST_MAX              256 /* bytes, NUL included */
+#define HOT_CRED_MAX              256 /* user / password after %XX decoding */
+#define HOT_SENTINELS_MAX         16
+#define HOT_MASTER_NAME_MAX       128
+#define HOT_TOKEN_HASH_MAX        128
+#define HOT_ROLE_MAX              16 /* hot_session_get: role buffer holds 16 bytes */
 /* A message text far above any SNAPTEXT_MAX_TEXT_BYTES, well under Redis's
  * 512 MB bulk limit: anything larger is a caller bug, not a message. */
 #define HOT_TEXT_MAX ((size_t)64 * 1024 * 1024)
@@ -76,20 +76,19 @@ static const char KEY_INBOX_SUFFIX[] = "}:inbox";
  * Compares as decimal strings, digit by digit: Lua numbers are doubles and
  * would round ids above 2^53, and string `<` would depend on the locale.
  * ARGV[1] is a canonical non-negative decimal (written by hot_id_floor). */
-static const char FLOOR_LUA[] =
-    "local function lower(a, b)\n"
-    "  if string.sub(a, 1, 1) == '-' then return true end\n"
-    "  if #a ~= #b then return #a < #b end\n"
-    "  for i = 1, #a do\n"
-    "    local x, y = string.byte(a, i), string.byte(b, i)\n"
-    "    if x ~= y then return x < y end\n"
-    "  end\n"
-    "  return false\n"
-    "end\n"
-    "local cur = redis.call('GET', KEYS[1])\n"
-    "if cur and not lower(cur, ARGV[1]) then return 0 end\n"
-    "redis.call('SET', KEYS[1], ARGV[1])\n"
-    "return 1\n";
+static const char FLOOR_LUA[] = "local function lower(a, b)\n"
+                                "  if string.sub(a, 1, 1) == '-' then return true end\n"
+                                "  if #a ~= #b then return #a < #b end\n"
+                                "  for i = 1, #a do\n"
+                                "    local x, y = string.byte(a, i), string.byte(b, i)\n"
+                                "    if x ~= y then return x < y end\n"
+                                "  end\n"
+                                "  return false\n"
+                                "end\n"
+                                "local cur = redis.call('GET', KEYS[1])\n"
+                                "if cur and not lower(cur, ARGV[1]) then return 0 end\n"
+                                "redis.call('SET', KEYS[1], ARGV[1])\n"
+                                "return 1\n";
 
 /* ------------------------------------------------------------ handle -- */
 
@@ -99,22 +98,22 @@ struct hot_endpoint {
 };
 
 struct hot_store {
-    redisContext *c;               /* NULL while disconnected */
-    bool fresh;                    /* c has not yet completed a call */
+    redisContext *c; /* NULL while disconnected */
+    bool fresh;      /* c has not yet completed a call */
 
-    struct hot_endpoint direct;    /* from redis_url */
+    struct hot_endpoint direct; /* from redis_url */
     int db;
     char user[HOT_CRED_MAX];
-    size_t user_len;               /* 0: AUTH <password> (no ACL user) */
+    size_t user_len; /* 0: AUTH <password> (no ACL user) */
     char pass[HOT_CRED_MAX];
-    size_t pass_len;               /* 0 and no user: no AUTH at all */
+    size_t pass_len; /* 0 and no user: no AUTH at all */
 
     struct hot_endpoint sentinels[HOT_SENTINELS_MAX];
-    size_t n_sentinels;            /* 0: Sentinel off */
-    size_t sentinel_next;          /* the one that answered last, asked first */
+    size_t n_sentinels;   /* 0: Sentinel off */
+    size_t sentinel_next; /* the one that answered last, asked first */
     char master_name[HOT_MASTER_NAME_MAX];
 
-    char floor_sha[41];            /* SHA1 of FLOOR_LUA once loaded, "" before */
+    char floor_sha[41]; /* SHA1 of FLOOR_LUA once loaded, "" before */
 };
 
 /* One command of a pipeline: argv with explicit lengths (binary-safe). */
@@ -169,25 +168,20 @@ static bool parse_i64(const char *s, size_t len, int64_t *out)
         neg = true;
         i = 1;
     }
-    if (i == len)
-        return false;
+    if (i == len) return false;
     for (; i < len; i++) {
         unsigned d;
 
-        if (s[i] < '0' || s[i] > '9')
-            return false;
+        if (s[i] < '0' || s[i] > '9') return false;
         d = (unsigned)(s[i] - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return false;
+        if (v > (UINT64_MAX - d) / 10) return false;
         v = v * 10 + d;
     }
     if (neg) {
-        if (v > (uint64_t)INT64_MAX + 1)
-            return false;
+        if (v > (uint64_t)INT64_MAX + 1) return false;
         *out = v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v;
     } else {
-        if (v > (uint64_t)INT64_MAX)
-            return false;
+        if (v > (uint64_t)INT64_MAX) return false;
         *out = (int64_t)v;
     }
     return true;
@@ -205,12 +199,9 @@ static size_t fmt_i64(char buf[24], int64_t v)
 
 static int hexval(char ch)
 {
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
     return -1;
 }
 
@@ -226,17 +217,14 @@ static bool pct_decode(const char *s, size_t len, char *out, size_t cap, size_t 
         if (ch == '%') {
             int hi, lo;
 
-            if (len - i < 3)
-                return false;
+            if (len - i < 3) return false;
             hi = hexval(s[i + 1]);
             lo = hexval(s[i + 2]);
-            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
-                return false;
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) return false;
             ch = (char)(hi * 16 + lo);
             i += 2;
         }
-        if (n + 1 >= cap)
-            return false;
+        if (n + 1 >= cap) return false;
         out[n++] = ch;
     }
     out[n] = '\0';
@@ -330,8 +318,7 @@ static int parse_url(struct hot_store *h, const char *url, struct snap_err *err)
     /* userinfo ends at the last '@' (a password may hold a raw '@'). */
     at = NULL;
     for (const char *q = p; q < end; q++)
-        if (*q == '@')
-            at = q;
+        if (*q == '@') at = q;
     if (at != NULL) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
 
@@ -339,8 +326,7 @@ static int parse_url(struct hot_store *h, const char *url, struct snap_err *err)
             return snap_err_set(err, SNAP_EINVAL,
                                 "redis url: write credentials as redis://[user]:password@host");
         if (!pct_decode(p, (size_t)(colon - p), h->user, sizeof h->user, &h->user_len) ||
-            !pct_decode(colon + 1, (size_t)(at - colon - 1), h->pass, sizeof h->pass,
-                        &h->pass_len))
+            !pct_decode(colon + 1, (size_t)(at - colon - 1), h->pass, sizeof h->pass, &h->pass_len))
             return snap_err_set(err, SNAP_EINVAL,
                                 "redis url: user or password too long or badly %%-encoded");
         if (h->user_len > 0 && h->pass_len == 0)
@@ -349,8 +335,7 @@ static int parse_url(struct hot_store *h, const char *url, struct snap_err *err)
     }
 
     slash = memchr(p, '/', (size_t)(end - p));
-    if (!parse_hostport(p, (size_t)((slash ? slash : end) - p), HOT_DEFAULT_PORT, &h->direct,
-                        &why))
+    if (!parse_hostport(p, (size_t)((slash ? slash : end) - p), HOT_DEFAULT_PORT, &h->direct, &why))
         return snap_err_set(err, SNAP_EINVAL, "redis url: %s", why);
 
     h->db = 0;
@@ -434,8 +419,7 @@ struct hot_store *hot_new(const struct snap_config *cfg, struct snap_err *err)
 
 void hot_free(struct hot_store *h)
 {
-    if (h == NULL)
-        return;
+    if (h == NULL) return;
     drop(h);
     /* The password lived here: do not leave it in freed memory. */
     explicit_bzero(h, sizeof *h);
@@ -457,8 +441,8 @@ static int open_tcp(const struct hot_endpoint *ep, int connect_ms, int command_m
     if (c->err == 0 && redisSetTimeout(c, ms_tv(command_ms)) == REDIS_OK)
         (void)redisEnableKeepAlive(c); /* sets c->err on failure, checked below */
     if (c->err != 0) {
-        int rc = snap_err_set(err, SNAP_EUNAVAIL, "redis %.64s:%d: %s", ep->host, ep->port,
-                              c->errstr);
+        int rc =
+            snap_err_set(err, SNAP_EUNAVAIL, "redis %.64s:%d: %s", ep->host, ep->port, c->errstr);
 
         redisFree(c);
         return rc;
@@ -483,8 +467,7 @@ static int sentinel_lookup(struct hot_store *h, struct hot_endpoint *master, str
         redisContext *c;
         redisReply *r;
 
-        if (i > 0 && clock_mono_ns() - start > (int64_t)HOT_SENTINEL_BUDGET_MS * 1000000)
-            break;
+        if (i > 0 && clock_mono_ns() - start > (int64_t)HOT_SENTINEL_BUDGET_MS * 1000000) break;
         if (open_tcp(s, HOT_SENTINEL_CONNECT_MS, HOT_SENTINEL_COMMAND_MS, &c, &last) != SNAP_OK)
             continue;
         r = redisCommandArgv(c, 3, argv, len);
@@ -493,8 +476,8 @@ static int sentinel_lookup(struct hot_store *h, struct hot_endpoint *master, str
                                c->errstr);
         } else if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
                    r->element[0]->type == REDIS_REPLY_STRING &&
-                   r->element[1]->type == REDIS_REPLY_STRING &&
-                   r->element[0]->len > 0 && r->element[0]->len < sizeof master->host &&
+                   r->element[1]->type == REDIS_REPLY_STRING && r->element[0]->len > 0 &&
+                   r->element[0]->len < sizeof master->host &&
                    memchr(r->element[0]->str, '\0', r->element[0]->len) == NULL &&
                    parse_port(r->element[1]->str, r->element[1]->len, &master->port)) {
             memcpy(master->host, r->element[0]->str, r->element[0]->len);
@@ -510,8 +493,8 @@ static int sentinel_lookup(struct hot_store *h, struct hot_endpoint *master, str
             (void)snap_err_set(&last, SNAP_EUNAVAIL, "sentinel %.64s:%d: %.80s", s->host, s->port,
                                r->str);
         } else {
-            (void)snap_err_set(&last, SNAP_EUNAVAIL, "sentinel %.64s:%d: unexpected reply",
-                               s->host, s->port);
+            (void)snap_err_set(&last, SNAP_EUNAVAIL, "sentinel %.64s:%d: unexpected reply", s->host,
+                               s->port);
         }
         freeReplyObject(r);
         redisFree(c);
@@ -532,8 +515,7 @@ static int handshake(struct hot_store *h, redisContext *c, const struct hot_endp
     memset(cmds, 0, sizeof cmds);
     if (h->pass_len > 0) {
         cmd_adds(&cmds[n], "AUTH");
-        if (h->user_len > 0)
-            cmd_add(&cmds[n], h->user, h->user_len);
+        if (h->user_len > 0) cmd_add(&cmds[n], h->user, h->user_len);
         cmd_add(&cmds[n], h->pass, h->pass_len);
         n++;
     }
@@ -542,10 +524,8 @@ static int handshake(struct hot_store *h, redisContext *c, const struct hot_endp
         cmd_add(&cmds[n], db, fmt_i64(db, h->db));
         n++;
     }
-    if (h->n_sentinels > 0)
-        cmd_adds(&cmds[n++], "ROLE");
-    if (n == 0)
-        return SNAP_OK;
+    if (h->n_sentinels > 0) cmd_adds(&cmds[n++], "ROLE");
+    if (n == 0) return SNAP_OK;
 
     for (size_t i = 0; i < n; i++)
         if (redisAppendCommandArgv(c, cmds[i].argc, cmds[i].argv, cmds[i].len) != REDIS_OK)
@@ -565,8 +545,8 @@ static int handshake(struct hot_store *h, redisContext *c, const struct hot_endp
         const char *what = cmds[i].argv[0];
 
         if (r[i]->type == REDIS_REPLY_ERROR) {
-            rc = snap_err_set(err, SNAP_EUNAVAIL, "redis %.64s:%d: %s: %.80s", ep->host,
-                              ep->port, what, r[i]->str);
+            rc = snap_err_set(err, SNAP_EUNAVAIL, "redis %.64s:%d: %s: %.80s", ep->host, ep->port,
+                              what, r[i]->str);
         } else if (strcmp(what, "ROLE") == 0 &&
                    !(r[i]->type == REDIS_REPLY_ARRAY && r[i]->elements > 0 &&
                      r[i]->element[0]->type == REDIS_REPLY_STRING &&
@@ -576,8 +556,7 @@ static int handshake(struct hot_store *h, redisContext *c, const struct hot_endp
                               ep->host, ep->port);
         }
     }
-    for (size_t i = 0; i < got; i++)
-        freeReplyObject(r[i]);
+    for (size_t i = 0; i < got; i++) freeReplyObject(r[i]);
     return rc;
 }
 
@@ -588,17 +567,14 @@ static int ensure_connected(struct hot_store *h, struct snap_err *err)
     redisContext *c;
     int rc;
 
-    if (h->c != NULL)
-        return SNAP_OK;
+    if (h->c != NULL) return SNAP_OK;
     if (h->n_sentinels > 0) {
         rc = sentinel_lookup(h, &master, err);
-        if (rc != SNAP_OK)
-            return rc;
+        if (rc != SNAP_OK) return rc;
         ep = &master;
     }
     rc = open_tcp(ep, HOT_CONNECT_MS, HOT_COMMAND_MS, &c, err);
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
     rc = handshake(h, c, ep, err);
     if (rc != SNAP_OK) {
         redisFree(c);
@@ -634,12 +610,10 @@ static int roundtrip(struct hot_store *h, struct hot_cmd *cmds, size_t n, redisR
         int saved_errno = 0;
         int rc = ensure_connected(h, err);
 
-        if (rc != SNAP_OK)
-            return rc;
+        if (rc != SNAP_OK) return rc;
         reused = !h->fresh;
         for (size_t i = 0; i < n; i++) {
-            if (redisAppendCommandArgv(h->c, cmds[i].argc, cmds[i].argv, cmds[i].len) !=
-                REDIS_OK) {
+            if (redisAppendCommandArgv(h->c, cmds[i].argc, cmds[i].argv, cmds[i].len) != REDIS_OK) {
                 /* Only fails on out of memory; the buffer is now unusable. */
                 (void)snap_err_set(err, SNAP_ERR, "redis: %s", h->c->errstr);
                 drop(h);
@@ -680,10 +654,8 @@ static int roundtrip(struct hot_store *h, struct hot_cmd *cmds, size_t n, redisR
 static int reply_ok(struct hot_store *h, const redisReply *r, const char *what,
                     struct snap_err *err)
 {
-    if (r->type != REDIS_REPLY_ERROR)
-        return SNAP_OK;
-    if (strncmp(r->str, "READONLY", 8) == 0)
-        drop(h);
+    if (r->type != REDIS_REPLY_ERROR) return SNAP_OK;
+    if (strncmp(r->str, "READONLY", 8) == 0) drop(h);
     return snap_err_set(err, SNAP_EUNAVAIL, "redis %s: %.100s", what, r->str);
 }
 
@@ -697,13 +669,11 @@ static int unexpected(struct hot_store *h, const char *what, struct snap_err *er
 }
 
 /* One command, one reply; error replies become SNAP_EUNAVAIL. */
-static int command(struct hot_store *h, struct hot_cmd *cmd, redisReply **out,
-                   struct snap_err *err)
+static int command(struct hot_store *h, struct hot_cmd *cmd, redisReply **out, struct snap_err *err)
 {
     int rc = roundtrip(h, cmd, 1, out, err);
 
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
     rc = reply_ok(h, *out, cmd->argv[0], err);
     if (rc != SNAP_OK) {
         freeReplyObject(*out);
@@ -722,15 +692,12 @@ static int transaction_ok(struct hot_store *h, redisReply **r, size_t n, const c
 
     for (size_t i = 0; i < n; i++) {
         rc = reply_ok(h, r[i], what, err);
-        if (rc != SNAP_OK)
-            return rc;
+        if (rc != SNAP_OK) return rc;
     }
-    if (exec->type != REDIS_REPLY_ARRAY || exec->elements != n - 2)
-        return unexpected(h, what, err);
+    if (exec->type != REDIS_REPLY_ARRAY || exec->elements != n - 2) return unexpected(h, what, err);
     for (size_t i = 0; i < exec->elements; i++) {
         rc = reply_ok(h, exec->element[i], what, err);
-        if (rc != SNAP_OK)
-            return rc;
+        if (rc != SNAP_OK) return rc;
     }
     return SNAP_OK;
 }
@@ -738,8 +705,7 @@ static int transaction_ok(struct hot_store *h, redisReply **r, size_t n, const c
 static void free_replies(redisReply **r, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (r[i] != NULL)
-            freeReplyObject(r[i]);
+        if (r[i] != NULL) freeReplyObject(r[i]);
 }
 
 /* ------------------------------------------------------------ API -- */
@@ -756,12 +722,10 @@ int hot_ping(struct hot_store *h, struct snap_err *err)
     redisReply *r = NULL;
     int rc = check_handle(h, err);
 
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
     cmd_adds(&cmd, "PING");
     rc = command(h, &cmd, &r, err);
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
     if (r->type != REDIS_REPLY_STATUS || strcmp(r->str, "PONG") != 0)
         rc = unexpected(h, "PING", err);
     freeReplyObject(r);
@@ -774,15 +738,12 @@ int hot_next_id(struct hot_store *h, int64_t *id, struct snap_err *err)
     redisReply *r = NULL;
     int rc = check_handle(h, err);
 
-    if (rc != SNAP_OK)
-        return rc;
-    if (id == NULL)
-        return snap_err_set(err, SNAP_EINVAL, "hot_next_id: no output");
+    if (rc != SNAP_OK) return rc;
+    if (id == NULL) return snap_err_set(err, SNAP_EINVAL, "hot_next_id: no output");
     cmd_adds(&cmd, "INCR");
     cmd_add(&cmd, KEY_NEXT_ID, sizeof KEY_NEXT_ID - 1);
     rc = command(h, &cmd, &r, err);
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
     if (r->type != REDIS_REPLY_INTEGER)
         rc = unexpected(h, "INCR", err);
     else
@@ -802,8 +763,7 @@ static int floor_script_load(struct hot_store *h, struct snap_err *err)
     cmd_adds(&cmd, "LOAD");
     cmd_add(&cmd, FLOOR_LUA, sizeof FLOOR_LUA - 1);
     rc = command(h, &cmd, &r, err);
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
     if (r->type != REDIS_REPLY_STRING || r->len != sizeof h->floor_sha - 1) {
         rc = unexpected(h, "SCRIPT LOAD", err);
     } else {
@@ -821,16 +781,13 @@ int hot_id_floor(struct hot_store *h, int64_t floor, struct snap_err *err)
     char num[24];
     int rc = check_handle(h, err);
 
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
     if (floor < 0)
         return snap_err_set(err, SNAP_EINVAL, "hot_id_floor: negative floor %" PRId64, floor);
-    if (floor == 0)
-        return SNAP_OK; /* an unset counter already counts as 0 */
+    if (floor == 0) return SNAP_OK; /* an unset counter already counts as 0 */
     if (h->floor_sha[0] == '\0') {
         rc = floor_script_load(h, err);
-        if (rc != SNAP_OK)
-            return rc;
+        if (rc != SNAP_OK) return rc;
     }
     cmd_adds(&cmd, "EVALSHA");
     cmd_add(&cmd, h->floor_sha, sizeof h->floor_sha - 1);
@@ -838,8 +795,7 @@ int hot_id_floor(struct hot_store *h, int64_t floor, struct snap_err *err)
     cmd_add(&cmd, KEY_NEXT_ID, sizeof KEY_NEXT_ID - 1);
     cmd_add(&cmd, num, fmt_i64(num, floor));
     rc = roundtrip(h, &cmd, 1, &r, err);
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
     if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
         /* Redis restarted or failed over since we loaded it: EVAL sends the
          * body and caches it again under the same SHA1. */
@@ -850,18 +806,16 @@ int hot_id_floor(struct hot_store *h, int64_t floor, struct snap_err *err)
         cmd.argv[1] = FLOOR_LUA;
         cmd.len[1] = sizeof FLOOR_LUA - 1;
         rc = roundtrip(h, &cmd, 1, &r, err);
-        if (rc != SNAP_OK)
-            return rc;
+        if (rc != SNAP_OK) return rc;
     }
     rc = reply_ok(h, r, "id floor script", err);
-    if (rc == SNAP_OK && r->type != REDIS_REPLY_INTEGER)
-        rc = unexpected(h, "id floor script", err);
+    if (rc == SNAP_OK && r->type != REDIS_REPLY_INTEGER) rc = unexpected(h, "id floor script", err);
     freeReplyObject(r);
     return rc;
 }
 
 /* key = "snap:{" user "}:inbox"; key holds HOT_INBOX_KEY_MAX bytes. */
-#define HOT_INBOX_KEY_MAX \
+#define HOT_INBOX_KEY_MAX                                                                          \
     (sizeof KEY_INBOX_PREFIX - 1 + SNAP_USERNAME_MAX + sizeof KEY_INBOX_SUFFIX)
 
 static int inbox_key(const char *user, char *key, size_t *key_len, struct snap_err *err)
@@ -869,8 +823,7 @@ static int inbox_key(const char *user, char *key, size_t *key_len, struct snap_e
     size_t ulen;
 
     *key_len = 0;
-    if (user == NULL)
-        return snap_err_set(err, SNAP_EINVAL, "inbox: no username");
+    if (user == NULL) return snap_err_set(err, SNAP_EINVAL, "inbox: no username");
     ulen = strlen(user);
     if (ulen == 0 || ulen > SNAP_USERNAME_MAX)
         return snap_err_set(err, SNAP_EINVAL, "inbox: username must be 1 to %d bytes",
@@ -892,11 +845,9 @@ int hot_inbox_put(struct hot_store *h, const char *user, int64_t id, int64_t exp
     char *value;
     int rc = check_handle(h, err);
 
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
     rc = inbox_key(user, key, &key_len, err);
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
     if (id <= 0 || expires_ms <= 0)
         return snap_err_set(err, SNAP_EINVAL, "inbox put: id and expiry must be positive");
     if ((text == NULL && text_len > 0) || text_len > HOT_TEXT_MAX)
@@ -910,8 +861,7 @@ int hot_inbox_put(struct hot_store *h, const char *user, int64_t id, int64_t exp
         return snap_err_set(err, SNAP_ERR, "inbox put: out of memory (%zu bytes)", value_len);
     memcpy(value, exp, exp_len);
     value[exp_len] = ' ';
-    if (text_len > 0)
-        memcpy(value + exp_len + 1, text, text_len);
+    if (text_len > 0) memcpy(value + exp_len + 1, text, text_len);
 
     /* One round trip, applied atomically. NX gives a new inbox its first
      * TTL; GT then only ever moves an existing TTL later, so the key lives
@@ -937,8 +887,7 @@ int hot_inbox_put(struct hot_store *h, const char *user, int64_t id, int64_t exp
 
     rc = roundtrip(h, cmds, 5, r, err);
     free(value);
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
     rc = transaction_ok(h, r, 5, "inbox put", err);
     free_replies(r, 5);
     return rc;
@@ -959,8 +908,7 @@ static int collect(const redisReply *all, int64_t now_ms, struct hot_msg_list *o
 {
     size_t pairs = all->elements / 2;
 
-    if (pairs == 0)
-        return SNAP_OK;
+    if (pairs == 0) return SNAP_OK;
     out->items = calloc(pairs, sizeof *out->items);
     if (out->items == NULL)
         return snap_err_set(err, SNAP_ERR, "inbox take: out of memory (%zu messages)", pairs);
@@ -992,8 +940,8 @@ static int collect(const redisReply *all, int64_t now_ms, struct hot_msg_list *o
     return SNAP_OK;
 }
 
-int hot_inbox_take(struct hot_store *h, const char *user, int64_t now_ms,
-                   struct hot_msg_list *out, size_t *n_expired, struct snap_err *err)
+int hot_inbox_take(struct hot_store *h, const char *user, int64_t now_ms, struct hot_msg_list *out,
+                   size_t *n_expired, struct snap_err *err)
 {
     char key[HOT_INBOX_KEY_MAX];
     size_t key_len, expired = 0;
@@ -1006,15 +954,11 @@ int hot_inbox_take(struct hot_store *h, const char *user, int64_t now_ms,
         out->items = NULL;
         out->len = 0;
     }
-    if (n_expired != NULL)
-        *n_expired = 0;
-    if (rc != SNAP_OK)
-        return rc;
-    if (out == NULL)
-        return snap_err_set(err, SNAP_EINVAL, "inbox take: no output list");
+    if (n_expired != NULL) *n_expired = 0;
+    if (rc != SNAP_OK) return rc;
+    if (out == NULL) return snap_err_set(err, SNAP_EINVAL, "inbox take: no output list");
     rc = inbox_key(user, key, &key_len, err);
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
 
     /* Read and delete in one transaction: whoever's EXEC runs first gets
      * every message, the others an empty hash. */
@@ -1026,8 +970,7 @@ int hot_inbox_take(struct hot_store *h, const char *user, int64_t now_ms,
     cmd_add(&cmds[2], key, key_len);
     cmd_adds(&cmds[3], "EXEC");
     rc = roundtrip(h, cmds, 4, r, err);
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
     rc = transaction_ok(h, r, 4, "inbox take", err);
     if (rc == SNAP_OK) {
         all = r[3]->element[0];
@@ -1043,17 +986,14 @@ int hot_inbox_take(struct hot_store *h, const char *user, int64_t now_ms,
         hot_msg_list_free(out);
         return rc;
     }
-    if (n_expired != NULL)
-        *n_expired = expired;
+    if (n_expired != NULL) *n_expired = expired;
     return SNAP_OK;
 }
 
 void hot_msg_list_free(struct hot_msg_list *l)
 {
-    if (l == NULL)
-        return;
-    for (size_t i = 0; i < l->len; i++)
-        free(l->items[i].text);
+    if (l == NULL) return;
+    for (size_t i = 0; i < l->len; i++) free(l->items[i].text);
     free(l->items);
     l->items = NULL;
     l->len = 0;
@@ -1067,8 +1007,7 @@ static int session_key(const char *token_hash, char *key, size_t *key_len, struc
     size_t hlen;
 
     *key_len = 0;
-    if (token_hash == NULL)
-        return snap_err_set(err, SNAP_EINVAL, "session: no token hash");
+    if (token_hash == NULL) return snap_err_set(err, SNAP_EINVAL, "session: no token hash");
     hlen = strlen(token_hash);
     if (hlen == 0 || hlen > HOT_TOKEN_HASH_MAX)
         return snap_err_set(err, SNAP_EINVAL, "session: token hash must be 1 to %d bytes",
@@ -1088,11 +1027,9 @@ int hot_session_put(struct hot_store *h, const char *token_hash, const char *use
     redisReply *r = NULL;
     int rc = check_handle(h, err);
 
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
     rc = session_key(token_hash, key, &key_len, err);
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
     if (username == NULL || role == NULL)
         return snap_err_set(err, SNAP_EINVAL, "session put: no username or role");
     ulen = strlen(username);
@@ -1102,8 +1039,7 @@ int hot_session_put(struct hot_store *h, const char *token_hash, const char *use
                             SNAP_USERNAME_MAX);
     if (rlen == 0 || rlen >= HOT_ROLE_MAX || memchr(role, ' ', rlen) != NULL)
         return snap_err_set(err, SNAP_EINVAL, "session put: bad role");
-    if (ttl_s <= 0)
-        return snap_err_set(err, SNAP_EINVAL, "session put: ttl must be positive");
+    if (ttl_s <= 0) return snap_err_set(err, SNAP_EINVAL, "session put: ttl must be positive");
 
     memcpy(value, role, rlen);
     value[rlen] = ' ';
@@ -1114,10 +1050,8 @@ int hot_session_put(struct hot_store *h, const char *token_hash, const char *use
     cmd_adds(&cmd, "EX");
     cmd_add(&cmd, ttl, fmt_i64(ttl, (int64_t)ttl_s));
     rc = command(h, &cmd, &r, err);
-    if (rc != SNAP_OK)
-        return rc;
-    if (r->type != REDIS_REPLY_STATUS)
-        rc = unexpected(h, "SET", err);
+    if (rc != SNAP_OK) return rc;
+    if (r->type != REDIS_REPLY_STATUS) rc = unexpected(h, "SET", err);
     freeReplyObject(r);
     return rc;
 }
@@ -1132,18 +1066,15 @@ int hot_session_get(struct hot_store *h, const char *token_hash, char *username,
     const char *space;
     int rc = check_handle(h, err);
 
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
     rc = session_key(token_hash, key, &key_len, err);
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
     if (username == NULL || role == NULL)
         return snap_err_set(err, SNAP_EINVAL, "session get: no output buffers");
     cmd_adds(&cmd, "GET");
     cmd_add(&cmd, key, key_len);
     rc = command(h, &cmd, &r, err);
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
     if (r->type == REDIS_REPLY_NIL) {
         rc = snap_err_set(err, SNAP_ENOTFOUND, "session: unknown or expired token");
     } else if (r->type != REDIS_REPLY_STRING) {
@@ -1172,18 +1103,14 @@ int hot_session_del(struct hot_store *h, const char *token_hash, struct snap_err
     redisReply *r = NULL;
     int rc = check_handle(h, err);
 
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
     rc = session_key(token_hash, key, &key_len, err);
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
     cmd_adds(&cmd, "DEL");
     cmd_add(&cmd, key, key_len);
     rc = command(h, &cmd, &r, err);
-    if (rc != SNAP_OK)
-        return rc;
-    if (r->type != REDIS_REPLY_INTEGER)
-        rc = unexpected(h, "DEL", err);
+    if (rc != SNAP_OK) return rc;
+    if (r->type != REDIS_REPLY_INTEGER) rc = unexpected(h, "DEL", err);
     freeReplyObject(r);
     return rc;
 }
@@ -1196,10 +1123,8 @@ int hot_retry_push(struct hot_store *h, int64_t id, int64_t at_ms, struct snap_e
     redisReply *r = NULL;
     int rc = check_handle(h, err);
 
-    if (rc != SNAP_OK)
-        return rc;
-    if (id <= 0)
-        return snap_err_set(err, SNAP_EINVAL, "retry push: id must be positive");
+    if (rc != SNAP_OK) return rc;
+    if (id <= 0) return snap_err_set(err, SNAP_EINVAL, "retry push: id must be positive");
     n = fmt_i64(value, id);
     value[n++] = ' ';
     n += fmt_i64(value + n, at_ms);
@@ -1207,10 +1132,8 @@ int hot_retry_push(struct hot_store *h, int64_t id, int64_t at_ms, struct snap_e
     cmd_add(&cmd, KEY_RETRY, sizeof KEY_RETRY - 1);
     cmd_add(&cmd, value, n);
     rc = command(h, &cmd, &r, err);
-    if (rc != SNAP_OK)
-        return rc;
-    if (r->type != REDIS_REPLY_INTEGER)
-        rc = unexpected(h, "RPUSH", err);
+    if (rc != SNAP_OK) return rc;
+    if (r->type != REDIS_REPLY_INTEGER) rc = unexpected(h, "RPUSH", err);
     freeReplyObject(r);
     return rc;
 }
@@ -1222,15 +1145,12 @@ int hot_retry_pop(struct hot_store *h, int64_t *id, int64_t *at_ms, struct snap_
     const char *space;
     int rc = check_handle(h, err);
 
-    if (rc != SNAP_OK)
-        return rc;
-    if (id == NULL || at_ms == NULL)
-        return snap_err_set(err, SNAP_EINVAL, "retry pop: no output");
+    if (rc != SNAP_OK) return rc;
+    if (id == NULL || at_ms == NULL) return snap_err_set(err, SNAP_EINVAL, "retry pop: no output");
     cmd_adds(&cmd, "LPOP");
     cmd_add(&cmd, KEY_RETRY, sizeof KEY_RETRY - 1);
     rc = command(h, &cmd, &r, err);
-    if (rc != SNAP_OK)
-        return rc;
+    if (rc != SNAP_OK) return rc;
     if (r->type == REDIS_REPLY_NIL) {
         rc = snap_err_set(err, SNAP_ENOTFOUND, "retry queue empty");
     } else if (r->type != REDIS_REPLY_STRING) {

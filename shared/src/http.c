@@ -41,7 +41,7 @@
 /* ---- the error table ----------------------------------------------------- */
 
 #define HTTP_ERROR_STATUS(name, status, code) [name] = status,
-#define HTTP_ERROR_CODE(name, status, code) [name] = code,
+#define HTTP_ERROR_CODE(name, status, code)   [name] = code,
 static const int error_status[HTTP_E__COUNT] = {HTTP_ERRORS(HTTP_ERROR_STATUS)};
 static const char *const error_code[HTTP_E__COUNT] = {HTTP_ERRORS(HTTP_ERROR_CODE)};
 #undef HTTP_ERROR_STATUS
@@ -61,12 +61,9 @@ const char *http_error_code(enum http_error e)
 
 static int hex_value(char c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
 }
 
@@ -74,25 +71,21 @@ long http_percent_decode(const char *src, size_t len, char *dst, size_t dstlen)
 {
     size_t i = 0, o = 0;
 
-    if (dst == NULL || dstlen == 0)
-        return -1;
+    if (dst == NULL || dstlen == 0) return -1;
     while (i < len) {
         char c = src[i];
         if (c == '%') {
             int hi, lo;
-            if (len - i < 3)
-                return -1;
+            if (len - i < 3) return -1;
             hi = hex_value(src[i + 1]);
             lo = hex_value(src[i + 2]);
-            if (hi < 0 || lo < 0)
-                return -1;
+            if (hi < 0 || lo < 0) return -1;
             c = (char)(hi * 16 + lo);
             i += 3;
         } else {
             i++;
         }
-        if (o + 1 >= dstlen)
-            return -1; /* no room for this byte and the NUL */
+        if (o + 1 >= dstlen) return -1; /* no room for this byte and the NUL */
         dst[o++] = c;
     }
     dst[o] = '\0';
@@ -104,10 +97,8 @@ static int percent_well_formed(const char *s, size_t len)
 {
     size_t i;
     for (i = 0; i < len; i++) {
-        if (s[i] != '%')
-            continue;
-        if (len - i < 3 || hex_value(s[i + 1]) < 0 || hex_value(s[i + 2]) < 0)
-            return 0;
+        if (s[i] != '%') continue;
+        if (len - i < 3 || hex_value(s[i + 1]) < 0 || hex_value(s[i + 2]) < 0) return 0;
         i += 2;
     }
     return 1;
@@ -119,12 +110,10 @@ static int hex4(const char *s, size_t avail, unsigned *out)
 {
     unsigned v = 0;
     size_t k;
-    if (avail < 4)
-        return -1;
+    if (avail < 4) return -1;
     for (k = 0; k < 4; k++) {
         int h = hex_value(s[k]);
-        if (h < 0)
-            return -1;
+        if (h < 0) return -1;
         v = v * 16 + (unsigned)h;
     }
     *out = v;
@@ -137,38 +126,30 @@ static size_t json_number_len(const char *s, size_t len)
 {
     size_t i = 0;
 
-    if (i < len && s[i] == '-')
-        i++;
-    if (i >= len)
-        return 0;
+    if (i < len && s[i] == '-') i++;
+    if (i >= len) return 0;
     if (s[i] == '0') {
         i++;
     } else if (s[i] >= '1' && s[i] <= '9') {
-        while (i < len && s[i] >= '0' && s[i] <= '9')
-            i++;
+        while (i < len && s[i] >= '0' && s[i] <= '9') i++;
     } else {
         return 0;
     }
     if (i < len && s[i] == '.') {
         size_t start = ++i;
-        while (i < len && s[i] >= '0' && s[i] <= '9')
-            i++;
-        if (i == start)
-            return 0;
+        while (i < len && s[i] >= '0' && s[i] <= '9') i++;
+        if (i == start) return 0;
     }
     if (i < len && (s[i] == 'e' || s[i] == 'E')) {
         size_t start;
         i++;
-        if (i < len && (s[i] == '+' || s[i] == '-'))
-            i++;
+        if (i < len && (s[i] == '+' || s[i] == '-')) i++;
         start = i;
-        while (i < len && s[i] >= '0' && s[i] <= '9')
-            i++;
-        if (i == start)
-            return 0;
+        while (i < len && s[i] >= '0' && s[i] <= '9') i++;
+        if (i == start) return 0;
     }
-    if (i < len && (s[i] == '.' || s[i] == '-' || s[i] == '+' || s[i] == 'e' ||
-                    s[i] == 'E' || (s[i] >= '0' && s[i] <= '9')))
+    if (i < len && (s[i] == '.' || s[i] == '-' || s[i] == '+' || s[i] == 'e' || s[i] == 'E' ||
+                    (s[i] >= '0' && s[i] <= '9')))
         return 0; /* "01", "1.2.3", "1e5e" */
     return i;
 }
@@ -196,12 +177,9 @@ static int json_scan(const char *s, size_t len, int *nul, char *msg, size_t msgl
                 return -1;
             } else if (c == '\\' && i + 1 < len && s[i + 1] == 'u') {
                 unsigned v, lo;
-                if (hex4(s + i + 2, len - i - 2, &v) != 0)
-                    return 0; /* cJSON refuses it */
-                if (v == 0)
-                    *nul = 1;
-                if (v >= 0xDC00 && v <= 0xDFFF)
-                    goto lone;
+                if (hex4(s + i + 2, len - i - 2, &v) != 0) return 0; /* cJSON refuses it */
+                if (v == 0) *nul = 1;
+                if (v >= 0xDC00 && v <= 0xDFFF) goto lone;
                 if (v >= 0xD800 && v <= 0xDBFF) {
                     if (len - i < 12 || s[i + 6] != '\\' || s[i + 7] != 'u' ||
                         hex4(s + i + 8, len - i - 8, &lo) != 0 || lo < 0xDC00 || lo > 0xDFFF)
@@ -223,14 +201,12 @@ static int json_scan(const char *s, size_t len, int *nul, char *msg, size_t msgl
         } else if (c == '-' || (c >= '0' && c <= '9')) {
             size_t n = json_number_len(s + i, len - i);
             if (n == 0) {
-                (void)snprintf(msg, msglen, "body is not valid JSON: bad number at byte %zu",
-                               i);
+                (void)snprintf(msg, msglen, "body is not valid JSON: bad number at byte %zu", i);
                 return -1;
             }
             i += n;
         } else if (c < 0x20 && c != ' ' && c != '\t' && c != '\n' && c != '\r') {
-            (void)snprintf(msg, msglen, "body is not valid JSON: control character at byte %zu",
-                           i);
+            (void)snprintf(msg, msglen, "body is not valid JSON: control character at byte %zu", i);
             return -1;
         } else {
             i++;
@@ -238,8 +214,7 @@ static int json_scan(const char *s, size_t len, int *nul, char *msg, size_t msgl
     }
     return 0;
 lone:
-    (void)snprintf(msg, msglen,
-                   "body is not valid JSON: unpaired surrogate escape at byte %zu", i);
+    (void)snprintf(msg, msglen, "body is not valid JSON: unpaired surrogate escape at byte %zu", i);
     return -1;
 }
 
@@ -257,18 +232,15 @@ static int find_duplicate_key(const cJSON *obj, char *msg, size_t msglen)
     size_t n = 0, i;
     int rc = 0;
 
-    for (it = obj->child; it != NULL; it = it->next)
-        n++;
-    if (n < 2)
-        return 0;
+    for (it = obj->child; it != NULL; it = it->next) n++;
+    if (n < 2) return 0;
     keys = malloc(n * sizeof *keys);
     if (keys == NULL) {
         (void)snprintf(msg, msglen, "body is too large to check");
         return -1;
     }
     i = 0;
-    for (it = obj->child; it != NULL; it = it->next)
-        keys[i++] = it->string ? it->string : "";
+    for (it = obj->child; it != NULL; it = it->next) keys[i++] = it->string ? it->string : "";
     qsort(keys, n, sizeof *keys, key_cmp);
     for (i = 1; i < n; i++) {
         if (strcmp(keys[i - 1], keys[i]) == 0) {
@@ -293,8 +265,7 @@ cJSON *http_parse_body(const char *buf, size_t len, int *nul_field, char *msg, s
     int nul = 0;
 
     *nul_field = 0;
-    if (msg != NULL && msglen > 0)
-        msg[0] = '\0';
+    if (msg != NULL && msglen > 0) msg[0] = '\0';
     if (len == 0) {
         (void)snprintf(msg, msglen, "body is empty: send a JSON object");
         return NULL;
@@ -303,8 +274,7 @@ cJSON *http_parse_body(const char *buf, size_t len, int *nul_field, char *msg, s
         (void)snprintf(msg, msglen, "body is not valid UTF-8");
         return NULL;
     }
-    if (json_scan(buf, len, &nul, msg, msglen) != 0)
-        return NULL;
+    if (json_scan(buf, len, &nul, msg, msglen) != 0) return NULL;
     root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
     if (root == NULL) {
         pos = end != NULL && end >= buf && end <= buf + len ? (size_t)(end - buf) : 0;
@@ -312,8 +282,8 @@ cJSON *http_parse_body(const char *buf, size_t len, int *nul_field, char *msg, s
         return NULL;
     }
     pos = end != NULL && end >= buf && end <= buf + len ? (size_t)(end - buf) : len;
-    while (pos < len && (buf[pos] == ' ' || buf[pos] == '\t' || buf[pos] == '\n' ||
-                         buf[pos] == '\r'))
+    while (pos < len &&
+           (buf[pos] == ' ' || buf[pos] == '\t' || buf[pos] == '\n' || buf[pos] == '\r'))
         pos++;
     if (pos != len) {
         (void)snprintf(msg, msglen, "body has data after the JSON value (at byte %zu)", pos);
@@ -328,8 +298,7 @@ cJSON *http_parse_body(const char *buf, size_t len, int *nul_field, char *msg, s
         (void)snprintf(msg, msglen, "strings must not contain \\u0000");
         goto fail;
     }
-    if (find_duplicate_key(root, msg, msglen) != 0)
-        goto fail;
+    if (find_duplicate_key(root, msg, msglen) != 0) goto fail;
     return root;
 fail:
     cJSON_Delete(root);
@@ -344,13 +313,10 @@ static int header_has_token(const char *value, const char *token)
     size_t tl = strlen(token);
     while (*value != '\0') {
         size_t n;
-        while (*value == ' ' || *value == '\t' || *value == ',')
-            value++;
+        while (*value == ' ' || *value == '\t' || *value == ',') value++;
         n = strcspn(value, ",");
-        while (n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t'))
-            n--;
-        if (n == tl && strncasecmp(value, token, tl) == 0)
-            return 1;
+        while (n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t')) n--;
+        if (n == tl && strncasecmp(value, token, tl) == 0) return 1;
         value += strcspn(value, ",");
     }
     return 0;
@@ -365,17 +331,15 @@ static int keeps_alive(const struct http_req *r)
     const char *conn_hdr = mg_get_header(r->conn, "Connection");
     const char *ver = r->ri != NULL ? r->ri->http_version : NULL;
 
-    if (opt == NULL || strcasecmp(opt, "yes") != 0)
-        return 0;
-    if (conn_hdr != NULL)
-        return header_has_token(conn_hdr, "keep-alive");
+    if (opt == NULL || strcasecmp(opt, "yes") != 0) return 0;
+    if (conn_hdr != NULL) return header_has_token(conn_hdr, "keep-alive");
     return ver != NULL && strcmp(ver, "1.1") == 0;
 }
 
 /* Sends the whole reply (status line, headers, body) in one mg_write, so
  * a small reply is one TCP segment whatever the Nagle settings. */
-static int send_reply(struct http_req *r, int status, const char *content_type,
-                      const char *body, size_t len, const char *headers, int force_close)
+static int send_reply(struct http_req *r, int status, const char *content_type, const char *body,
+                      size_t len, const char *headers, int force_close)
 {
     char head[768], date[64];
     const char *reason, *conn_line = "";
@@ -408,8 +372,7 @@ static int send_reply(struct http_req *r, int status, const char *content_type,
         n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\n"
                      "X-Request-Id: %s\r\nCache-Control: no-store\r\n%s",
-                     status, reason ? reason : "", date, content_type, r->request_id,
-                     conn_line);
+                     status, reason ? reason : "", date, content_type, r->request_id, conn_line);
         len = 0;
     } else {
         n = snprintf(head, sizeof head,
@@ -423,8 +386,7 @@ static int send_reply(struct http_req *r, int status, const char *content_type,
         return -1;
     }
     hlen = (size_t)n;
-    if (is_head)
-        len = 0; /* HEAD: the same head, no body */
+    if (is_head) len = 0; /* HEAD: the same head, no body */
     if (xlen > 65536 || len > SIZE_MAX - hlen - xlen - 4) {
         log_event(SNAP_LOG_ERROR, r->request_id, "reply", "bug: response too large");
         return -1;
@@ -445,10 +407,8 @@ static int send_reply(struct http_req *r, int status, const char *content_type,
         }
         memcpy(out + o, "\r\n", 2);
         o += 2;
-        if (len > 0)
-            memcpy(out + o, body, len);
-        if (mg_write(r->conn, out, total) != (int)total)
-            rc = -1;
+        if (len > 0) memcpy(out + o, body, len);
+        if (mg_write(r->conn, out, total) != (int)total) rc = -1;
         free(out);
     } else { /* out of memory: the same bytes, in pieces */
         if (mg_write(r->conn, head, hlen) != (int)hlen ||
@@ -463,8 +423,8 @@ static int send_reply(struct http_req *r, int status, const char *content_type,
     return rc;
 }
 
-int http_reply_raw(struct http_req *r, int status, const char *content_type,
-                   const char *body, size_t len, const char *headers)
+int http_reply_raw(struct http_req *r, int status, const char *content_type, const char *body,
+                   size_t len, const char *headers)
 {
     return send_reply(r, status, content_type, body, len, headers, status == 413);
 }
@@ -498,11 +458,9 @@ static const char *request_path(const struct mg_request_info *ri, size_t *len)
 {
     const char *p, *q;
 
-    if (ri == NULL)
-        return NULL;
+    if (ri == NULL) return NULL;
     p = ri->local_uri_raw != NULL ? ri->local_uri_raw : ri->request_uri;
-    if (p == NULL)
-        return NULL;
+    if (p == NULL) return NULL;
     q = strchr(p, '?');
     *len = q != NULL ? (size_t)(q - p) : strlen(p);
     return p;
@@ -538,8 +496,8 @@ static int path_match(const char *pattern, const char *path, size_t len, const c
 
 /* Writes the methods that path accepts ("GET, POST") into out. Returns how
  * many routes have this path. */
-static size_t allowed_methods(const struct snap_ctx *ctx, const char *path, size_t len,
-                              char *out, size_t outlen)
+static size_t allowed_methods(const struct snap_ctx *ctx, const char *path, size_t len, char *out,
+                              size_t outlen)
 {
     size_t i, j, matched = 0, o = 0;
     const char *seg;
@@ -550,13 +508,11 @@ static size_t allowed_methods(const struct snap_ctx *ctx, const char *path, size
         (void)snprintf(out, outlen, "GET");
         return 1;
     }
-    if (ctx == NULL || ctx->def == NULL)
-        return 0;
+    if (ctx == NULL || ctx->def == NULL) return 0;
     for (i = 0; i < ctx->def->nroutes; i++) {
         const struct http_route *rt = &ctx->def->routes[i];
         int seen = 0;
-        if (!path_match(rt->path, path, len, &seg, &seglen))
-            continue;
+        if (!path_match(rt->path, path, len, &seg, &seglen)) continue;
         matched++;
         for (j = 0; j < i && !seen; j++) {
             const struct http_route *prev = &ctx->def->routes[j];
@@ -565,19 +521,18 @@ static size_t allowed_methods(const struct snap_ctx *ctx, const char *path, size
         }
         if (!seen) {
             int n = snprintf(out + o, outlen - o, "%s%s", o ? ", " : "", rt->method);
-            if (n < 0 || (size_t)n >= outlen - o)
-                break; /* cannot happen with a sane route table */
+            if (n < 0 || (size_t)n >= outlen - o) break; /* cannot happen with a sane route table */
             o += (size_t)n;
         }
     }
     return matched;
 }
 
-static int reply_error_v(struct http_req *r, enum http_error e, int force_close,
-                         const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
+static int reply_error_v(struct http_req *r, enum http_error e, int force_close, const char *fmt,
+                         va_list ap) __attribute__((format(printf, 4, 0)));
 
-static int reply_error_v(struct http_req *r, enum http_error e, int force_close,
-                         const char *fmt, va_list ap)
+static int reply_error_v(struct http_req *r, enum http_error e, int force_close, const char *fmt,
+                         va_list ap)
 {
     char message[512], headers[256], allow[160];
     size_t plen = 0;
@@ -586,8 +541,7 @@ static int reply_error_v(struct http_req *r, enum http_error e, int force_close,
     char *text;
     int status, rc, n = 0;
 
-    if ((int)e < 0 || e >= HTTP_E__COUNT)
-        e = HTTP_E_INTERNAL;
+    if ((int)e < 0 || e >= HTTP_E__COUNT) e = HTTP_E_INTERNAL;
     status = error_status[e];
     (void)vsnprintf(message, sizeof message, fmt, ap); /* a cut sentence is still fine */
 
@@ -602,8 +556,7 @@ static int reply_error_v(struct http_req *r, enum http_error e, int force_close,
             (void)snprintf(allow, sizeof allow, "GET");
         n = snprintf(headers, sizeof headers, "Allow: %s\r\n", allow);
     }
-    if (n < 0 || (size_t)n >= sizeof headers)
-        headers[0] = '\0';
+    if (n < 0 || (size_t)n >= sizeof headers) headers[0] = '\0';
 
     obj = cJSON_CreateObject();
     if (obj == NULL || cJSON_AddStringToObject(obj, "error", error_code[e]) == NULL ||
@@ -695,8 +648,7 @@ static void serve_builtin(struct http_req *r, enum builtin b)
             (void)http_reply_error(r, HTTP_E_INTERNAL, "metrics could not be rendered");
             return;
         }
-        (void)http_reply_raw(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len,
-                             NULL);
+        (void)http_reply_raw(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, NULL);
         free(text);
         return;
     case BUILTIN_NONE:
@@ -725,16 +677,13 @@ static char *body_buffer(size_t need)
     struct body_buf *b;
 
     (void)pthread_once(&body_once, body_key_make);
-    if (!body_key_ok)
-        return NULL;
+    if (!body_key_ok) return NULL;
     b = pthread_getspecific(body_key);
-    if (b != NULL && b->cap >= need)
-        return b->data;
+    if (b != NULL && b->cap >= need) return b->data;
     free(b);
     (void)pthread_setspecific(body_key, NULL);
     b = malloc(sizeof *b + need);
-    if (b == NULL)
-        return NULL;
+    if (b == NULL) return NULL;
     b->cap = need;
     if (pthread_setspecific(body_key, b) != 0) {
         free(b);
@@ -751,8 +700,7 @@ static void request_id_init(struct http_req *r)
     if (h != NULL) {
         size_t n = strnlen(h, HTTP_REQUEST_ID_MAX + 1), i;
         int ok = n >= 1 && n <= HTTP_REQUEST_ID_MAX;
-        for (i = 0; ok && i < n; i++)
-            ok = h[i] >= 0x21 && h[i] <= 0x7e;
+        for (i = 0; ok && i < n; i++) ok = h[i] >= 0x21 && h[i] <= 0x7e;
         if (ok) {
             memcpy(r->request_id, h, n);
             r->request_id[n] = '\0';
@@ -767,13 +715,10 @@ static void request_id_init(struct http_req *r)
 static int content_type_is_json(const char *ct)
 {
     static const char json[] = "application/json";
-    while (*ct == ' ' || *ct == '\t')
-        ct++;
-    if (strncasecmp(ct, json, sizeof json - 1) != 0)
-        return 0;
+    while (*ct == ' ' || *ct == '\t') ct++;
+    if (strncasecmp(ct, json, sizeof json - 1) != 0) return 0;
     ct += sizeof json - 1;
-    while (*ct == ' ' || *ct == '\t')
-        ct++;
+    while (*ct == ' ' || *ct == '\t') ct++;
     return *ct == '\0' || *ct == ';';
 }
 
@@ -791,12 +736,10 @@ static int check_auth(struct http_req *r, int param_ok)
     case HTTP_AUTH_NONE:
         return 0;
     case HTTP_AUTH_SENDER:
-        if (open && hdr == NULL)
-            return 0; /* anonymous sender, who.valid stays 0 */
+        if (open && hdr == NULL) return 0; /* anonymous sender, who.valid stays 0 */
         break;
     case HTTP_AUTH_OWNER:
-        if (open)
-            return 0;
+        if (open) return 0;
         break;
     case HTTP_AUTH_USER:
     case HTTP_AUTH_ADMIN:
@@ -824,8 +767,7 @@ static int check_auth(struct http_req *r, int param_ok)
         return -1;
     }
     if (rc != 0) {
-        log_event(SNAP_LOG_ERROR, r->request_id, "auth", "%s: %s", snap_status_name(rc),
-                  err.msg);
+        log_event(SNAP_LOG_ERROR, r->request_id, "auth", "%s: %s", snap_status_name(rc), err.msg);
         (void)http_reply_error(r, HTTP_E_INTERNAL, "internal error");
         return -1;
     }
@@ -858,8 +800,7 @@ static int read_body(struct http_req *r, const char **buf, size_t *len)
     char *b;
     int failed = 0;
 
-    if (max < 0)
-        max = 0;
+    if (max < 0) max = 0;
     if (cl > (long long)max) {
         (void)reply_error_close(r, HTTP_E_PAYLOAD_TOO_LARGE,
                                 "the request body must be at most %ld bytes", max);
@@ -883,8 +824,7 @@ static int read_body(struct http_req *r, const char **buf, size_t *len)
             failed = 1;
             break;
         }
-        if (n == 0)
-            break;
+        if (n == 0) break;
         total += (size_t)n;
     }
     if (total > (size_t)max) {
@@ -930,8 +870,8 @@ static void dispatch(struct http_req *r, const char **label)
     if (b != BUILTIN_NONE) {
         *label = builtin_paths[b];
         if (strcmp(method, "GET") != 0) {
-            (void)http_reply_error(r, HTTP_E_METHOD_NOT_ALLOWED,
-                                   "%s only answers GET", builtin_paths[b]);
+            (void)http_reply_error(r, HTTP_E_METHOD_NOT_ALLOWED, "%s only answers GET",
+                                   builtin_paths[b]);
             return;
         }
         serve_builtin(r, b);
@@ -949,8 +889,8 @@ static void dispatch(struct http_req *r, const char **label)
         if (allowed_methods(r->ctx, path, plen, allow, sizeof allow) == 0)
             (void)http_reply_error(r, HTTP_E_NOT_FOUND, "no such route");
         else
-            (void)http_reply_error(r, HTTP_E_METHOD_NOT_ALLOWED,
-                                   "this path only answers %s", allow);
+            (void)http_reply_error(r, HTTP_E_METHOD_NOT_ALLOWED, "this path only answers %s",
+                                   allow);
         return;
     }
     *label = r->route->path;
@@ -990,13 +930,11 @@ static void dispatch(struct http_req *r, const char **label)
                            HTTP_PARAM_MAX);
     }
 
-    if (check_auth(r, param_ok) != 0)
-        return;
+    if (check_auth(r, param_ok) != 0) return;
 
     body = NULL;
     blen = 0;
-    if ((r->route->flags & HTTP_BODY_JSON) != 0 && read_body(r, &body, &blen) != 0)
-        return;
+    if ((r->route->flags & HTTP_BODY_JSON) != 0 && read_body(r, &body, &blen) != 0) return;
 
     if (!param_ok) {
         (void)http_reply_error(r, HTTP_E_INVALID_FIELD, "%s", pmsg);
@@ -1006,8 +944,7 @@ static void dispatch(struct http_req *r, const char **label)
     if ((r->route->flags & HTTP_BODY_JSON) != 0) {
         r->body = http_parse_body(body, blen, &nul, bmsg, sizeof bmsg);
         if (r->body == NULL) {
-            (void)http_reply_error(r, nul ? HTTP_E_INVALID_FIELD : HTTP_E_INVALID_JSON, "%s",
-                                   bmsg);
+            (void)http_reply_error(r, nul ? HTTP_E_INVALID_FIELD : HTTP_E_INVALID_JSON, "%s", bmsg);
             return;
         }
     }
@@ -1049,8 +986,7 @@ int http_dispatch(struct mg_connection *conn, void *cbdata)
     index = req.ctx != NULL && req.ctx->def != NULL ? req.ctx->def->nroutes : 0;
     if (req.route != NULL && req.ctx != NULL && req.ctx->def != NULL)
         index = (size_t)(req.route - req.ctx->def->routes);
-    if (req.ctx != NULL)
-        metrics_observe(req.ctx->metrics, index, req.status, secs);
+    if (req.ctx != NULL) metrics_observe(req.ctx->metrics, index, req.status, secs);
     /* Probes hit the built-ins every few seconds: their lines are debug. */
     if (req.route != NULL || strcmp(label, "other") == 0 || req.status >= 400 ||
         log_enabled(SNAP_LOG_DEBUG))
@@ -1071,9 +1007,9 @@ int http_reply_store_error(struct http_req *r, const char *store, const char *wh
     log_event(SNAP_LOG_ERROR, r->request_id, "store_error", "%s while %s: %s (%s)", store, what,
               err != NULL ? err->msg : "no detail", snap_status_name(err ? err->code : SNAP_ERR));
     if (r->ctx != NULL)
-        metrics_add(r->ctx->metrics,
-                    strcmp(store, "redis") == 0 ? METRIC_STORE_ERRORS_REDIS
-                                                : METRIC_STORE_ERRORS_COLD, 1);
+        metrics_add(
+            r->ctx->metrics,
+            strcmp(store, "redis") == 0 ? METRIC_STORE_ERRORS_REDIS : METRIC_STORE_ERRORS_COLD, 1);
     if (unavailable)
         return http_reply_error(r, HTTP_E_UNAVAILABLE,
                                 "storage is unavailable while %s; retry in a moment", what);

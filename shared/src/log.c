@@ -99,8 +99,7 @@ static void format_ts(char out[32])
     time_t secs = (time_t)(ms / 1000);
     struct tm tm;
 
-    if (gmtime_r(&secs, &tm) == NULL ||
-        strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
+    if (gmtime_r(&secs, &tm) == NULL || strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
         (void)snprintf(out, 32, "1970-01-01T00:00:00");
     }
     (void)snprintf(out + strlen(out), 32 - strlen(out), ".%03dZ", (int)(ms % 1000));
@@ -112,8 +111,7 @@ static cJSON *line_new(enum snap_log_level level, const char *event, const char 
     cJSON *obj = cJSON_CreateObject();
     char ts[32];
 
-    if (obj == NULL)
-        return NULL;
+    if (obj == NULL) return NULL;
     format_ts(ts);
     if (cJSON_AddStringToObject(obj, "ts", ts) == NULL ||
         cJSON_AddStringToObject(obj, "level", level_names[level]) == NULL ||
@@ -134,8 +132,7 @@ static void line_write(cJSON *obj)
     size_t len, done = 0;
 
     cJSON_Delete(obj);
-    if (text == NULL)
-        return; /* out of memory: the line is lost, the service goes on */
+    if (text == NULL) return; /* out of memory: the line is lost, the service goes on */
     len = strlen(text);
     iov[0].iov_base = text;
     iov[0].iov_len = len;
@@ -153,8 +150,7 @@ static void line_write(cJSON *obj)
             n = write(STDOUT_FILENO, "\n", 1);
         }
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             break; /* stdout is gone; nothing better to do */
         }
         done += (size_t)n;
@@ -165,10 +161,8 @@ static void line_write(cJSON *obj)
 
 void log_init(const char *service, enum snap_log_level level)
 {
-    if (service != NULL)
-        (void)snprintf(log_service, sizeof log_service, "%s", service);
-    if ((int)level < (int)SNAP_LOG_DEBUG || (int)level > (int)SNAP_LOG_ERROR)
-        level = SNAP_LOG_INFO;
+    if (service != NULL) (void)snprintf(log_service, sizeof log_service, "%s", service);
+    if ((int)level < (int)SNAP_LOG_DEBUG || (int)level > (int)SNAP_LOG_ERROR) level = SNAP_LOG_INFO;
     __atomic_store_n(&log_min_level, (int)level, __ATOMIC_RELAXED);
 }
 
@@ -185,14 +179,12 @@ void log_event(enum snap_log_level level, const char *request_id, const char *ev
     va_list ap;
     cJSON *obj;
 
-    if (!log_enabled(level))
-        return;
+    if (!log_enabled(level)) return;
     va_start(ap, fmt);
     (void)vsnprintf(msg, sizeof msg, fmt, ap); /* cut further by clean_field */
     va_end(ap);
     obj = line_new(level, event, request_id);
-    if (obj == NULL)
-        return;
+    if (obj == NULL) return;
     if (add_clean_string(obj, "msg", msg) != 0) {
         cJSON_Delete(obj);
         return;
@@ -207,13 +199,11 @@ void log_request(const char *method, const char *route, int status, double laten
     double ms;
     char msg[LOG_FIELD_MAX * 2];
 
-    if (!log_enabled(SNAP_LOG_INFO))
-        return;
-    (void)snprintf(msg, sizeof msg, "%.64s %.200s -> %d", method ? method : "",
-                   route ? route : "", status);
+    if (!log_enabled(SNAP_LOG_INFO)) return;
+    (void)snprintf(msg, sizeof msg, "%.64s %.200s -> %d", method ? method : "", route ? route : "",
+                   status);
     obj = line_new(SNAP_LOG_INFO, "request", request_id);
-    if (obj == NULL)
-        return;
+    if (obj == NULL) return;
     /* Three decimals are enough, and keep the encoder from printing 17 digits. */
     ms = latency_ms >= 0 ? (double)(long long)(latency_ms * 1000.0 + 0.5) / 1000.0 : 0.0;
     if (add_clean_string(obj, "method", method ? method : "") != 0 ||

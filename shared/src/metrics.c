@@ -22,11 +22,10 @@ static const int metric_statuses[] = {200, 201, 204, 400, 401, 403, 404,
 
 /* Histogram upper bounds in seconds; the last bucket is +Inf. */
 static const double bucket_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                       0.05,   0.1,   0.25,   0.5,   1,     2.5};
-static const char *const bucket_labels[] = {"0.0005", "0.001", "0.0025", "0.005",
-                                            "0.01",   "0.025", "0.05",   "0.1",
-                                            "0.25",   "0.5",   "1",      "2.5"};
-#define NBOUNDS (sizeof bucket_bounds / sizeof bucket_bounds[0])
+                                       0.05,   0.1,   0.25,   0.5,   1,    2.5};
+static const char *const bucket_labels[] = {"0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025",
+                                            "0.05",   "0.1",   "0.25",   "0.5",   "1",    "2.5"};
+#define NBOUNDS  (sizeof bucket_bounds / sizeof bucket_bounds[0])
 #define NBUCKETS (NBOUNDS + 1)
 
 struct metrics {
@@ -34,13 +33,12 @@ struct metrics {
     const char *const *route_names; /* borrowed: outlives the registry */
     size_t nroutes;                 /* index nroutes is "other"        */
     uint64_t counters[METRIC__COUNT];
-    uint64_t *requests;  /* [(nroutes + 1) * NSTATUS]                   */
-    uint64_t *buckets;   /* [(nroutes + 1) * NBUCKETS], not cumulative  */
-    uint64_t *sum_ns;    /* [nroutes + 1]                               */
+    uint64_t *requests; /* [(nroutes + 1) * NSTATUS]                   */
+    uint64_t *buckets;  /* [(nroutes + 1) * NBUCKETS], not cumulative  */
+    uint64_t *sum_ns;   /* [nroutes + 1]                               */
 };
 
-struct metrics *metrics_new(const char *service, const char *const *route_names,
-                            size_t nroutes)
+struct metrics *metrics_new(const char *service, const char *const *route_names, size_t nroutes)
 {
     struct metrics *m;
     size_t nr = nroutes + 1;
@@ -48,8 +46,7 @@ struct metrics *metrics_new(const char *service, const char *const *route_names,
     if (nroutes > 4096 || (nroutes > 0 && route_names == NULL))
         return NULL; /* a route table is small; anything else is a bug */
     m = calloc(1, sizeof *m);
-    if (m == NULL)
-        return NULL;
+    if (m == NULL) return NULL;
     (void)snprintf(m->service, sizeof m->service, "%s", service ? service : "");
     m->route_names = route_names;
     m->nroutes = nroutes;
@@ -65,8 +62,7 @@ struct metrics *metrics_new(const char *service, const char *const *route_names,
 
 void metrics_free(struct metrics *m)
 {
-    if (m == NULL)
-        return;
+    if (m == NULL) return;
     free(m->requests);
     free(m->buckets);
     free(m->sum_ns);
@@ -77,8 +73,7 @@ static size_t status_index(int status)
 {
     size_t i;
     for (i = 0; i + 1 < NSTATUS; i++)
-        if (metric_statuses[i] == status)
-            return i;
+        if (metric_statuses[i] == status) return i;
     return NSTATUS - 1;
 }
 
@@ -87,26 +82,21 @@ void metrics_observe(struct metrics *m, size_t route, int status, double seconds
     size_t b;
     uint64_t ns;
 
-    if (m == NULL)
-        return;
-    if (route > m->nroutes)
-        route = m->nroutes;
+    if (m == NULL) return;
+    if (route > m->nroutes) route = m->nroutes;
     if (!(seconds >= 0)) /* negative or NaN */
         seconds = 0;
     for (b = 0; b < NBOUNDS; b++)
-        if (seconds <= bucket_bounds[b])
-            break;
+        if (seconds <= bucket_bounds[b]) break;
     ns = seconds < 1e9 ? (uint64_t)(seconds * 1e9 + 0.5) : (uint64_t)1e18;
-    __atomic_fetch_add(&m->requests[route * NSTATUS + status_index(status)], 1,
-                       __ATOMIC_RELAXED);
+    __atomic_fetch_add(&m->requests[route * NSTATUS + status_index(status)], 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&m->buckets[route * NBUCKETS + b], 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&m->sum_ns[route], ns, __ATOMIC_RELAXED);
 }
 
 void metrics_add(struct metrics *m, enum metrics_counter c, unsigned long n)
 {
-    if (m == NULL || (int)c < 0 || (int)c >= (int)METRIC__COUNT)
-        return;
+    if (m == NULL || (int)c < 0 || (int)c >= (int)METRIC__COUNT) return;
     __atomic_fetch_add(&m->counters[c], (uint64_t)n, __ATOMIC_RELAXED);
 }
 
@@ -124,18 +114,15 @@ static int mbuf_reserve(struct mbuf *b, size_t extra)
     size_t want, cap;
     char *np;
 
-    if (b->failed)
-        return -1;
+    if (b->failed) return -1;
     if (extra > SIZE_MAX / 2 - b->len) {
         b->failed = 1;
         return -1;
     }
     want = b->len + extra + 1;
-    if (want <= b->cap)
-        return 0;
+    if (want <= b->cap) return 0;
     cap = b->cap ? b->cap : 4096;
-    while (cap < want)
-        cap *= 2;
+    while (cap < want) cap *= 2;
     np = realloc(b->p, cap);
     if (np == NULL) {
         b->failed = 1;
@@ -153,8 +140,7 @@ static void mbuf_printf(struct mbuf *b, const char *fmt, ...)
     va_list ap;
     int n;
 
-    if (mbuf_reserve(b, 128) != 0)
-        return;
+    if (mbuf_reserve(b, 128) != 0) return;
     va_start(ap, fmt);
     n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
     va_end(ap);
@@ -163,8 +149,7 @@ static void mbuf_printf(struct mbuf *b, const char *fmt, ...)
         return;
     }
     if ((size_t)n >= b->cap - b->len) { /* did not fit: grow and redo */
-        if (mbuf_reserve(b, (size_t)n) != 0)
-            return;
+        if (mbuf_reserve(b, (size_t)n) != 0) return;
         va_start(ap, fmt);
         n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
         va_end(ap);
@@ -181,8 +166,7 @@ static void mbuf_label(struct mbuf *b, const char *s)
 {
     size_t i, n = strlen(s);
 
-    if (mbuf_reserve(b, 2 * n) != 0)
-        return;
+    if (mbuf_reserve(b, 2 * n) != 0) return;
     for (i = 0; i < n; i++) {
         char c = s[i];
         if (c == '\\' || c == '"') {
@@ -201,8 +185,7 @@ static void mbuf_label(struct mbuf *b, const char *s)
 static void mbuf_raw(struct mbuf *b, const char *s)
 {
     size_t n = strlen(s);
-    if (mbuf_reserve(b, n) != 0)
-        return;
+    if (mbuf_reserve(b, n) != 0) return;
     memcpy(b->p + b->len, s, n + 1);
     b->len += n;
 }
@@ -218,8 +201,7 @@ static void series_start(struct mbuf *b, const struct metrics *m, const char *na
 
 static const char *route_name(const struct metrics *m, size_t r)
 {
-    if (r < m->nroutes && m->route_names[r] != NULL)
-        return m->route_names[r];
+    if (r < m->nroutes && m->route_names[r] != NULL) return m->route_names[r];
     return "other";
 }
 
@@ -237,8 +219,7 @@ static void render_requests(struct mbuf *b, const struct metrics *m)
     for (r = 0; r <= m->nroutes; r++) {
         for (s = 0; s < NSTATUS; s++) {
             uint64_t v = load(&m->requests[r * NSTATUS + s]);
-            if (v == 0)
-                continue; /* series appear on first use */
+            if (v == 0) continue; /* series appear on first use */
             series_start(b, m, "snaptext_http_requests_total");
             mbuf_raw(b, ",route=\"");
             mbuf_label(b, route_name(m, r));
@@ -256,8 +237,8 @@ static void render_histogram(struct mbuf *b, const struct metrics *m)
     const char *name = "snaptext_http_request_duration_seconds";
     size_t r, k;
 
-    mbuf_printf(b, "# HELP %s Time from request to reply, by route.\n# TYPE %s histogram\n",
-                name, name);
+    mbuf_printf(b, "# HELP %s Time from request to reply, by route.\n# TYPE %s histogram\n", name,
+                name);
     for (r = 0; r <= m->nroutes; r++) {
         uint64_t cum = 0, sum_ns = load(&m->sum_ns[r]);
         for (k = 0; k < NBUCKETS; k++) {
@@ -294,8 +275,7 @@ int metrics_render(const struct metrics *m, char **out, size_t *len)
 
     *out = NULL;
     *len = 0;
-    if (mbuf_reserve(&b, 0) != 0)
-        return -1;
+    if (mbuf_reserve(&b, 0) != 0) return -1;
     b.p[0] = '\0';
     if (m != NULL) {
         render_requests(&b, m);
@@ -312,11 +292,10 @@ int metrics_render(const struct metrics *m, char **out, size_t *len)
 
         render_counter(&b, m, "snaptext_messages_sent_total",
                        "Messages accepted and durably recorded.", METRIC_MESSAGES_SENT);
-        render_counter(&b, m, "snaptext_messages_read_total",
-                       "Messages delivered to their reader.", METRIC_MESSAGES_READ);
+        render_counter(&b, m, "snaptext_messages_read_total", "Messages delivered to their reader.",
+                       METRIC_MESSAGES_READ);
         render_counter(&b, m, "snaptext_messages_expired_total",
-                       "Messages found expired in an inbox and dropped.",
-                       METRIC_MESSAGES_EXPIRED);
+                       "Messages found expired in an inbox and dropped.", METRIC_MESSAGES_EXPIRED);
         render_counter(&b, m, "snaptext_expire_retries_total",
                        "Cold-store expiry updates queued for a retry.", METRIC_EXPIRE_RETRIES);
     }

@@ -26,13 +26,15 @@
 
 #define COLD_OPEN_RETRY_MS 1000
 
-size_t service_route_index(const struct snap_ctx *ctx, const struct http_route *route) {
+size_t service_route_index(const struct snap_ctx *ctx, const struct http_route *route)
+{
     if (!route || route < ctx->def->routes || route >= ctx->def->routes + ctx->def->nroutes)
         return ctx->def->nroutes;
     return (size_t)(route - ctx->def->routes);
 }
 
-static void *worker_init(const struct mg_context *mg, int thread_type) {
+static void *worker_init(const struct mg_context *mg, int thread_type)
+{
     if (thread_type != 1) return NULL; /* only request workers talk to Redis */
     struct snap_ctx *ctx = mg_get_user_data(mg);
     struct snap_worker *w = calloc(1, sizeof *w);
@@ -46,7 +48,8 @@ static void *worker_init(const struct mg_context *mg, int thread_type) {
     return w;
 }
 
-static void worker_exit(const struct mg_context *mg, int thread_type, void *p) {
+static void worker_exit(const struct mg_context *mg, int thread_type, void *p)
+{
     (void)mg;
     (void)thread_type;
     struct snap_worker *w = p;
@@ -55,7 +58,8 @@ static void worker_exit(const struct mg_context *mg, int thread_type, void *p) {
     free(w);
 }
 
-static int civetweb_log(const struct mg_connection *conn, const char *message) {
+static int civetweb_log(const struct mg_connection *conn, const char *message)
+{
     (void)conn;
     log_event(SNAP_LOG_WARN, NULL, "civetweb", "%s", message);
     return 1; /* handled: civetweb prints nothing itself */
@@ -63,7 +67,8 @@ static int civetweb_log(const struct mg_connection *conn, const char *message) {
 
 /* "METHOD path" labels for the metrics, one per route. Owned by the caller:
  * free each string, then the array. */
-static char **route_names_new(const struct service_def *def) {
+static char **route_names_new(const struct service_def *def)
+{
     char **names = calloc(def->nroutes ? def->nroutes : 1, sizeof *names);
     if (!names) return NULL;
     for (size_t i = 0; i < def->nroutes; i++) {
@@ -79,7 +84,8 @@ static char **route_names_new(const struct service_def *def) {
     return names;
 }
 
-static void route_names_free(char **names, size_t n) {
+static void route_names_free(char **names, size_t n)
+{
     if (!names) return;
     for (size_t i = 0; i < n; i++) free(names[i]);
     free(names);
@@ -87,7 +93,8 @@ static void route_names_free(char **names, size_t n) {
 
 /* 0 when the store is open, 1 when a stop signal came while waiting for
  * it, -1 when it cannot be used at all. */
-static int cold_open_retrying(struct snap_ctx *ctx, const sigset_t *stop_set) {
+static int cold_open_retrying(struct snap_ctx *ctx, const sigset_t *stop_set)
+{
     struct snap_err err;
     for (unsigned attempt = 1;; attempt++) {
         int rc = cold_open(ctx->cfg.store_url, &ctx->cold, &err);
@@ -97,8 +104,7 @@ static int cold_open_retrying(struct snap_ctx *ctx, const sigset_t *stop_set) {
             return 0;
         }
         if (rc != SNAP_EUNAVAIL) {
-            log_event(SNAP_LOG_ERROR, NULL, "start",
-                      "SNAPTEXT_STORE cannot be used: %s", err.msg);
+            log_event(SNAP_LOG_ERROR, NULL, "start", "SNAPTEXT_STORE cannot be used: %s", err.msg);
             return -1;
         }
         if (attempt == 1 || attempt % 10 == 0)
@@ -110,7 +116,8 @@ static int cold_open_retrying(struct snap_ctx *ctx, const sigset_t *stop_set) {
     }
 }
 
-int service_run(const struct service_def *def) {
+int service_run(const struct service_def *def)
+{
     struct snap_ctx ctx;
     memset(&ctx, 0, sizeof ctx);
     ctx.def = def;
@@ -161,16 +168,23 @@ int service_run(const struct service_def *def) {
     char ports[96], threads[16];
     snprintf(ports, sizeof ports, "%s:%d", ctx.cfg.listen_host, ctx.cfg.listen_port);
     snprintf(threads, sizeof threads, "%d", ctx.cfg.threads);
-    const char *options[] = {
-        "listening_ports", ports,
-        "num_threads", threads,
-        "enable_keep_alive", "yes",
-        "keep_alive_timeout_ms", "15000",
-        "request_timeout_ms", "10000",
-        "tcp_nodelay", "1",
-        "decode_url", "no", /* the dispatcher decodes path parameters itself */
-        "max_request_size", "16384", /* request line + headers */
-        NULL};
+    const char *options[] = {"listening_ports",
+                             ports,
+                             "num_threads",
+                             threads,
+                             "enable_keep_alive",
+                             "yes",
+                             "keep_alive_timeout_ms",
+                             "15000",
+                             "request_timeout_ms",
+                             "10000",
+                             "tcp_nodelay",
+                             "1",
+                             "decode_url",
+                             "no", /* the dispatcher decodes path parameters itself */
+                             "max_request_size",
+                             "16384", /* request line + headers */
+                             NULL};
     struct mg_callbacks cb;
     memset(&cb, 0, sizeof cb);
     cb.init_thread = worker_init;

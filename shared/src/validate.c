@@ -44,16 +44,13 @@ static int utf8_next(const unsigned char *s, size_t n, size_t *i, unsigned long 
     } else {
         return -1; /* continuation byte, C0/C1 overlong lead, or F5..FF */
     }
-    if (n - *i - 1 < need)
-        return -1;
+    if (n - *i - 1 < need) return -1;
     for (k = 1; k <= need; k++) {
         unsigned char c = s[*i + k];
-        if ((c & 0xC0u) != 0x80u)
-            return -1;
+        if ((c & 0xC0u) != 0x80u) return -1;
         v = (v << 6) | (c & 0x3Fu);
     }
-    if (v < lo || v > 0x10FFFFul || (v >= 0xD800ul && v <= 0xDFFFul))
-        return -1;
+    if (v < lo || v > 0x10FFFFul || (v >= 0xD800ul && v <= 0xDFFFul)) return -1;
     *cp = v;
     *i += need + 1;
     return 0;
@@ -65,15 +62,13 @@ int utf8_valid(const char *s, size_t len)
     size_t i = 0;
     unsigned long cp;
 
-    if (len > 0 && s == NULL)
-        return 0;
+    if (len > 0 && s == NULL) return 0;
     while (i < len) {
         if (u[i] < 0x80) { /* fast path for ASCII */
             i++;
             continue;
         }
-        if (utf8_next(u, len, &i, &cp) != 0)
-            return 0;
+        if (utf8_next(u, len, &i, &cp) != 0) return 0;
     }
     return 1;
 }
@@ -93,15 +88,12 @@ int username_valid(const char *s, size_t len)
     size_t i = 0;
     unsigned long cp;
 
-    if (s == NULL || len == 0 || len > SNAP_USERNAME_MAX)
-        return 0;
+    if (s == NULL || len == 0 || len > SNAP_USERNAME_MAX) return 0;
     while (i < len) {
-        if (utf8_next(u, len, &i, &cp) != 0)
-            return 0;
+        if (utf8_next(u, len, &i, &cp) != 0) return 0;
         if (cp <= 0x20 || cp == 0x7F || (cp >= 0x80 && cp <= 0x9F)) /* C0, space, DEL, C1 */
             return 0;
-        if (cp == '/' || is_unicode_space(cp))
-            return 0;
+        if (cp == '/' || is_unicode_space(cp)) return 0;
     }
     return 1;
 }
@@ -110,10 +102,9 @@ int username_valid(const char *s, size_t len)
 
 /* Writes a field message; a truncated message is still a valid sentence
  * start and always NUL-terminated, which is all a 400 reply needs. */
-#define FIELD_MSG(msg, msglen, ...)                              \
-    do {                                                         \
-        if ((msg) != NULL && (msglen) > 0)                       \
-            (void)snprintf((msg), (msglen), __VA_ARGS__);        \
+#define FIELD_MSG(msg, msglen, ...)                                                                \
+    do {                                                                                           \
+        if ((msg) != NULL && (msglen) > 0) (void)snprintf((msg), (msglen), __VA_ARGS__);           \
     } while (0)
 
 static const char USERNAME_RULE[] =
@@ -141,8 +132,8 @@ int field_username(const cJSON *obj, const char *name, char *out, char *msg, siz
     return 0;
 }
 
-int field_string(const cJSON *obj, const char *name, size_t min, size_t max,
-                 const char **out, size_t *len, char *msg, size_t msglen)
+int field_string(const cJSON *obj, const char *name, size_t min, size_t max, const char **out,
+                 size_t *len, char *msg, size_t msglen)
 {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
     size_t n;
@@ -163,8 +154,8 @@ int field_string(const cJSON *obj, const char *name, size_t min, size_t max,
     return -1;
 }
 
-int field_timeout(const cJSON *obj, const char *name, long dflt, long max, long *out,
-                  char *msg, size_t msglen)
+int field_timeout(const cJSON *obj, const char *name, long dflt, long max, long *out, char *msg,
+                  size_t msglen)
 {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
     double v;
@@ -185,8 +176,7 @@ int field_timeout(const cJSON *obj, const char *name, long dflt, long max, long 
             }
         }
     }
-    FIELD_MSG(msg, msglen, "%s must be an integer number of seconds between 1 and %ld", name,
-              max);
+    FIELD_MSG(msg, msglen, "%s must be an integer number of seconds between 1 and %ld", name, max);
     return -1;
 }
 
@@ -196,19 +186,15 @@ int id_parse(const char *s, size_t len, int64_t *out)
     int64_t v = 0;
     size_t i;
 
-    if (s == NULL || len == 0)
-        return -1;
+    if (s == NULL || len == 0) return -1;
     for (i = 0; i < len; i++) {
         int d;
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
+        if (s[i] < '0' || s[i] > '9') return -1;
         d = s[i] - '0';
-        if (v > (INT64_MAX - d) / 10)
-            return -1; /* would overflow */
+        if (v > (INT64_MAX - d) / 10) return -1; /* would overflow */
         v = v * 10 + d;
     }
-    if (v < 1)
-        return -1;
+    if (v < 1) return -1;
     *out = v;
     return 0;
 }
