@@ -107,6 +107,21 @@ struct sq_state {
     struct sq_conn *idle;      /* owned: connections nobody is using   */
     size_t nidle;
     pthread_mutex_t write_lock; /* one writing thread per process        */
+    /* Group commit of message inserts (see sq_msg_put). */
+    pthread_mutex_t gc_lock;    /* guards the three fields below          */
+    pthread_cond_t gc_done;     /* a batch finished: waiters look again   */
+    struct put_req *gc_head;    /* queued inserts, oldest first           */
+    struct put_req **gc_tail;
+    int gc_leader;              /* 1 while some thread commits a batch    */
+};
+
+/* One caller's insert, on its stack while it waits in sq_msg_put. */
+struct put_req {
+    const struct cold_msg *m;
+    int rc;                     /* its outcome, valid once done           */
+    struct snap_err err;
+    int done;
+    struct put_req *next;
 };
 
 /* ---- errors --------------------------------------------------------------- */
@@ -407,6 +422,8 @@ static void sq_close(void *state)
         st->idle = c->next;
         conn_close(c);
     }
+    (void)pthread_cond_destroy(&st->gc_done);
+    (void)pthread_mutex_destroy(&st->gc_lock);
     (void)pthread_mutex_destroy(&st->write_lock);
     (void)pthread_mutex_destroy(&st->pool_lock);
     free(st->path);
@@ -433,6 +450,20 @@ static int sq_open(const char *url, void **state, struct snap_err *err)
         free(st);
         return snap_err_set(err, SNAP_ERR, "sqlite: cannot create a mutex");
     }
+    if (pthread_mutex_init(&st->gc_lock, NULL) != 0) {
+        (void)pthread_mutex_destroy(&st->write_lock);
+        (void)pthread_mutex_destroy(&st->pool_lock);
+        free(st);
+        return snap_err_set(err, SNAP_ERR, "sqlite: cannot create a mutex");
+    }
+    if (pthread_cond_init(&st->gc_done, NULL) != 0) {
+        (void)pthread_mutex_destroy(&st->gc_lock);
+        (void)pthread_mutex_destroy(&st->write_lock);
+        (void)pthread_mutex_destroy(&st->pool_lock);
+        free(st);
+        return snap_err_set(err, SNAP_ERR, "sqlite: cannot create a condition variable");
+    }
+    st->gc_tail = &st->gc_head;
     /* From here on sq_close() releases everything. */
     rc = parse_url(url, &st->path, err);
     if (rc == SNAP_OK)
@@ -504,33 +535,104 @@ static int sq_ping(void *state, struct snap_err *err)
     return rc;
 }
 
+/* Binds and runs the insert of m on c (inside the caller's transaction).
+ * A constraint failure undoes only this statement. */
+static int insert_one(struct sq_conn *c, const struct cold_msg *m, struct snap_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = stmt_get(c, ST_MSG_PUT, &s, err);
+
+    if (rc != SNAP_OK) return rc;
+    int q = sqlite3_bind_int64(s, 1, m->id);
+    if (q == SQLITE_OK) q = bind_text(s, 2, m->username, strlen(m->username));
+    if (q == SQLITE_OK)
+        q = m->has_from ? bind_text(s, 3, m->from, strlen(m->from)) : sqlite3_bind_null(s, 3);
+    if (q == SQLITE_OK) q = bind_text(s, 4, m->text, m->text_len);
+    if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 5, m->created_ms);
+    if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 6, m->expires_ms);
+    if (q == SQLITE_OK) q = sqlite3_step(s);
+    rc = q == SQLITE_DONE ? SNAP_OK : sq_fail(c, q, "insert message", err);
+    stmt_done(s);
+    return rc;
+}
+
+/* Commits batch (a list of queued inserts) in one transaction and sets each
+ * one's outcome: SNAP_ECONFLICT for a taken id (the others still commit),
+ * otherwise the transaction's. */
+static void commit_batch(struct sq_state *st, struct put_req *batch)
+{
+    struct sq_conn *c = NULL;
+    struct snap_err err;
+    struct put_req *r;
+    int rc = pool_take(st, &c, &err);
+
+    if (rc == SNAP_OK) {
+        (void)pthread_mutex_lock(&st->write_lock);
+        rc = stmt_run(c, ST_BEGIN, "begin insert", &err);
+        for (r = batch; rc == SNAP_OK && r != NULL; r = r->next) {
+            r->rc = insert_one(c, r->m, &r->err);
+            if (r->rc != SNAP_OK && r->rc != SNAP_ECONFLICT) {
+                rc = r->rc; /* the disk or the file failed: nothing commits */
+                err = r->err;
+            }
+        }
+        if (rc == SNAP_OK) rc = stmt_run(c, ST_COMMIT, "commit insert", &err);
+        if (rc == SNAP_OK) rc = check_not_moved(c, st, &err);
+        if (rc != SNAP_OK && !sqlite3_get_autocommit(c->db)) {
+            struct snap_err ignored;
+            (void)stmt_run(c, ST_ROLLBACK, "rollback insert", &ignored);
+        }
+        (void)pthread_mutex_unlock(&st->write_lock);
+        pool_give(st, c);
+    }
+    for (r = batch; r != NULL; r = r->next) {
+        if (rc != SNAP_OK) {
+            r->rc = rc;
+            r->err = err;
+        }
+    }
+}
+
+/* Group commit: a 201 must wait for the fsync of its insert, and one fsync
+ * costs far more than an insert, so inserts that arrive while a commit is
+ * running are queued and committed together by the next one. The first
+ * caller to find no commit running becomes the leader: it takes the whole
+ * queue, commits it as one transaction, marks every request done and wakes
+ * the waiters; one of those that are still queued leads the next batch.
+ * A lone insert is committed at once, as before. */
 static int sq_msg_put(void *state, const struct cold_msg *m, struct snap_err *err)
 {
     struct sq_state *st = state;
-    struct sq_conn *c;
-    sqlite3_stmt *s = NULL;
-    int rc;
+    struct put_req req = {.m = m, .rc = SNAP_ERR};
 
-    rc = pool_take(st, &c, err);
-    if (rc != SNAP_OK) return rc;
-    (void)pthread_mutex_lock(&st->write_lock);
-    rc = stmt_get(c, ST_MSG_PUT, &s, err);
-    if (rc == SNAP_OK) {
-        int q = sqlite3_bind_int64(s, 1, m->id);
-        if (q == SQLITE_OK) q = bind_text(s, 2, m->username, strlen(m->username));
-        if (q == SQLITE_OK)
-            q = m->has_from ? bind_text(s, 3, m->from, strlen(m->from)) : sqlite3_bind_null(s, 3);
-        if (q == SQLITE_OK) q = bind_text(s, 4, m->text, m->text_len);
-        if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 5, m->created_ms);
-        if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 6, m->expires_ms);
-        if (q == SQLITE_OK) q = sqlite3_step(s);
-        rc = q == SQLITE_DONE ? SNAP_OK : sq_fail(c, q, "insert message", err);
-        stmt_done(s);
-        if (rc == SNAP_OK) rc = check_not_moved(c, st, err);
+    (void)pthread_mutex_lock(&st->gc_lock);
+    *st->gc_tail = &req;
+    st->gc_tail = &req.next;
+    while (!req.done) {
+        if (st->gc_leader) {
+            (void)pthread_cond_wait(&st->gc_done, &st->gc_lock);
+            continue;
+        }
+        struct put_req *batch = st->gc_head, *r;
+        st->gc_head = NULL;
+        st->gc_tail = &st->gc_head;
+        st->gc_leader = 1;
+        (void)pthread_mutex_unlock(&st->gc_lock);
+
+        commit_batch(st, batch);
+
+        (void)pthread_mutex_lock(&st->gc_lock);
+        for (r = batch; r != NULL;) {
+            struct put_req *next = r->next; /* r may be gone once done is set */
+            r->done = 1;
+            r = next;
+        }
+        st->gc_leader = 0;
+        (void)pthread_cond_broadcast(&st->gc_done);
     }
-    (void)pthread_mutex_unlock(&st->write_lock);
-    pool_give(st, c);
-    return rc;
+    (void)pthread_mutex_unlock(&st->gc_lock);
+    if (req.rc != SNAP_OK && err != NULL) *err = req.err;
+    return req.rc;
 }
 
 /* Fills out from the current row of ST_MSG_GET. out->text is heap memory
