@@ -13,7 +13,7 @@ if [ "${1:-}" = "--test" ]; then
     # docker-compose.yml; redis-sentinel: failover tests; nodejs/npm: offline
     # Kubernetes schema validation; clang: fuzz targets; wrk/gnuplot: benchmarks.
     pkgs+=(python3-mockupdb docker-compose redis-sentinel clang
-           libclang-rt-14-dev wrk gnuplot-nox)
+           libclang-rt-14-dev wrk gnuplot-nox python3-yaml)
     # Node.js may come from elsewhere than Debian (then Debian's npm would
     # conflict with it): ask for the packages only when the commands are missing.
     command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
