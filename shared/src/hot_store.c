@@ -835,6 +835,42 @@ static int inbox_key(const char *user, char *key, size_t *key_len, struct snap_e
     return SNAP_OK;
 }
 
+/* Behind Sentinel, a failover promotes a replica, and Redis replicates
+ * asynchronously: a message acknowledged before its copy reached a replica
+ * would vanish with the old primary. So in Sentinel mode a put waits (WAIT)
+ * until at least one replica has it. If none confirms in time, the message
+ * is taken back out (HDEL, replicated like any write) and the put fails:
+ * the caller answers 503, and the message is never delivered. */
+#define HOT_WAIT_REPLICAS_MS "500"
+
+static int wait_replicated(struct hot_store *h, const char *key, size_t key_len,
+                           const char *field, size_t field_len, struct snap_err *err)
+{
+    struct hot_cmd cmd;
+    redisReply *r = NULL;
+    int rc;
+
+    memset(&cmd, 0, sizeof cmd);
+    cmd_adds(&cmd, "WAIT");
+    cmd_adds(&cmd, "1");
+    cmd_adds(&cmd, HOT_WAIT_REPLICAS_MS);
+    rc = roundtrip(h, &cmd, 1, &r, err);
+    if (rc != SNAP_OK) return rc;
+    int acked = r->type == REDIS_REPLY_INTEGER && r->integer >= 1;
+    freeReplyObject(r);
+    if (acked) return SNAP_OK;
+
+    memset(&cmd, 0, sizeof cmd);
+    cmd_adds(&cmd, "HDEL");
+    cmd_add(&cmd, key, key_len);
+    cmd_add(&cmd, field, field_len);
+    r = NULL;
+    if (roundtrip(h, &cmd, 1, &r, NULL) == SNAP_OK) freeReplyObject(r);
+    return snap_err_set(err, SNAP_EUNAVAIL,
+                        "inbox put: no replica confirmed the message within " HOT_WAIT_REPLICAS_MS
+                        " ms (taken back)");
+}
+
 int hot_inbox_put(struct hot_store *h, const char *user, int64_t id, int64_t expires_ms,
                   const char *text, size_t text_len, struct snap_err *err)
 {
@@ -890,6 +926,7 @@ int hot_inbox_put(struct hot_store *h, const char *user, int64_t id, int64_t exp
     if (rc != SNAP_OK) return rc;
     rc = transaction_ok(h, r, 5, "inbox put", err);
     free_replies(r, 5);
+    if (rc == SNAP_OK && h->n_sentinels > 0) rc = wait_replicated(h, key, key_len, field, field_len, err);
     return rc;
 }
 

@@ -183,6 +183,67 @@ def restart_redis(old, root=None):
     return proc
 
 
+class RespError(Exception):
+    pass
+
+
+def _resp_read(f):
+    line = f.readline()
+    if not line.endswith(b"\r\n"):
+        raise ConnectionError("connection closed mid-reply")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        raise RespError(rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        return None if n < 0 else f.read(n + 2)[:-2].decode("utf-8", "replace")
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_resp_read(f) for _ in range(n)]
+    raise ConnectionError("not RESP: %r" % line[:40])
+
+
+def redis_cmd(port, *args, timeout=1.0):
+    """One Redis command on a new loopback connection (a few lines of RESP,
+    so tests need no Redis client library). Raises RespError on -ERR."""
+    parts = [a if isinstance(a, bytes) else str(a).encode() for a in args]
+    req = b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(req)
+        with s.makefile("rb") as f:
+            return _resp_read(f)
+
+
+def start_sentinel(root, master_port, name, master="mymaster"):
+    """redis-sentinel on a free loopback port watching 127.0.0.1:master_port
+    (quorum 2, down after 1 s, failover timeout 3 s)."""
+    binary = which_or_fail("redis-sentinel")
+    for _ in range(5):
+        port = free_port()
+        d = tempfile.mkdtemp(prefix="snap-%s-cfg-" % name, dir=root)
+        conf = os.path.join(d, "sentinel.conf")  # sentinel rewrites it: its own copy
+        with open(conf, "w") as f:
+            f.write("port %d\nbind 127.0.0.1\nprotected-mode no\ndir %s\n" % (port, d))
+            f.write("sentinel monitor %s 127.0.0.1 %d 2\n" % (master, master_port))
+            f.write("sentinel down-after-milliseconds %s 1000\n" % master)
+            f.write("sentinel failover-timeout %s 3000\n" % master)
+            f.write("sentinel parallel-syncs %s 1\n" % master)
+        proc = Proc(name, [binary, conf], root=root)
+        try:
+            proc.wait_for(lambda: port_open(port), "sentinel port %d" % port)
+            proc.port = port
+            return proc
+        except HarnessError:
+            proc.stop(expect_clean=False)
+            if "Address already in use" not in proc.stdout() + proc.stderr():
+                raise
+    raise HarnessError("no free port for %s" % name)
+
+
 LISTEN_RE = re.compile(r"listening port=(\d+)")
 
 
@@ -252,10 +313,12 @@ class Stack:
     """Redis + users + N ingest + N fetch + HAProxy, all on loopback.
 
     env: extra SNAPTEXT_* for every service. store: a SNAPTEXT_STORE url
-    (default: a fresh SQLite file in the stack's dir)."""
+    (default: a fresh SQLite file in the stack's dir). redis: use this
+    running Redis instead of starting one; root: the dir to work in."""
 
-    def __init__(self, env=None, instances=2, store=None, admin=("admin", "admin-password-1")):
-        self.root = tempfile.mkdtemp(prefix="snap-stack-")
+    def __init__(self, env=None, instances=2, store=None, admin=("admin", "admin-password-1"),
+                 redis=None, root=None):
+        self.root = root or tempfile.mkdtemp(prefix="snap-stack-")
         self.procs = []
         self.problems = []
         self.admin = admin
@@ -263,8 +326,10 @@ class Stack:
         self.haproxy = None
         self.services = {"users": [], "ingest": [], "fetch": []}
         try:
-            self.redis = start_redis(root=self.root)
-            self.procs.append(self.redis)
+            # redis: a Proc the caller started (and stops) instead of our own
+            self.redis = redis or start_redis(root=self.root)
+            if redis is None:
+                self.procs.append(self.redis)
             self.env = {
                 "SNAPTEXT_REDIS_URL": "redis://127.0.0.1:%d/0" % self.redis.port,
                 "SNAPTEXT_STORE": store or "sqlite://%s/cold.db" % self.root,

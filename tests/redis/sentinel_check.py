@@ -10,7 +10,7 @@ SIGKILLs the primary, waits for the sentinels to promote the replica, and
 checks that the probe's calls succeed again against the new master with ids
 still increasing. Ends with "N passed, N failed".
 
-Not registered with ctest (needs five servers and ~10 s); run it by hand:
+Registered with ctest as redis_sentinel_discovery; by hand:
     python3 tests/redis/sentinel_check.py build/tests/test_hot_store
 """
 import os
@@ -27,39 +27,8 @@ MASTER = "mymaster"
 BIN = None
 
 
-class RespError(Exception):
-    pass
-
-
-def _read(f):
-    line = f.readline()
-    if not line.endswith(b"\r\n"):
-        raise ConnectionError("connection closed mid-reply")
-    kind, rest = line[:1], line[1:-2]
-    if kind == b"+":
-        return rest.decode()
-    if kind == b"-":
-        raise RespError(rest.decode())
-    if kind == b":":
-        return int(rest)
-    if kind == b"$":
-        n = int(rest)
-        return None if n < 0 else f.read(n + 2)[:-2].decode("utf-8", "replace")
-    if kind == b"*":
-        n = int(rest)
-        return None if n < 0 else [_read(f) for _ in range(n)]
-    raise ConnectionError("not RESP: %r" % line[:40])
-
-
-def cmd(port, *args, timeout=1.0):
-    """One command on a new loopback connection (a few lines of RESP, so
-    the check needs no Python Redis client)."""
-    parts = [a if isinstance(a, bytes) else str(a).encode() for a in args]
-    req = b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(req)
-        with s.makefile("rb") as f:
-            return _read(f)
+RespError = snaptest.RespError
+cmd = snaptest.redis_cmd
 
 
 def wait_until(pred, what, timeout):
@@ -75,27 +44,7 @@ def wait_until(pred, what, timeout):
 
 
 def start_sentinel(root, master_port, name):
-    binary = snaptest.which_or_fail("redis-sentinel")
-    for _ in range(5):
-        port = snaptest.free_port()
-        d = tempfile.mkdtemp(prefix="snap-%s-cfg-" % name, dir=root)
-        conf = os.path.join(d, "sentinel.conf")  # sentinel rewrites it: its own copy
-        with open(conf, "w") as f:
-            f.write("port %d\nbind 127.0.0.1\nprotected-mode no\ndir %s\n" % (port, d))
-            f.write("sentinel monitor %s 127.0.0.1 %d 2\n" % (MASTER, master_port))
-            f.write("sentinel down-after-milliseconds %s 1000\n" % MASTER)
-            f.write("sentinel failover-timeout %s 3000\n" % MASTER)
-            f.write("sentinel parallel-syncs %s 1\n" % MASTER)
-        proc = snaptest.Proc(name, [binary, conf], root=root)
-        try:
-            proc.wait_for(lambda: snaptest.port_open(port), "sentinel port %d" % port)
-            proc.port = port
-            return proc
-        except snaptest.HarnessError:
-            proc.stop(expect_clean=False)
-            if "Address already in use" not in proc.stdout() + proc.stderr():
-                raise
-    raise snaptest.HarnessError("no free port for %s" % name)
+    return snaptest.start_sentinel(root, master_port, name, MASTER)
 
 
 def probe_lines(probe):
