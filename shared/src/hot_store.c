@@ -836,20 +836,22 @@ static int inbox_key(const char *user, char *key, size_t *key_len, struct snap_e
 }
 
 /* Behind Sentinel, a failover promotes a replica, and Redis replicates
- * asynchronously: a message acknowledged before its copy reached a replica
- * would vanish with the old primary. So in Sentinel mode a put waits (WAIT)
- * until at least one replica has it. If none confirms in time, the message
- * is taken back out (HDEL, replicated like any write) and the put fails:
- * the caller answers 503, and the message is never delivered. */
+ * asynchronously: a write acknowledged before it reached a replica would
+ * vanish with the old primary (a message, a login, a logout). So in
+ * Sentinel mode every write a client is told about waits (WAIT) until at
+ * least one replica has it. If none confirms in time, undo (when given) takes
+ * the write back out — replicated like any write — and the call fails, so
+ * the client gets a 503 and nothing it was not told about survives. */
 #define HOT_WAIT_REPLICAS_MS "500"
 
-static int wait_replicated(struct hot_store *h, const char *key, size_t key_len,
-                           const char *field, size_t field_len, struct snap_err *err)
+static int wait_replicated(struct hot_store *h, struct hot_cmd *undo, const char *what,
+                           struct snap_err *err)
 {
     struct hot_cmd cmd;
     redisReply *r = NULL;
     int rc;
 
+    if (h->n_sentinels == 0) return SNAP_OK;
     memset(&cmd, 0, sizeof cmd);
     cmd_adds(&cmd, "WAIT");
     cmd_adds(&cmd, "1");
@@ -859,16 +861,11 @@ static int wait_replicated(struct hot_store *h, const char *key, size_t key_len,
     int acked = r->type == REDIS_REPLY_INTEGER && r->integer >= 1;
     freeReplyObject(r);
     if (acked) return SNAP_OK;
-
-    memset(&cmd, 0, sizeof cmd);
-    cmd_adds(&cmd, "HDEL");
-    cmd_add(&cmd, key, key_len);
-    cmd_add(&cmd, field, field_len);
     r = NULL;
-    if (roundtrip(h, &cmd, 1, &r, NULL) == SNAP_OK) freeReplyObject(r);
+    if (undo != NULL && roundtrip(h, undo, 1, &r, NULL) == SNAP_OK) freeReplyObject(r);
     return snap_err_set(err, SNAP_EUNAVAIL,
-                        "inbox put: no replica confirmed the message within " HOT_WAIT_REPLICAS_MS
-                        " ms (taken back)");
+                        "%s: no replica confirmed it within " HOT_WAIT_REPLICAS_MS " ms%s", what,
+                        undo != NULL ? " (taken back)" : "");
 }
 
 int hot_inbox_put(struct hot_store *h, const char *user, int64_t id, int64_t expires_ms,
@@ -926,7 +923,13 @@ int hot_inbox_put(struct hot_store *h, const char *user, int64_t id, int64_t exp
     if (rc != SNAP_OK) return rc;
     rc = transaction_ok(h, r, 5, "inbox put", err);
     free_replies(r, 5);
-    if (rc == SNAP_OK && h->n_sentinels > 0) rc = wait_replicated(h, key, key_len, field, field_len, err);
+    if (rc == SNAP_OK) {
+        struct hot_cmd undo = {0};
+        cmd_adds(&undo, "HDEL");
+        cmd_add(&undo, key, key_len);
+        cmd_add(&undo, field, field_len);
+        rc = wait_replicated(h, &undo, "inbox put", err);
+    }
     return rc;
 }
 
@@ -1090,6 +1093,12 @@ int hot_session_put(struct hot_store *h, const char *token_hash, const char *use
     if (rc != SNAP_OK) return rc;
     if (r->type != REDIS_REPLY_STATUS) rc = unexpected(h, "SET", err);
     freeReplyObject(r);
+    if (rc == SNAP_OK) {
+        struct hot_cmd undo = {0};
+        cmd_adds(&undo, "DEL");
+        cmd_add(&undo, key, key_len);
+        rc = wait_replicated(h, &undo, "session put", err);
+    }
     return rc;
 }
 
@@ -1149,6 +1158,7 @@ int hot_session_del(struct hot_store *h, const char *token_hash, struct snap_err
     if (rc != SNAP_OK) return rc;
     if (r->type != REDIS_REPLY_INTEGER) rc = unexpected(h, "DEL", err);
     freeReplyObject(r);
+    if (rc == SNAP_OK) rc = wait_replicated(h, NULL, "session delete", err);
     return rc;
 }
 

@@ -128,6 +128,7 @@ def services_follow_a_sentinel_failover():
             len(missing), sorted(missing)[:10])
         st, _, tok = stack.req("POST", "/sessions", {"username": stack.admin[0],
                                                      "password": stack.admin[1]})
+        assert st == 201, (st, tok)
         for mid in ids[:: max(1, len(ids) // 50)]:
             st, _, m = stack.req("GET", "/chat/%d" % mid, token=tok["token"])
             assert st == 200, (mid, st, m)

@@ -15,6 +15,10 @@
  * I/O error the connection is dropped and the next call reconnects, so the
  * services ride out a Redis restart without being restarted themselves.
  * Every call is bounded by a short connect/command timeout (SNAP_EUNAVAIL).
+ * Behind Sentinel (cfg->redis_sentinels), every write a client is told
+ * about (inbox put, session put/delete) also waits until a replica has it,
+ * so a failover cannot take back an acknowledged write; without a replica
+ * those calls fail with SNAP_EUNAVAIL (durability over availability).
  * Not here: durability (cold_store.h), token hashing (auth.h). */
 #ifndef SNAP_HOT_STORE_H
 #define SNAP_HOT_STORE_H
