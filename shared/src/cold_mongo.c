@@ -251,6 +251,32 @@ static int find_first(struct lease *l, const bson_t *filter, const bson_t *opts,
     return rc;
 }
 
+/* Leases a client for coll and finds the first document matching filter
+ * (limit 1) into *doc, which is initialised on every return and destroyed
+ * by the caller. SNAP_ENOTFOUND when there is none. */
+static int find_one(struct mongo_store *s, const char *coll, const bson_t *filter, bson_t *doc,
+                    const char *what, struct snap_err *err)
+{
+    struct lease l;
+    bson_t opts;
+    int rc;
+
+    bson_init(doc);
+    bson_init(&opts);
+    if (!BSON_APPEND_INT64(&opts, "limit", 1)) {
+        bson_destroy(&opts);
+        return fail_build(err, what);
+    }
+    rc = lease_begin(s, coll, &l, err);
+    if (rc == SNAP_OK) {
+        bson_destroy(doc);
+        rc = find_first(&l, filter, &opts, doc, what, err);
+        lease_end(s, &l);
+    }
+    bson_destroy(&opts);
+    return rc;
+}
+
 /* Sets an int32 url option unless the url already has it. */
 static bool default_int_option(mongoc_uri_t *uri, const char *key, int32_t value)
 {
@@ -489,31 +515,17 @@ static int mongo_msg_put(void *state, const struct cold_msg *m, struct snap_err 
 static int mongo_msg_get(void *state, int64_t id, struct cold_msg *out, struct snap_err *err)
 {
     struct mongo_store *s = state;
-    struct lease l;
-    bson_t filter, opts, doc;
+    bson_t filter, doc;
     bson_iter_t it;
-    bool ok = true;
     int rc;
 
     memset(out, 0, sizeof *out);
     bson_init(&filter);
-    bson_init(&opts);
-    ok = ok && BSON_APPEND_INT64(&filter, "_id", id);
-    ok = ok && BSON_APPEND_INT64(&opts, "limit", 1);
-    if (!ok) {
-        bson_destroy(&opts);
+    if (!BSON_APPEND_INT64(&filter, "_id", id)) {
         bson_destroy(&filter);
         return fail_build(err, "msg_get");
     }
-
-    bson_init(&doc);
-    rc = lease_begin(s, MONGO_COLL_MESSAGES, &l, err);
-    if (rc == SNAP_OK) {
-        bson_destroy(&doc);
-        rc = find_first(&l, &filter, &opts, &doc, "find messages", err);
-        lease_end(s, &l);
-    }
-    bson_destroy(&opts);
+    rc = find_one(s, MONGO_COLL_MESSAGES, &filter, &doc, "find messages", err);
     bson_destroy(&filter);
     if (rc != SNAP_OK) {
         bson_destroy(&doc);
@@ -714,9 +726,7 @@ static int mongo_user_get(void *state, const char *username, struct cold_user *o
                           struct snap_err *err)
 {
     struct mongo_store *s = state;
-    struct lease l;
-    bson_t filter, opts, doc;
-    bool ok = true;
+    bson_t filter, doc;
     int rc;
 
     memset(out, 0, sizeof *out);
@@ -724,23 +734,11 @@ static int mongo_user_get(void *state, const char *username, struct cold_user *o
         return snap_err_set(err, SNAP_EINVAL, "mongodb user_get: invalid username");
 
     bson_init(&filter);
-    bson_init(&opts);
-    ok = ok && BSON_APPEND_UTF8(&filter, "username", username);
-    ok = ok && BSON_APPEND_INT64(&opts, "limit", 1);
-    if (!ok) {
-        bson_destroy(&opts);
+    if (!BSON_APPEND_UTF8(&filter, "username", username)) {
         bson_destroy(&filter);
         return fail_build(err, "user_get");
     }
-
-    bson_init(&doc);
-    rc = lease_begin(s, MONGO_COLL_USERS, &l, err);
-    if (rc == SNAP_OK) {
-        bson_destroy(&doc);
-        rc = find_first(&l, &filter, &opts, &doc, "find users", err);
-        lease_end(s, &l);
-    }
-    bson_destroy(&opts);
+    rc = find_one(s, MONGO_COLL_USERS, &filter, &doc, "find users", err);
     bson_destroy(&filter);
 
     if (rc == SNAP_OK) {

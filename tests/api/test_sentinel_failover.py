@@ -19,16 +19,7 @@ from snaptest import test
 MASTER = "mymaster"
 
 
-def wait_until(pred, what, timeout):
-    deadline = time.time() + timeout * snaptest.TIMEOUT_MULT
-    while time.time() < deadline:
-        try:
-            if pred():
-                return
-        except (OSError, snaptest.RespError):
-            pass
-        time.sleep(0.1)
-    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+wait_until = snaptest.wait_until
 
 
 def info_field(port, section, field):

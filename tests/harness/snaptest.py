@@ -183,6 +183,20 @@ def restart_redis(old, root=None):
     return proc
 
 
+def wait_until(pred, what, timeout):
+    """Polls pred every 0.1 s (connection errors count as "not yet") until it
+    is true; fails after timeout seconds (scaled by SNAP_TIMEOUT_MULTIPLIER)."""
+    deadline = time.time() + timeout * TIMEOUT_MULT
+    while time.time() < deadline:
+        try:
+            if pred():
+                return
+        except (OSError, RespError):
+            pass
+        time.sleep(0.1)
+    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+
+
 class RespError(Exception):
     pass
 

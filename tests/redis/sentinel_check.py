@@ -31,16 +31,7 @@ RespError = snaptest.RespError
 cmd = snaptest.redis_cmd
 
 
-def wait_until(pred, what, timeout):
-    deadline = time.time() + timeout * snaptest.TIMEOUT_MULT
-    while time.time() < deadline:
-        try:
-            if pred():
-                return
-        except (OSError, RespError):
-            pass
-        time.sleep(0.1)
-    raise AssertionError("timed out after %.0fs waiting for %s" % (timeout, what))
+wait_until = snaptest.wait_until
 
 
 def start_sentinel(root, master_port, name):
