@@ -154,14 +154,20 @@ static size_t json_number_len(const char *s, size_t len)
     return i;
 }
 
-/* Finds what cJSON lets through but JSON forbids: control characters
- * (outside JSON whitespace, or raw inside a string), escapes of lone
- * surrogates, malformed numbers. Sets *nul for a \u0000 escape. Anything
- * else that is malformed is left to cJSON. Returns 0 or -1 with msg set. */
+/* Deepest nesting of arrays/objects accepted. cJSON recurses once per
+ * level, and civetweb's worker threads have small stacks (~100 KiB): about
+ * 900 levels (a 1.8 KB body) overflowed one. No API body needs more than 1. */
+#define JSON_DEPTH_MAX 32
+
+/* Finds what cJSON lets through but JSON forbids, or what it must not be
+ * given: control characters (outside JSON whitespace, or raw inside a
+ * string), escapes of lone surrogates, malformed numbers, nesting deeper
+ * than JSON_DEPTH_MAX. Sets *nul for a \u0000 escape. Anything else that is
+ * malformed is left to cJSON. Returns 0 or -1 with msg set. */
 static int json_scan(const char *s, size_t len, int *nul, char *msg, size_t msglen)
 {
     size_t i = 0;
-    int in_string = 0;
+    int in_string = 0, depth = 0;
 
     while (i < len) {
         unsigned char c = (unsigned char)s[i];
@@ -197,6 +203,16 @@ static int json_scan(const char *s, size_t len, int *nul, char *msg, size_t msgl
         }
         if (c == '"') {
             in_string = 1;
+            i++;
+        } else if (c == '[' || c == '{') {
+            if (++depth > JSON_DEPTH_MAX) {
+                (void)snprintf(msg, msglen, "body is nested too deeply (more than %d levels)",
+                               JSON_DEPTH_MAX);
+                return -1;
+            }
+            i++;
+        } else if (c == ']' || c == '}') {
+            depth--;
             i++;
         } else if (c == '-' || (c >= '0' && c <= '9')) {
             size_t n = json_number_len(s + i, len - i);
@@ -362,6 +378,8 @@ static int send_reply(struct http_req *r, int status, const char *content_type, 
     if (gmtime_r(&now, &tm) == NULL ||
         strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm) == 0)
         date[0] = '\0';
+    if (force_close) /* civetweb would otherwise wait to drain a refused body */
+        mg_disable_connection_keep_alive(r->conn);
     if (force_close || !keeps_alive(r))
         conn_line = "Connection: close\r\n";
     else if (r->ri != NULL && r->ri->http_version != NULL &&
