@@ -23,6 +23,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <time.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,6 +174,22 @@ static int sq_fail(struct sq_conn *c, int rc, const char *what, struct snap_err 
 
 /* ---- connections ------------------------------------------------------------ */
 
+/* Busy handler: another process (ingest and fetch share the file) holds the
+ * write lock. SQLite's own busy_timeout backs off to sleeps of up to 100 ms,
+ * which a transaction of a few hundred microseconds turns into pure
+ * latency; poll every 200 us instead, up to SQ_BUSY_TIMEOUT_MS in total. */
+#define SQ_BUSY_POLL_US 200
+
+static int busy_wait(void *arg, int count)
+{
+    (void)arg;
+    if ((long)count * SQ_BUSY_POLL_US >= (long)SQ_BUSY_TIMEOUT_MS * 1000) return 0;
+    struct timespec ts = {0, SQ_BUSY_POLL_US * 1000L};
+    (void)nanosleep(&ts, NULL);
+    return 1;
+}
+
+
 static void conn_close(struct sq_conn *c)
 {
     if (c == NULL) return;
@@ -229,7 +246,7 @@ static int conn_open(const struct sq_state *st, int create, struct sq_conn **out
         goto fail;
     }
     (void)sqlite3_extended_result_codes(c->db, 1); /* tell PK conflicts apart */
-    (void)sqlite3_busy_timeout(c->db, SQ_BUSY_TIMEOUT_MS);
+    (void)sqlite3_busy_handler(c->db, busy_wait, NULL);
     if (sqlite3_db_readonly(c->db, "main") == 1) {
         /* SQLite falls back to read-only when the file is not writable; a
          * store that cannot take messages is down, so say so at once. */
