@@ -347,7 +347,6 @@ class Stack:
             self.env = {
                 "SNAPTEXT_REDIS_URL": "redis://127.0.0.1:%d/0" % self.redis.port,
                 "SNAPTEXT_STORE": store or "sqlite://%s/cold.db" % self.root,
-                "SNAPTEXT_THREADS": "8",
             }
             if admin:
                 self.env["SNAPTEXT_ADMIN_USERNAME"] = admin[0]
