@@ -108,21 +108,25 @@ struct sq_state {
     struct sq_conn *idle;      /* owned: connections nobody is using   */
     size_t nidle;
     pthread_mutex_t write_lock; /* one writing thread per process        */
-    /* Group commit of message inserts (see sq_msg_put). */
-    pthread_mutex_t gc_lock;    /* guards the three fields below          */
-    pthread_cond_t gc_done;     /* a batch finished: waiters look again   */
-    struct put_req *gc_head;    /* queued inserts, oldest first           */
-    struct put_req **gc_tail;
-    int gc_leader;              /* 1 while some thread commits a batch    */
+    /* Group commit of message writes (see group_commit). */
+    pthread_mutex_t gc_lock;   /* guards the three fields below          */
+    pthread_cond_t gc_done;    /* a batch finished: waiters look again   */
+    struct write_req *gc_head; /* queued writes, oldest first            */
+    struct write_req **gc_tail;
+    int gc_leader; /* 1 while some thread commits a batch    */
 };
 
-/* One caller's insert, on its stack while it waits in sq_msg_put. */
-struct put_req {
+/* One caller's write, on its stack while it waits in group_commit: an
+ * insert of m, or (m == NULL) the expiry of ids[0..n) at at_ms. */
+struct write_req {
     const struct cold_msg *m;
-    int rc;                     /* its outcome, valid once done           */
+    const int64_t *ids;
+    size_t n;
+    int64_t at_ms;
+    int rc; /* its outcome, valid once done           */
     struct snap_err err;
     int done;
-    struct put_req *next;
+    struct write_req *next;
 };
 
 /* ---- errors --------------------------------------------------------------- */
@@ -188,7 +192,6 @@ static int busy_wait(void *arg, int count)
     (void)nanosleep(&ts, NULL);
     return 1;
 }
-
 
 static void conn_close(struct sq_conn *c)
 {
@@ -573,21 +576,41 @@ static int insert_one(struct sq_conn *c, const struct cold_msg *m, struct snap_e
     return rc;
 }
 
-/* Commits batch (a list of queued inserts) in one transaction and sets each
- * one's outcome: SNAP_ECONFLICT for a taken id (the others still commit),
- * otherwise the transaction's. */
-static void commit_batch(struct sq_state *st, struct put_req *batch)
+/* Sets expires_ms = at_ms on ids[0..n) that expire later (inside the
+ * caller's transaction). An unknown id, or one that already expires
+ * earlier, changes no row: that is success. */
+static int expire_ids(struct sq_conn *c, const int64_t *ids, size_t n, int64_t at_ms,
+                      struct snap_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = stmt_get(c, ST_MSG_EXPIRE, &s, err);
+
+    for (size_t i = 0; rc == SNAP_OK && i < n; i++) {
+        int q = sqlite3_bind_int64(s, 1, at_ms);
+        if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 2, ids[i]);
+        if (q == SQLITE_OK) q = sqlite3_step(s);
+        rc = q == SQLITE_DONE ? SNAP_OK : sq_fail(c, q, "expire message", err);
+        stmt_done(s);
+    }
+    return rc;
+}
+
+/* Commits batch (a list of queued writes) in one transaction and sets each
+ * one's outcome: SNAP_ECONFLICT for an insert of a taken id (the others
+ * still commit), otherwise the transaction's. */
+static void commit_batch(struct sq_state *st, struct write_req *batch)
 {
     struct sq_conn *c = NULL;
     struct snap_err err;
-    struct put_req *r;
+    struct write_req *r;
     int rc = pool_take(st, &c, &err);
 
     if (rc == SNAP_OK) {
         (void)pthread_mutex_lock(&st->write_lock);
         rc = stmt_run(c, ST_BEGIN, "begin insert", &err);
         for (r = batch; rc == SNAP_OK && r != NULL; r = r->next) {
-            r->rc = insert_one(c, r->m, &r->err);
+            r->rc = r->m != NULL ? insert_one(c, r->m, &r->err)
+                                 : expire_ids(c, r->ids, r->n, r->at_ms, &r->err);
             if (r->rc != SNAP_OK && r->rc != SNAP_ECONFLICT) {
                 rc = r->rc; /* the disk or the file failed: nothing commits */
                 err = r->err;
@@ -610,27 +633,25 @@ static void commit_batch(struct sq_state *st, struct put_req *batch)
     }
 }
 
-/* Group commit: a 201 must wait for the fsync of its insert, and one fsync
- * costs far more than an insert, so inserts that arrive while a commit is
+/* Group commit: a reply must wait for the fsync of its write (a 201 for an
+ * insert, a read's 200 for the expiry of what it returns), and one fsync
+ * costs far more than a write, so writes that arrive while a commit is
  * running are queued and committed together by the next one. The first
  * caller to find no commit running becomes the leader: it takes the whole
  * queue, commits it as one transaction, marks every request done and wakes
  * the waiters; one of those that are still queued leads the next batch.
- * A lone insert is committed at once, as before. */
-static int sq_msg_put(void *state, const struct cold_msg *m, struct snap_err *err)
+ * A lone write is committed at once. */
+static int group_commit(struct sq_state *st, struct write_req *req, struct snap_err *err)
 {
-    struct sq_state *st = state;
-    struct put_req req = {.m = m, .rc = SNAP_ERR};
-
     (void)pthread_mutex_lock(&st->gc_lock);
-    *st->gc_tail = &req;
-    st->gc_tail = &req.next;
-    while (!req.done) {
+    *st->gc_tail = req;
+    st->gc_tail = &req->next;
+    while (!req->done) {
         if (st->gc_leader) {
             (void)pthread_cond_wait(&st->gc_done, &st->gc_lock);
             continue;
         }
-        struct put_req *batch = st->gc_head, *r;
+        struct write_req *batch = st->gc_head, *r;
         st->gc_head = NULL;
         st->gc_tail = &st->gc_head;
         st->gc_leader = 1;
@@ -640,7 +661,7 @@ static int sq_msg_put(void *state, const struct cold_msg *m, struct snap_err *er
 
         (void)pthread_mutex_lock(&st->gc_lock);
         for (r = batch; r != NULL;) {
-            struct put_req *next = r->next; /* r may be gone once done is set */
+            struct write_req *next = r->next; /* r may be gone once done is set */
             r->done = 1;
             r = next;
         }
@@ -648,8 +669,14 @@ static int sq_msg_put(void *state, const struct cold_msg *m, struct snap_err *er
         (void)pthread_cond_broadcast(&st->gc_done);
     }
     (void)pthread_mutex_unlock(&st->gc_lock);
-    if (req.rc != SNAP_OK && err != NULL) *err = req.err;
-    return req.rc;
+    if (req->rc != SNAP_OK && err != NULL) *err = req->err;
+    return req->rc;
+}
+
+static int sq_msg_put(void *state, const struct cold_msg *m, struct snap_err *err)
+{
+    struct write_req req = {.m = m, .rc = SNAP_ERR};
+    return group_commit(state, &req, err);
 }
 
 /* Fills out from the current row of ST_MSG_GET. out->text is heap memory
@@ -719,33 +746,9 @@ static int sq_msg_get(void *state, int64_t id, struct cold_msg *out, struct snap
 static int sq_msg_expire(void *state, const int64_t *ids, size_t n, int64_t at_ms,
                          struct snap_err *err)
 {
-    struct sq_state *st = state;
-    struct sq_conn *c;
-    sqlite3_stmt *s = NULL;
-    int rc;
-
-    rc = pool_take(st, &c, err);
-    if (rc != SNAP_OK) return rc;
-    (void)pthread_mutex_lock(&st->write_lock);
-    /* One transaction: one fsync for the whole batch, all or nothing. */
-    rc = stmt_run(c, ST_BEGIN, "begin expire", err);
-    if (rc == SNAP_OK) rc = stmt_get(c, ST_MSG_EXPIRE, &s, err);
-    for (size_t i = 0; rc == SNAP_OK && i < n; i++) {
-        int q = sqlite3_bind_int64(s, 1, at_ms);
-        if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 2, ids[i]);
-        if (q == SQLITE_OK) q = sqlite3_step(s);
-        /* An unknown id, or one that already expires earlier, changes no
-         * row: that is success. */
-        rc = q == SQLITE_DONE ? SNAP_OK : sq_fail(c, q, "expire message", err);
-        stmt_done(s);
-    }
-    if (rc == SNAP_OK) rc = stmt_run(c, ST_COMMIT, "commit expire", err);
-    if (rc == SNAP_OK) rc = check_not_moved(c, st, err);
-    if (rc != SNAP_OK && !sqlite3_get_autocommit(c->db))
-        (void)stmt_run(c, ST_ROLLBACK, "rollback expire", NULL);
-    (void)pthread_mutex_unlock(&st->write_lock);
-    pool_give(st, c);
-    return rc;
+    /* All of a read's ids in the same transaction: all or nothing. */
+    struct write_req req = {.ids = ids, .n = n, .at_ms = at_ms, .rc = SNAP_ERR};
+    return group_commit(state, &req, err);
 }
 
 static int sq_msg_max_id(void *state, int64_t *out, struct snap_err *err)
