@@ -24,28 +24,38 @@
 #define DEFAULT_TIMEOUT_S   60
 #define ID_CONFLICT_RETRIES 3
 
-/* Steps 1 and 2: a fresh id recorded with m in the cold store. */
+/* Answers a failed store call and returns -1: record() must never return
+ * http_reply_store_error()'s own result, which is 0 once the reply went out
+ * (that made a refused send go on to become deliverable). */
+static int refuse(struct http_req *r, const char *store, const char *what,
+                  const struct snap_err *err)
+{
+    (void)http_reply_store_error(r, store, what, err);
+    return -1;
+}
+
+/* Steps 1 and 2: a fresh id recorded with m in the cold store. Returns 0,
+ * or -1 after it has answered the request (nothing was made deliverable). */
 static int record(struct http_req *r, struct cold_msg *m)
 {
     struct snap_err err;
     for (int attempt = 0; attempt < ID_CONFLICT_RETRIES; attempt++) {
         if (hot_next_id(r->hot, &m->id, &err) != SNAP_OK)
-            return http_reply_store_error(r, "redis", "taking a message id", &err);
+            return refuse(r, "redis", "taking a message id", &err);
         int rc = cold_msg_put(r->ctx->cold, m, &err);
         if (rc == SNAP_OK) return SNAP_OK;
-        if (rc != SNAP_ECONFLICT)
-            return http_reply_store_error(r, "cold", "recording the message", &err);
+        if (rc != SNAP_ECONFLICT) return refuse(r, "cold", "recording the message", &err);
         int64_t max_id = 0;
         log_event(SNAP_LOG_WARN, r->request_id, "id_conflict",
                   "id %lld already stored (Redis lost writes?); raising the counter",
                   (long long)m->id);
         if (cold_msg_max_id(r->ctx->cold, &max_id, &err) != SNAP_OK)
-            return http_reply_store_error(r, "cold", "reading the highest id", &err);
+            return refuse(r, "cold", "reading the highest id", &err);
         if (hot_id_floor(r->hot, max_id, &err) != SNAP_OK)
-            return http_reply_store_error(r, "redis", "raising the id counter", &err);
+            return refuse(r, "redis", "raising the id counter", &err);
     }
     snap_err_set(&err, SNAP_ERR, "ids kept conflicting after %d attempts", ID_CONFLICT_RETRIES);
-    return http_reply_store_error(r, "cold", "recording the message", &err);
+    return refuse(r, "cold", "recording the message", &err);
 }
 
 void ingest_chat_send(struct http_req *r)
