@@ -22,8 +22,9 @@
  * reused connection turned out closed (EOF or reset: Redis restarted or
  * killed us) is sent once more on a fresh connection; a timeout is not.
  * (Had Redis run it before closing, the resend costs an unused id for INCR
- * or a duplicate retry entry for RPUSH; every other command is idempotent
- * or, like the inbox take, finds nothing left to return twice.)
+ * or a duplicate retry entry for RPUSH; the other writes are idempotent.
+ * The inbox take is the exception and is never resent: a take that ran but
+ * lost its reply must fail, not come back as an empty inbox.)
  *
  * The process must ignore SIGPIPE (civetweb's mg_start does): hiredis writes
  * with write(2), and a write to a socket Redis closed would raise it.
@@ -601,10 +602,10 @@ static bool closed_by_peer(const redisContext *c, int saved_errno)
  * Returns SNAP_OK with every r[i] set (error replies included: see
  * reply_ok), or a failure with every r[i] NULL and the connection dropped.
  * The caller frees each r[i] with freeReplyObject. */
-static int roundtrip(struct hot_store *h, struct hot_cmd *cmds, size_t n, redisReply **r,
-                     struct snap_err *err)
+static int roundtrip_ex(struct hot_store *h, struct hot_cmd *cmds, size_t n, redisReply **r,
+                        bool may_resend, struct snap_err *err)
 {
-    for (int attempt = 0; attempt < 2; attempt++) {
+    for (int attempt = 0; attempt < (may_resend ? 2 : 1); attempt++) {
         bool reused;
         size_t got = 0;
         int saved_errno = 0;
@@ -646,6 +647,14 @@ static int roundtrip(struct hot_store *h, struct hot_cmd *cmds, size_t n, redisR
         drop(h); /* stale connection: once more on a new one */
     }
     return SNAP_EUNAVAIL;
+}
+
+/* roundtrip_ex() with the one resend on a stale connection: for commands
+ * that are harmless to run twice. */
+static int roundtrip(struct hot_store *h, struct hot_cmd *cmds, size_t n, redisReply **r,
+                     struct snap_err *err)
+{
+    return roundtrip_ex(h, cmds, n, r, true, err);
 }
 
 /* SNAP_OK unless r is an error reply. READONLY means the server was
@@ -1009,7 +1018,11 @@ int hot_inbox_take(struct hot_store *h, const char *user, int64_t now_ms, struct
     cmd_adds(&cmds[2], "DEL");
     cmd_add(&cmds[2], key, key_len);
     cmd_adds(&cmds[3], "EXEC");
-    rc = roundtrip(h, cmds, 4, r, err);
+    /* Never resent: if the first attempt ran and only its reply was lost,
+     * a second one would find the inbox empty and answer [] for messages
+     * that are gone. A failed take is a 503 and, at worst, a message read
+     * by nobody (at most once), never a silent empty read. */
+    rc = roundtrip_ex(h, cmds, 4, r, false, err);
     if (rc != SNAP_OK) return rc;
     rc = transaction_ok(h, r, 4, "inbox take", err);
     if (rc == SNAP_OK) {
