@@ -28,13 +28,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SQ_SCHEME          "sqlite://"
-#define SQ_PATH_MAX        4096 /* longest database path accepted            */
-#define SQ_BUSY_TIMEOUT_MS 5000 /* wait this long for another process's lock */
-#define SQ_IDLE_MAX        32   /* idle connections kept; extra ones closed  */
-#define SQ_SCHEMA_VERSION  1    /* PRAGMA user_version this code writes      */
-#define SQ_STR_(x)         #x
-#define SQ_STR(x)          SQ_STR_(x)
+#define SQ_SCHEME   "sqlite://"
+#define SQ_PATH_MAX 4096 /* longest database path accepted            */
+#define SQ_BUSY_TIMEOUT_MS                                                                         \
+    2000                     /* wait this long for another process's lock: well                    \
+                              * inside HAProxy's 10 s server timeout */
+#define SQ_IDLE_MAX       32 /* idle connections kept; extra ones closed  */
+#define SQ_SCHEMA_VERSION 1  /* PRAGMA user_version this code writes      */
+#define SQ_STR_(x)        #x
+#define SQ_STR(x)         SQ_STR_(x)
 
 /* ---- SQL ------------------------------------------------------------------ */
 
