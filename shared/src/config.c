@@ -318,6 +318,7 @@ static const struct cfg_row cfg_rows[] = {
     {"SNAPTEXT_MAX_TEXT_BYTES", "4096", parse_long, 1, 1048576, CFG_FIELD(max_text_bytes), NULL, 0},
     {"SNAPTEXT_MAX_TIMEOUT", "2592000", parse_long, 1, 315360000, CFG_FIELD(max_timeout), NULL, 0},
     {"SNAPTEXT_SESSION_TTL", "2592000", parse_long, 60, 315360000, CFG_FIELD(session_ttl), NULL, 0},
+    {"SNAPTEXT_DRAIN_MS", "1500", parse_long, 0, 60000, CFG_FIELD(drain_ms), NULL, 0},
     {"SNAPTEXT_ADMIN_USERNAME", "", parse_admin_user, 0, 0, CFG_FIELD(admin_username), NULL, 0},
     {"SNAPTEXT_ADMIN_PASSWORD", "", parse_admin_password, 0, 0, CFG_FIELD(admin_password), NULL, 1},
     {"SNAPTEXT_LOG_LEVEL", "info", parse_log_level, 0, 0, CFG_FIELD(log_level), NULL, 0},

@@ -378,6 +378,8 @@ static int send_reply(struct http_req *r, int status, const char *content_type, 
     if (gmtime_r(&now, &tm) == NULL ||
         strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm) == 0)
         date[0] = '\0';
+    if (r->ctx != NULL && r->ctx->draining)
+        force_close = 1; /* stopping: let the proxy's pooled connections go */
     if (force_close) /* civetweb would otherwise wait to drain a refused body */
         mg_disable_connection_keep_alive(r->conn);
     if (force_close || !keeps_alive(r))
@@ -645,6 +647,10 @@ static void serve_builtin(struct http_req *r, enum builtin b)
         reply_status_object(r, 200, "ok", NULL, NULL);
         return;
     case BUILTIN_READYZ:
+        if (r->ctx != NULL && r->ctx->draining) {
+            reply_status_object(r, 503, "stopping", NULL, NULL);
+            return;
+        }
         memset(&err, 0, sizeof err);
         redis_ok = r->hot != NULL && hot_ping(r->hot, &err) == 0;
         if (!redis_ok)

@@ -215,6 +215,14 @@ int service_run(const struct service_def *def)
     int sig = 0;
     while (sigwait(&stop_set, &sig) != 0) {
     }
+    if (ctx.cfg.drain_ms > 0) {
+        ctx.draining = 1;
+        log_event(SNAP_LOG_INFO, NULL, "stop", "signal %d: draining for %ld ms", sig,
+                  ctx.cfg.drain_ms);
+        struct timespec ts = {ctx.cfg.drain_ms / 1000, (ctx.cfg.drain_ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        }
+    }
     log_event(SNAP_LOG_INFO, NULL, "stop", "signal %d: finishing in-flight requests", sig);
     exit_code = 0;
 

@@ -264,7 +264,8 @@ LISTEN_RE = re.compile(r"listening port=(\d+)")
 def start_service(binary, name, env, root=None):
     """A service binary with SNAPTEXT_LISTEN=127.0.0.1:0; the port is read
     from its "listening port=N" log line, so there is no port race."""
-    e = {"SNAPTEXT_LISTEN": "127.0.0.1:0", "SNAPTEXT_LOG_LEVEL": "info"}
+    # No drain on SIGTERM unless a test asks for it: teardown stays fast.
+    e = {"SNAPTEXT_LISTEN": "127.0.0.1:0", "SNAPTEXT_LOG_LEVEL": "info", "SNAPTEXT_DRAIN_MS": "0"}
     e.update(env)
     argv = [binary]
     if os.environ.get("SNAP_VALGRIND") == "1":

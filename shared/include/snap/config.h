@@ -35,6 +35,8 @@ struct snap_config {
     long max_text_bytes;        /* SNAPTEXT_MAX_TEXT_BYTES   default 4096        */
     long max_timeout;           /* SNAPTEXT_MAX_TIMEOUT      default 2592000 s   */
     long session_ttl;           /* SNAPTEXT_SESSION_TTL      default 2592000 s   */
+    long drain_ms;              /* SNAPTEXT_DRAIN_MS: after SIGTERM, report not
+                                   ready this long before stopping (1500)    */
     char admin_username[SNAP_USERNAME_MAX + 1]; /* SNAPTEXT_ADMIN_USERNAME ("" = none) */
     char admin_password[SNAP_PASSWORD_MAX + 1]; /* SNAPTEXT_ADMIN_PASSWORD        */
     enum snap_log_level log_level;              /* SNAPTEXT_LOG_LEVEL debug|info|warn|error */

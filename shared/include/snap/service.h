@@ -5,8 +5,10 @@
  * service_run(); everything they have in common lives here, so a service
  * is its routes and handlers and nothing else.
  * Order: config_load -> log_init -> cold_open -> def->start -> listen
- * (logs "listening port=N") -> wait for SIGTERM/SIGINT -> stop accepting,
- * finish in-flight requests -> def->stop -> close stores -> exit 0. */
+ * (logs "listening port=N") -> wait for SIGTERM/SIGINT -> drain for
+ * SNAPTEXT_DRAIN_MS (still serving, but /readyz answers 503 and replies close
+ * their connections, so the load balancer stops sending here) -> stop
+ * accepting, finish in-flight requests -> def->stop -> close stores -> exit 0. */
 #ifndef SNAP_SERVICE_H
 #define SNAP_SERVICE_H
 
@@ -31,6 +33,8 @@ struct snap_ctx {
     struct cold_store *cold;    /* thread-safe                             */
     struct metrics *metrics;    /* thread-safe                             */
     void *data;                 /* the service's own state (def->start)    */
+    volatile int draining;      /* set on SIGTERM: /readyz answers 503 and
+                                   every reply closes its connection         */
 };
 
 struct service_def {
