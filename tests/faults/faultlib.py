@@ -1,0 +1,508 @@
+"""faultlib: what the fault and soak tests share, on top of snaptest.
+
+- Client: one keep-alive HTTP connection (to HAProxy), reopened after any
+  error, that returns one record per request (status, latency, ids, error).
+- Load: a few client threads, each looping one kind of request at a steady
+  rate, all records kept for the assertions afterwards.
+- Probes of the running processes: RSS and open fds from /proc, Redis
+  commands over a raw RESP socket (INFO, SCAN, LLEN), /metrics counters,
+  HAProxy's server UP/DOWN log lines.
+- restart_on_port: starts a service binary again on the port it had, so the
+  HAProxy backends file written at start still points at it (snaptest has
+  no helper for this; it lives here so the harness stays untouched).
+- stack(): a snaptest.Stack for one test, stopped and checked afterwards.
+
+Not here: the tests and their assertions (tests/faults/test_*.py).
+"""
+
+import calendar
+import contextlib
+import http.client
+import json
+import os
+import random
+import re
+import socket
+import threading
+import time
+
+import snaptest
+
+MULT = snaptest.TIMEOUT_MULT
+
+
+# ------------------------------------------------------------- figures --
+
+def figure(test, **values):
+    """One line of figures for docs/RELIABILITY.md: FIGURE <test> k=v ..."""
+    parts = []
+    for k, v in values.items():
+        if isinstance(v, float):
+            v = "%.3f" % v
+        parts.append("%s=%s" % (k, v))
+    print("FIGURE %s %s" % (test, " ".join(parts)), flush=True)
+
+
+def percentile(values, p):
+    """Nearest-rank percentile of values (p in 0..100); 0.0 when empty."""
+    if not values:
+        return 0.0
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, int(round(p / 100.0 * len(s) + 0.5)) - 1))
+    return s[k]
+
+
+def parse_utc(text):
+    """'YYYY-MM-DD HH:MM:SS' (UTC, API.md) -> epoch seconds."""
+    return calendar.timegm(time.strptime(text, "%Y-%m-%d %H:%M:%S"))
+
+
+# -------------------------------------------------------------- client --
+
+class Client:
+    """One keep-alive connection; every call returns a record dict:
+    t0, t1, latency, status (None on a connection-level error), error
+    (repr of the exception, or None), body (parsed JSON or text),
+    retry_after, and whatever the caller adds."""
+
+    def __init__(self, port, timeout=10.0, host="127.0.0.1"):
+        self.port = port
+        self.host = host
+        self.timeout = timeout
+        self.conn = None
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def call(self, method, path, body=None, token=None, headers=None):
+        h = {"X-Request-Id": "flt-%016x" % random.getrandbits(64)}
+        h.update(headers or {})
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            h["Content-Type"] = "application/json"
+        if token:
+            h["Authorization"] = "Bearer " + token
+        rec = {"method": method, "path": path, "status": None, "error": None,
+               "body": None, "retry_after": None, "request_id": h["X-Request-Id"]}
+        rec["t0"] = time.time()
+        try:
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(self.host, self.port,
+                                                       timeout=self.timeout)
+            self.conn.request(method, path, body=data, headers=h)
+            resp = self.conn.getresponse()
+            payload = resp.read()
+            rec["status"] = resp.status
+            rec["retry_after"] = resp.getheader("Retry-After")
+            text = payload.decode("utf-8", "replace")
+            try:
+                rec["body"] = json.loads(text) if payload else None
+            except ValueError:
+                rec["body"] = text
+            if resp.will_close:
+                self.close()
+        except (OSError, http.client.HTTPException) as e:
+            rec["error"] = "%s: %s" % (type(e).__name__, e)
+            self.close()
+        rec["t1"] = time.time()
+        rec["latency"] = rec["t1"] - rec["t0"]
+        return rec
+
+
+def send(client, user, text, timeout_s):
+    """POST /chat; rec gets kind, user, text, and id on a 201."""
+    rec = client.call("POST", "/chat", {"username": user, "text": text, "timeout": timeout_s})
+    rec.update(kind="send", user=user, text=text, id=None)
+    if rec["status"] == 201 and isinstance(rec["body"], dict):
+        rec["id"] = rec["body"].get("id")
+    return rec
+
+
+def read(client, user):
+    """GET /chats/{user}; rec gets kind, user, and ids/texts on a 200."""
+    rec = client.call("GET", "/chats/" + user)
+    rec.update(kind="read", user=user, ids=[], texts=[])
+    if rec["status"] == 200 and isinstance(rec["body"], list):
+        rec["ids"] = [m["id"] for m in rec["body"]]
+        rec["texts"] = [m["text"] for m in rec["body"]]
+    return rec
+
+
+# ---------------------------------------------------------------- load --
+
+class Load:
+    """Client threads looping requests at a steady rate.
+
+    add(name, step, rate): step(client, seq, rng) -> record dict; the thread
+    calls it about `rate` times a second (never in bursts to catch up).
+    Every record is kept in self.records (list.append is atomic)."""
+
+    def __init__(self, port, timeout=10.0, seed=None):
+        self.port = port
+        self.timeout = timeout
+        self.records = []
+        self._stop = threading.Event()
+        self._threads = []
+        self._plans = []
+        self._seed = seed if seed is not None else int(time.time())
+
+    def add(self, name, step, rate):
+        self._plans.append((name, step, float(rate)))
+        return self
+
+    def _run(self, name, step, rate, rng):
+        client = Client(self.port, timeout=self.timeout)
+        period = 1.0 / rate
+        nxt = time.time()
+        seq = 0
+        try:
+            while not self._stop.is_set():
+                rec = step(client, seq, rng)
+                rec["thread"] = name
+                self.records.append(rec)
+                seq += 1
+                nxt += period
+                delay = nxt - time.time()
+                if delay > 0:
+                    self._stop.wait(delay)
+                else:
+                    nxt = time.time()
+        finally:
+            client.close()
+
+    def start(self):
+        for i, (name, step, rate) in enumerate(self._plans):
+            rng = random.Random(self._seed * 1000 + i)
+            t = threading.Thread(target=self._run, args=(name, step, rate, rng),
+                                 name="load-" + name, daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def stop(self, timeout=30.0):
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout * MULT)
+        alive = [t.name for t in self._threads if t.is_alive()]
+        assert not alive, "load threads still running: %s" % alive
+
+    def since(self, t_from, t_to=None, kind=None):
+        return [r for r in self.records
+                if r["t0"] >= t_from and (t_to is None or r["t0"] < t_to)
+                and (kind is None or r.get("kind") == kind)]
+
+
+def summary(records):
+    """'n=.. ok=.. statuses={..} errors=.. p50=.. p99=.. max=..' as a dict."""
+    lat = [r["latency"] for r in records]
+    statuses = {}
+    for r in records:
+        key = r["status"] if r["status"] is not None else "conn-error"
+        statuses[key] = statuses.get(key, 0) + 1
+    return {"n": len(records), "statuses": statuses,
+            "p50_ms": 1000 * percentile(lat, 50), "p99_ms": 1000 * percentile(lat, 99),
+            "max_ms": 1000 * max(lat) if lat else 0.0}
+
+
+def fmt_statuses(statuses):
+    return ",".join("%s:%d" % (k, v) for k, v in sorted(statuses.items(), key=str))
+
+
+def describe(rec):
+    """A short line for an assertion message."""
+    return "%s %s t0=%.3f lat=%.3fs status=%s error=%s body=%s request_id=%s" % (
+        rec["method"], rec["path"], rec["t0"], rec["latency"], rec["status"], rec["error"],
+        str(rec["body"])[:160], rec.get("request_id"))
+
+
+# -------------------------------------------------- one-off API helpers --
+
+def admin_token(port, admin):
+    st, _, b = snaptest.request("POST", "/sessions", port=port,
+                                body={"username": admin[0], "password": admin[1]})
+    assert st == 201, ("admin login", st, b)
+    return b["token"]
+
+
+def lookup_all(port, token, ids):
+    """Admin lookup of every id: {id: (status, body)} over one connection."""
+    c = Client(port)
+    out = {}
+    try:
+        for mid in ids:
+            r = c.call("GET", "/chat/%d" % mid, token=token)
+            out[mid] = (r["status"] if r["error"] is None else r["error"], r["body"])
+    finally:
+        c.close()
+    return out
+
+
+def drain(port, users, rounds=3):
+    """Reads every user's inbox until it answers []; returns the read records.
+    Fails on anything but 200."""
+    c = Client(port)
+    recs = []
+    try:
+        for u in users:
+            for _ in range(rounds):
+                r = read(c, u)
+                assert r["status"] == 200, ("drain", describe(r))
+                recs.append(r)
+                if not r["ids"]:
+                    break
+    finally:
+        c.close()
+    return recs
+
+
+def wait_until(predicate, what, timeout):
+    deadline = time.time() + timeout * MULT
+    while time.time() < deadline:
+        if predicate():
+            return time.time()
+        time.sleep(0.05)
+    raise AssertionError("timed out after %.0fs waiting for %s" % (timeout * MULT, what))
+
+
+# --------------------------------------------------------- process probes --
+
+def proc_status_kb(pid, field="VmRSS"):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError("no %s in /proc/%d/status" % (field, pid))
+
+
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def thread_count(pid):
+    return len(os.listdir("/proc/%d/task" % pid))
+
+
+def fd_kinds(pid):
+    """Open fds of pid by kind: {'socket': n, 'file': n, 'pipe': n, 'other': n}."""
+    out = {"socket": 0, "file": 0, "pipe": 0, "other": 0}
+    d = "/proc/%d/fd" % pid
+    for name in os.listdir(d):
+        try:
+            target = os.readlink(os.path.join(d, name))
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:"):
+            out["socket"] += 1
+        elif target.startswith("pipe:"):
+            out["pipe"] += 1
+        elif target.startswith("/"):
+            out["file"] += 1
+        else:
+            out["other"] += 1
+    return out
+
+
+def service_procs(stack):
+    """[(name, Proc)] of every running service instance."""
+    return [(p.name, p) for procs in stack.services.values() for p in procs if p.alive()]
+
+
+def metrics(port):
+    """/metrics of one instance: {'series{labels}': float}."""
+    st, _, text = snaptest.request("GET", "/metrics", port=port, timeout=5)
+    assert st == 200, ("metrics", port, st)
+    out = {}
+    for line in str(text).splitlines():
+        if not line or line.startswith("#"):
+            continue
+        key, _, val = line.rpartition(" ")
+        try:
+            out[key] = float(val)
+        except ValueError:
+            pass
+    return out
+
+
+def metric_sum(m, name, **labels):
+    """Sum of the series of `name` whose labels include every labels item."""
+    total = 0.0
+    for key, val in m.items():
+        base, _, rest = key.partition("{")
+        if base != name:
+            continue
+        if all('%s="%s"' % (k, v) in rest for k, v in labels.items()):
+            total += val
+    return total
+
+
+# ------------------------------------------------------------------ Redis --
+
+def _resp_read(f):
+    line = f.readline()
+    if not line:
+        raise ConnectionError("redis closed the connection")
+    kind, rest = line[:1], line[1:].rstrip(b"\r\n")
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        raise RuntimeError("redis error: " + rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)
+        return data[:-2].decode("utf-8", "replace")
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_resp_read(f) for _ in range(n)]
+    raise RuntimeError("bad RESP reply: %r" % line)
+
+
+def redis_cmd(port, *args, timeout=5.0):
+    """One Redis command over a fresh raw socket (RESP array of bulk strings)."""
+    payload = b"*%d\r\n" % len(args)
+    for a in args:
+        a = str(a).encode()
+        payload += b"$%d\r\n%s\r\n" % (len(a), a)
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(payload)
+        with s.makefile("rb") as f:
+            return _resp_read(f)
+
+
+def redis_info(port, section="memory"):
+    out = {}
+    for line in redis_cmd(port, "INFO", section).splitlines():
+        if ":" in line and not line.startswith("#"):
+            k, _, v = line.partition(":")
+            out[k] = v.strip()
+    return out
+
+
+def redis_used_memory(port):
+    return int(redis_info(port)["used_memory"])
+
+
+def redis_keys(port, pattern):
+    """Every key matching pattern, by SCAN (never KEYS)."""
+    keys, cursor = [], "0"
+    while True:
+        cursor, batch = redis_cmd(port, "SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
+        keys.extend(batch)
+        if cursor == "0":
+            return keys
+
+
+# -------------------------------------------------------------- HAProxy --
+
+def haproxy_log(stack):
+    return stack.haproxy.stdout() + "\n" + stack.haproxy.stderr()
+
+
+def haproxy_server_events(stack, server):
+    """How many times HAProxy logged server (e.g. 'ingest/ingest1') DOWN and UP."""
+    log = haproxy_log(stack)
+    down = len(re.findall(r"Server %s is DOWN" % re.escape(server), log))
+    up = len(re.findall(r"Server %s is UP" % re.escape(server), log))
+    return down, up
+
+
+def wait_server_state(stack, server, state, count, timeout=10.0):
+    """Waits until HAProxy has logged server `state` ('DOWN'/'UP') at least
+    `count` times; returns the time it was first seen."""
+    idx = 0 if state == "DOWN" else 1
+    return wait_until(lambda: haproxy_server_events(stack, server)[idx] >= count,
+                      "HAProxy to log %s %s (#%d)" % (server, state, count), timeout)
+
+
+# ------------------------------------------------------------- services --
+
+def kind_of(proc):
+    return proc.name.rstrip("0123456789")
+
+
+def restart_on_port(stack, old, attempts=20):
+    """Starts old's binary again listening on old.port (so HAProxy's fixed
+    backends file still reaches it) and puts it in old's place in
+    stack.services; old must be dead. Retries while the port is still held."""
+    assert not old.alive(), "%s is still running" % old.name
+    kind = kind_of(old)
+    env = dict(stack.env)
+    env["SNAPTEXT_LISTEN"] = "127.0.0.1:%d" % old.port
+    last = None
+    for _ in range(attempts):
+        try:
+            proc = snaptest.start_service(stack.binary(kind), old.name, env, root=stack.root)
+        except snaptest.HarnessError as e:
+            last = e
+            time.sleep(0.25)
+            continue
+        assert proc.port == old.port, (proc.port, old.port)
+        lst = stack.services[kind]
+        lst[lst.index(old)] = proc
+        stack.procs.append(proc)
+        return proc
+    raise last
+
+
+def close_logs(proc):
+    """Closes the log files of a process that was killed (Proc.kill leaves them open)."""
+    for f in (proc._out, proc._err):
+        if not f.closed:
+            f.close()
+
+
+@contextlib.contextmanager
+def stack(**kwargs):
+    """A Stack for one test: stopped afterwards; a service that did not exit
+    0 or wrote a sanitizer report fails the test; logs printed on failure."""
+    kwargs.setdefault("env", {"SNAPTEXT_AUTH": "open"})
+    s = snaptest.Stack(**kwargs)
+    failed = True
+    try:
+        yield s
+        failed = False
+    finally:
+        problems = s.stop()
+        if failed or problems:
+            print(s.all_logs()[-12000:], flush=True)
+        if os.environ.get("SNAP_KEEP_STACK") == "1":
+            print("SNAP_KEEP_STACK=1: logs and data kept in %s" % s.root, flush=True)
+        else:
+            s.cleanup()
+    assert not problems, "teardown problems: %s" % "; ".join(problems)
+
+
+def unique(prefix):
+    return "%s%d%03d" % (prefix, int(time.time()), random.randrange(1000))
+
+
+def duplicates(values):
+    """Sorted values that occur more than once."""
+    seen, dups = set(), set()
+    for v in values:
+        if v in seen:
+            dups.add(v)
+        seen.add(v)
+    return sorted(dups)
+
+
+class Problems:
+    """Collects failed checks so one run reports everything that is wrong
+    (and prints its figures first); assert_none() fails with all of them."""
+
+    def __init__(self):
+        self.items = []
+
+    def check(self, ok, msg, recs=()):
+        if not ok:
+            self.items.append(msg + "".join("\n    " + describe(r) for r in list(recs)[:10]))
+        return bool(ok)
+
+    def assert_none(self):
+        assert not self.items, "\n".join(self.items)
