@@ -117,9 +117,18 @@ def services_follow_a_sentinel_failover():
         missing = set(ids) - set(delivered)
         assert not missing, "%d acknowledged messages lost in the failover: %s" % (
             len(missing), sorted(missing)[:10])
-        st, _, tok = stack.req("POST", "/sessions", {"username": stack.admin[0],
-                                                     "password": stack.admin[1]})
-        assert st == 201, (st, tok)
+        # A login is a write too: until Sentinel has re-pointed the surviving
+        # replica at the new primary, it gets 503 + Retry-After (WAIT finds
+        # no replica). Retry as a client would.
+        login = {}
+
+        def logged_in():
+            st, _, body = stack.req("POST", "/sessions", {"username": stack.admin[0],
+                                                          "password": stack.admin[1]})
+            login["token"] = body.get("token") if st == 201 else None
+            return st == 201
+        wait_until(logged_in, "a login to succeed on the new primary", 20)
+        tok = login
         for mid in ids[:: max(1, len(ids) // 50)]:
             st, _, m = stack.req("GET", "/chat/%d" % mid, token=tok["token"])
             assert st == 200, (mid, st, m)
