@@ -26,7 +26,7 @@ run_suite "release" build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=ON
 # Sanitizers: everything but the deployment checks, which run no C code.
 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \
 UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
-SNAP_TIMEOUT_MULTIPLIER=${SNAP_TIMEOUT_MULTIPLIER:-3} \
+SNAP_TIMEOUT_MULTIPLIER=${SNAP_TIMEOUT_MULTIPLIER:-3} SNAP_SANITIZED=1 \
 SNAP_TEST_ARGS="-LE deploy ${SNAP_TEST_ARGS:-}" \
     run_suite "sanitizers" build-asan -DCMAKE_BUILD_TYPE=Debug -DSNAP_SANITIZE=ON -DBUILD_TESTING=ON
 echo "=== all test suites passed"
