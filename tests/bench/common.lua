@@ -79,6 +79,32 @@ function bench_count_status(status)
 end
 
 -- setup/done state ------------------------------------------------------------
+-- The thread's supply of work is used up: note when (once), ask wrk to stop
+-- this thread, and give it a request HAProxy answers itself meanwhile.
+-- Uses the script's globals ran_out_us, exhausted and idle.
+function bench_out_of_supply()
+  if not ran_out_us then
+    ran_out_us = bench_now_us()
+    exhausted = 1
+    wrk.thread:stop()
+  end
+  idle = idle + 1
+  return bench_idle_request
+end
+
+-- Counts an answer to GET /chats/{user}: empty reads and messages returned,
+-- into the script's globals empty and msgs.
+function bench_count_read(status, body)
+  if status == 200 and body:sub(1, 1) == "[" then
+    if body == "[]" then
+      empty = empty + 1
+    else
+      local _, n = body:gsub('"id":', "")
+      msgs = msgs + n
+    end
+  end
+end
+
 bench_threads = {}
 
 function setup(thread)

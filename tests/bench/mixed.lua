@@ -56,12 +56,5 @@ end
 
 function response(status, headers, body)
   bench_count_status(status)
-  if status == 200 and body:sub(1, 1) == "[" then
-    if body == "[]" then
-      empty = empty + 1
-    else
-      local _, n = body:gsub('"id":', "")
-      msgs = msgs + n
-    end
-  end
+  bench_count_read(status, body)
 end

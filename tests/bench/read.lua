@@ -31,13 +31,7 @@ end
 function request()
   local i = first + k * nthreads + tid
   if i >= last then
-    if not ran_out_us then
-      ran_out_us = bench_now_us()
-      exhausted = 1
-      wrk.thread:stop()
-    end
-    idle = idle + 1
-    return bench_idle_request
+    return bench_out_of_supply()
   end
   k = k + 1
   reads = reads + 1
@@ -46,12 +40,5 @@ end
 
 function response(status, headers, body)
   bench_count_status(status)
-  if status == 200 and body:sub(1, 1) == "[" then
-    if body == "[]" then
-      empty = empty + 1
-    else
-      local _, n = body:gsub('"id":', "")
-      msgs = msgs + n
-    end
-  end
+  bench_count_read(status, body)
 end

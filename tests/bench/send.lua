@@ -52,13 +52,7 @@ end
 
 function request()
   if quota and k >= quota then
-    if not ran_out_us then
-      ran_out_us = bench_now_us()
-      exhausted = 1
-      wrk.thread:stop()
-    end
-    idle = idle + 1
-    return bench_idle_request
+    return bench_out_of_supply()
   end
   local i = (offset + k * nthreads + tid) % users
   k = k + 1
