@@ -823,25 +823,34 @@ int hot_id_floor(struct hot_store *h, int64_t floor, struct snap_err *err)
     return rc;
 }
 
+/* Writes prefix, part (1..max bytes) and suffix into key, NUL-terminated,
+ * and its length into *key_len; key must hold strlen(prefix) + max +
+ * strlen(suffix) + 1 bytes. what names the part in the error. */
+static int make_key(const char *prefix, const char *part, size_t max, const char *suffix,
+                    const char *what, char *key, size_t *key_len, struct snap_err *err)
+{
+    size_t plen = strlen(prefix), len, slen = strlen(suffix);
+
+    *key_len = 0;
+    if (part == NULL) return snap_err_set(err, SNAP_EINVAL, "%s: missing", what);
+    len = strlen(part);
+    if (len == 0 || len > max)
+        return snap_err_set(err, SNAP_EINVAL, "%s must be 1 to %zu bytes", what, max);
+    memcpy(key, prefix, plen);
+    memcpy(key + plen, part, len);
+    memcpy(key + plen + len, suffix, slen + 1);
+    *key_len = plen + len + slen;
+    return SNAP_OK;
+}
+
 /* key = "snap:{" user "}:inbox"; key holds HOT_INBOX_KEY_MAX bytes. */
 #define HOT_INBOX_KEY_MAX                                                                          \
     (sizeof KEY_INBOX_PREFIX - 1 + SNAP_USERNAME_MAX + sizeof KEY_INBOX_SUFFIX)
 
 static int inbox_key(const char *user, char *key, size_t *key_len, struct snap_err *err)
 {
-    size_t ulen;
-
-    *key_len = 0;
-    if (user == NULL) return snap_err_set(err, SNAP_EINVAL, "inbox: no username");
-    ulen = strlen(user);
-    if (ulen == 0 || ulen > SNAP_USERNAME_MAX)
-        return snap_err_set(err, SNAP_EINVAL, "inbox: username must be 1 to %d bytes",
-                            SNAP_USERNAME_MAX);
-    memcpy(key, KEY_INBOX_PREFIX, sizeof KEY_INBOX_PREFIX - 1);
-    memcpy(key + sizeof KEY_INBOX_PREFIX - 1, user, ulen);
-    memcpy(key + sizeof KEY_INBOX_PREFIX - 1 + ulen, KEY_INBOX_SUFFIX, sizeof KEY_INBOX_SUFFIX);
-    *key_len = sizeof KEY_INBOX_PREFIX - 1 + ulen + sizeof KEY_INBOX_SUFFIX - 1;
-    return SNAP_OK;
+    return make_key(KEY_INBOX_PREFIX, user, SNAP_USERNAME_MAX, KEY_INBOX_SUFFIX, "inbox: username",
+                    key, key_len, err);
 }
 
 /* Behind Sentinel, a failover promotes a replica, and Redis replicates
@@ -1057,18 +1066,8 @@ void hot_msg_list_free(struct hot_msg_list *l)
 
 static int session_key(const char *token_hash, char *key, size_t *key_len, struct snap_err *err)
 {
-    size_t hlen;
-
-    *key_len = 0;
-    if (token_hash == NULL) return snap_err_set(err, SNAP_EINVAL, "session: no token hash");
-    hlen = strlen(token_hash);
-    if (hlen == 0 || hlen > HOT_TOKEN_HASH_MAX)
-        return snap_err_set(err, SNAP_EINVAL, "session: token hash must be 1 to %d bytes",
-                            HOT_TOKEN_HASH_MAX);
-    memcpy(key, KEY_SESSION_PREFIX, sizeof KEY_SESSION_PREFIX - 1);
-    memcpy(key + sizeof KEY_SESSION_PREFIX - 1, token_hash, hlen + 1);
-    *key_len = sizeof KEY_SESSION_PREFIX - 1 + hlen;
-    return SNAP_OK;
+    return make_key(KEY_SESSION_PREFIX, token_hash, HOT_TOKEN_HASH_MAX, "", "session: token hash",
+                    key, key_len, err);
 }
 
 int hot_session_put(struct hot_store *h, const char *token_hash, const char *username,
