@@ -82,6 +82,19 @@ static int parse_int(const struct cfg_row *row, const char *value, struct snap_c
     return 0;
 }
 
+/* Copies value (len bytes) into row's string field, or says it is too long:
+ * a setting is never cut silently. */
+static int store_string(const struct cfg_row *row, const char *value, size_t len,
+                        struct snap_config *cfg, char *why, size_t whylen)
+{
+    if (len >= row->size) {
+        (void)snprintf(why, whylen, "must be at most %zu bytes long", row->size - 1);
+        return -1;
+    }
+    memcpy((char *)cfg + row->offset, value, len + 1);
+    return 0;
+}
+
 /* A URL string with a required scheme (row->prefix). */
 static int parse_url(const struct cfg_row *row, const char *value, struct snap_config *cfg,
                      int default_port, char *why, size_t whylen)
@@ -92,12 +105,7 @@ static int parse_url(const struct cfg_row *row, const char *value, struct snap_c
         (void)snprintf(why, whylen, "must be a URL starting with %s", row->prefix);
         return -1;
     }
-    if (len >= row->size) {
-        (void)snprintf(why, whylen, "must be at most %zu bytes long", row->size - 1);
-        return -1;
-    }
-    memcpy((char *)cfg + row->offset, value, len + 1);
-    return 0;
+    return store_string(row, value, len, cfg, why, whylen);
 }
 
 /* SNAPTEXT_STORE: sqlite://<path> or mongodb://<rest>. */
@@ -116,12 +124,7 @@ static int parse_store(const struct cfg_row *row, const char *value, struct snap
         (void)snprintf(why, whylen, "must be sqlite://<path> or mongodb://<host>...");
         return -1;
     }
-    if (len >= row->size) {
-        (void)snprintf(why, whylen, "must be at most %zu bytes long", row->size - 1);
-        return -1;
-    }
-    memcpy((char *)cfg + row->offset, value, len + 1);
-    return 0;
+    return store_string(row, value, len, cfg, why, whylen);
 }
 
 static int host_char(char c)
@@ -172,12 +175,7 @@ static int parse_sentinels(const struct cfg_row *row, const char *value, struct 
             return -1;
         }
     }
-    if (len >= row->size) {
-        (void)snprintf(why, whylen, "must be at most %zu bytes long", row->size - 1);
-        return -1;
-    }
-    memcpy((char *)cfg + row->offset, value, len + 1);
-    return 0;
+    return store_string(row, value, len, cfg, why, whylen);
 }
 
 /* SNAPTEXT_LISTEN: "[host:]port", host a name, an IPv4 address or a
