@@ -17,8 +17,13 @@
  * Defaults added when the url does not set them (docs/MONGODB.md):
  * serverSelectionTimeoutMS=1500, connectTimeoutMS=1000, socketTimeoutMS=2000
  * (a dead server is SNAP_EUNAVAIL in about 2 s, never a hang), and the write
- * concern {w: "majority", j: true} for every write (a 0 return from msg_put
- * means majority-acknowledged and journaled); the url's w / journal win.
+ * concern {w: "majority", j: true} for every write (a 0 return from msg_put,
+ * or an rcs[i] of 0 from msg_put_many, means majority-acknowledged and
+ * journaled); the url's w / journal win.
+ * msg_put_many sends its batch as one unordered insert (ordered: false):
+ * a taken _id (11000) is that message's SNAP_ECONFLICT and the others still
+ * go in; a write concern error or a failed command fails every message that
+ * has no write error of its own.
  *
  * Every value sent is typed BSON built from validated C fields; no request
  * text is ever parsed as JSON, BSON or a query. Driver error text goes only
@@ -471,37 +476,45 @@ static int mongo_ping(void *state, struct snap_err *err)
 
 /* ---- messages --------------------------------------------------------------- */
 
+/* Checks m as every insert of a message does (on top of cold_store.c's
+ * checks: a text BSON can hold, valid UTF-8) and appends its fields to doc,
+ * an empty document the caller initialised and destroys:
+ *   {_id: int64 id, username, from: string|null, text, created_at: date,
+ *    expiration_date: date}
+ * what names the caller in err. */
+static int msg_doc(const struct cold_msg *m, bson_t *doc, const char *what, struct snap_err *err)
+{
+    bool ok = true;
+
+    if (!m || m->id <= 0 || !str_ok(m->username, SNAP_USERNAME_MAX) ||
+        (m->has_from && !str_ok(m->from, SNAP_USERNAME_MAX)) || (!m->text && m->text_len > 0) ||
+        m->text_len > (size_t)INT_MAX ||
+        (m->text && !bson_utf8_validate(m->text, m->text_len, false)))
+        return snap_err_set(err, SNAP_EINVAL, "mongodb %s: invalid message", what);
+
+    ok = ok && BSON_APPEND_INT64(doc, "_id", m->id);
+    ok = ok && BSON_APPEND_UTF8(doc, "username", m->username);
+    if (m->has_from)
+        ok = ok && BSON_APPEND_UTF8(doc, "from", m->from);
+    else
+        ok = ok && BSON_APPEND_NULL(doc, "from");
+    ok = ok && bson_append_utf8(doc, "text", 4, m->text ? m->text : "", (int)m->text_len);
+    ok = ok && BSON_APPEND_DATE_TIME(doc, "created_at", m->created_ms);
+    ok = ok && BSON_APPEND_DATE_TIME(doc, "expiration_date", m->expires_ms);
+    return ok ? SNAP_OK : fail_build(err, what);
+}
+
 static int mongo_msg_put(void *state, const struct cold_msg *m, struct snap_err *err)
 {
     struct mongo_store *s = state;
     struct lease l;
     bson_t doc;
     bson_error_t e;
-    bool ok = true;
-    int rc = SNAP_OK;
-
-    if (!m || m->id <= 0 || !str_ok(m->username, SNAP_USERNAME_MAX) ||
-        (m->has_from && !str_ok(m->from, SNAP_USERNAME_MAX)) || (!m->text && m->text_len > 0) ||
-        m->text_len > (size_t)INT_MAX ||
-        (m->text && !bson_utf8_validate(m->text, m->text_len, false)))
-        return snap_err_set(err, SNAP_EINVAL, "mongodb msg_put: invalid message");
+    int rc;
 
     bson_init(&doc);
-    ok = ok && BSON_APPEND_INT64(&doc, "_id", m->id);
-    ok = ok && BSON_APPEND_UTF8(&doc, "username", m->username);
-    if (m->has_from)
-        ok = ok && BSON_APPEND_UTF8(&doc, "from", m->from);
-    else
-        ok = ok && BSON_APPEND_NULL(&doc, "from");
-    ok = ok && bson_append_utf8(&doc, "text", 4, m->text ? m->text : "", (int)m->text_len);
-    ok = ok && BSON_APPEND_DATE_TIME(&doc, "created_at", m->created_ms);
-    ok = ok && BSON_APPEND_DATE_TIME(&doc, "expiration_date", m->expires_ms);
-    if (!ok) {
-        bson_destroy(&doc);
-        return fail_build(err, "msg_put");
-    }
-
-    rc = lease_begin(s, MONGO_COLL_MESSAGES, &l, err);
+    rc = msg_doc(m, &doc, "msg_put", err);
+    if (rc == SNAP_OK) rc = lease_begin(s, MONGO_COLL_MESSAGES, &l, err);
     /* The write concern comes from the url (see default_write_concern). */
     if (rc == SNAP_OK) {
         if (!mongoc_collection_insert_one(l.coll, &doc, NULL, NULL, &e))
@@ -509,6 +522,191 @@ static int mongo_msg_put(void *state, const struct cold_msg *m, struct snap_err 
         lease_end(s, &l);
     }
     bson_destroy(&doc);
+    return rc;
+}
+
+/* Keeps in *sum the outcome a batch insert returns, as its rcs[] are
+ * filled: the failure that is not a conflict at the lowest index, else the
+ * conflict at the lowest index (cold_store.h). one is message i's outcome,
+ * never SNAP_OK; sum->code is SNAP_OK until the first call. */
+static void keep_first(struct snap_err *sum, size_t *sum_at, size_t i, const struct snap_err *one)
+{
+    bool take;
+
+    if (sum->code == SNAP_OK)
+        take = true;
+    else if ((sum->code == SNAP_ECONFLICT) != (one->code == SNAP_ECONFLICT))
+        take = sum->code == SNAP_ECONFLICT;
+    else
+        take = i < *sum_at;
+    if (take) {
+        *sum = *one;
+        *sum_at = i;
+    }
+}
+
+/* Reads the first entry of the array key of reply ({code, errmsg}, as in
+ * writeErrors and writeConcernErrors) into *code and *msg (borrowed from
+ * reply). False when there is no such entry. */
+static bool first_error(const bson_t *reply, const char *key, uint32_t *code, const char **msg)
+{
+    bson_iter_t it, arr, doc;
+
+    *code = 0;
+    *msg = "";
+    if (!bson_iter_init_find(&it, reply, key) || !BSON_ITER_HOLDS_ARRAY(&it) ||
+        !bson_iter_recurse(&it, &arr) || !bson_iter_next(&arr) || !BSON_ITER_HOLDS_DOCUMENT(&arr) ||
+        !bson_iter_recurse(&arr, &doc))
+        return false;
+    while (bson_iter_next(&doc)) {
+        if (BSON_ITER_IS_KEY(&doc, "code") && BSON_ITER_HOLDS_NUMBER(&doc))
+            *code = (uint32_t)bson_iter_as_int64(&doc);
+        else if (BSON_ITER_IS_KEY(&doc, "errmsg") && BSON_ITER_HOLDS_UTF8(&doc))
+            *msg = bson_iter_utf8(&doc, NULL);
+    }
+    return true;
+}
+
+/* Marks in rcs[] (all SNAP_OK on entry) the messages that have an entry in
+ * the writeErrors of reply: {index, code, errmsg} gives message index the
+ * status msg_put gives the same server error (status_of: 11000 is
+ * SNAP_ECONFLICT). Returns how many it marked, or -1 when an entry has no
+ * code or names an index outside the batch or twice: such a reply says
+ * nothing reliable about any message. */
+static long mark_write_errors(const bson_t *reply, size_t n, int *rcs, struct snap_err *sum,
+                              size_t *sum_at)
+{
+    bson_iter_t it, arr, doc;
+    long marked = 0;
+
+    if (!bson_iter_init_find(&it, reply, "writeErrors")) return 0;
+    if (!BSON_ITER_HOLDS_ARRAY(&it) || !bson_iter_recurse(&it, &arr)) return -1;
+    while (bson_iter_next(&arr)) {
+        bson_error_t e;
+        struct snap_err one;
+        int64_t index = -1;
+        const char *msg = "";
+
+        memset(&e, 0, sizeof e);
+        if (!BSON_ITER_HOLDS_DOCUMENT(&arr) || !bson_iter_recurse(&arr, &doc)) return -1;
+        while (bson_iter_next(&doc)) {
+            if (BSON_ITER_IS_KEY(&doc, "index") && BSON_ITER_HOLDS_NUMBER(&doc))
+                index = bson_iter_as_int64(&doc);
+            else if (BSON_ITER_IS_KEY(&doc, "code") && BSON_ITER_HOLDS_NUMBER(&doc))
+                e.code = (uint32_t)bson_iter_as_int64(&doc);
+            else if (BSON_ITER_IS_KEY(&doc, "errmsg") && BSON_ITER_HOLDS_UTF8(&doc))
+                msg = bson_iter_utf8(&doc, NULL);
+        }
+        if (index < 0 || (uint64_t)index >= n || rcs[index] != SNAP_OK || e.code == 0) return -1;
+        e.domain = MONGOC_ERROR_SERVER; /* where error api 2 puts a write error */
+        rcs[index] = status_of(&e);
+        (void)snap_err_set(&one, rcs[index], "mongodb insert messages: [%u/%u] message %lld: %s",
+                           (unsigned)e.domain, (unsigned)e.code, (long long)index, msg);
+        keep_first(sum, sum_at, (size_t)index, &one);
+        marked++;
+    }
+    return marked;
+}
+
+/* Fills rcs[0..n) after insert_many failed with e and reply, and returns
+ * the status of the call with err to match. A message with a write error
+ * gets its own status. The others count as stored only when the reply
+ * says so: no write concern error, and insertedCount equal to the messages
+ * without a write error (libmongoc sends a batch past the server's limits
+ * as several commands, and one of them may fail outright). Otherwise they
+ * get the failure of the batch, as msg_put maps it (a conflict there
+ * cannot be one message's: SNAP_EUNAVAIL). */
+static int batch_failure(const bson_t *reply, const bson_error_t *e, size_t n, int *rcs,
+                         struct snap_err *err)
+{
+    struct snap_err sum, batch;
+    size_t sum_at = 0;
+    bson_iter_t it;
+    int64_t inserted = -1;
+    uint32_t code;
+    const char *msg;
+    long marked;
+
+    snap_err_clear(&sum);
+    snap_err_clear(&batch);
+    for (size_t i = 0; i < n; i++) rcs[i] = SNAP_OK;
+    marked = mark_write_errors(reply, n, rcs, &sum, &sum_at);
+    if (bson_iter_init_find(&it, reply, "insertedCount") && BSON_ITER_HOLDS_NUMBER(&it))
+        inserted = bson_iter_as_int64(&it);
+
+    if (marked < 0) {
+        snap_err_clear(&sum);
+        for (size_t i = 0; i < n; i++) rcs[i] = SNAP_OK;
+        (void)snap_err_set(&batch, SNAP_EUNAVAIL,
+                           "mongodb insert messages: malformed writeErrors in the reply");
+    } else if (first_error(reply, "writeConcernErrors", &code, &msg)) {
+        (void)snap_err_set(&batch, SNAP_EUNAVAIL, "mongodb insert messages: [%u/%u] %s",
+                           (unsigned)MONGOC_ERROR_WRITE_CONCERN, (unsigned)code, msg);
+    } else if (marked == 0) {
+        /* Neither kind of error in the reply: the network, the server or
+         * libmongoc refused the whole command. */
+        if (fail(&batch, e, "insert messages") == SNAP_ECONFLICT) batch.code = SNAP_EUNAVAIL;
+    } else if (inserted != (int64_t)n - marked) {
+        (void)snap_err_set(&batch, SNAP_EUNAVAIL,
+                           "mongodb insert messages: %lld of %zu inserts confirmed, %ld refused",
+                           (long long)inserted, n, marked);
+    }
+
+    for (size_t i = 0; batch.code != SNAP_OK && i < n; i++) {
+        if (rcs[i] != SNAP_OK) continue;
+        rcs[i] = batch.code;
+        keep_first(&sum, &sum_at, i, &batch);
+    }
+    /* sum is set: every branch above marks at least one message. */
+    return snap_err_set(err, sum.code, "%s", sum.msg);
+}
+
+/* One unordered insert for the whole batch, with the write concern of the
+ * url as for msg_put: the server tries every document, so one taken id
+ * does not stop the others. rcs[i] is set on every return. */
+static int mongo_msg_put_many(void *state, const struct cold_msg *msgs, size_t n, int *rcs,
+                              struct snap_err *err)
+{
+    struct mongo_store *s = state;
+    struct lease l;
+    struct snap_err one;
+    bson_t **docs = NULL;
+    bson_t opts, reply;
+    bson_error_t e;
+    size_t built = 0;
+    bool filled = false;
+    int rc = SNAP_OK;
+
+    if (n == 0) return SNAP_OK;
+    bson_init(&opts);
+    /* bson_new() per document: an array of bson_t would break the 128-byte
+     * alignment libbson declares for it. */
+    docs = calloc(n, sizeof *docs);
+    if (!docs) rc = snap_err_set(err, SNAP_ERR, "mongodb msg_put_many: out of memory");
+    for (; rc == SNAP_OK && built < n; built++) {
+        docs[built] = bson_new();
+        rc = msg_doc(&msgs[built], docs[built], "msg_put_many", &one);
+        if (rc != SNAP_OK) (void)snap_err_set(err, rc, "%s (message %zu)", one.msg, built);
+    }
+    if (rc == SNAP_OK && !BSON_APPEND_BOOL(&opts, "ordered", false))
+        rc = fail_build(err, "msg_put_many");
+    if (rc == SNAP_OK) rc = lease_begin(s, MONGO_COLL_MESSAGES, &l, err);
+    if (rc == SNAP_OK) {
+        /* No writeConcern in opts: the collection's, from the url, applies
+         * (see default_write_concern). */
+        if (!mongoc_collection_insert_many(l.coll, (const bson_t **)docs, n, &opts, &reply, &e)) {
+            rc = batch_failure(&reply, &e, n, rcs, err);
+            filled = true;
+        }
+        bson_destroy(&reply);
+        lease_end(s, &l);
+    }
+    /* Success, or a failure before anything was sent: the same for all. */
+    for (size_t i = 0; !filled && i < n; i++) rcs[i] = rc;
+
+    for (size_t i = 0; i < built; i++) bson_destroy(docs[i]);
+    free(docs);
+    bson_destroy(&opts);
     return rc;
 }
 
@@ -812,6 +1010,7 @@ const struct cold_ops cold_mongo_ops = {
     .ensure_schema = mongo_ensure_schema,
     .ping = mongo_ping,
     .msg_put = mongo_msg_put,
+    .msg_put_many = mongo_msg_put_many,
     .msg_get = mongo_msg_get,
     .msg_expire = mongo_msg_expire,
     .msg_max_id = mongo_msg_max_id,

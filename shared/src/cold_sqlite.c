@@ -118,10 +118,12 @@ struct sq_state {
     int gc_leader; /* 1 while some thread commits a batch    */
 };
 
-/* One caller's write, on its stack while it waits in group_commit: an
- * insert of m, or (m == NULL) the expiry of ids[0..n) at at_ms. */
+/* One caller's write, on its stack while it waits in group_commit: the
+ * insert of msgs[0..n) with each outcome in rcs[], or (msgs == NULL) the
+ * expiry of ids[0..n) at at_ms. */
 struct write_req {
-    const struct cold_msg *m;
+    const struct cold_msg *msgs;
+    int *rcs;
     const int64_t *ids;
     size_t n;
     int64_t at_ms;
@@ -597,6 +599,26 @@ static int expire_ids(struct sq_conn *c, const int64_t *ids, size_t n, int64_t a
     return rc;
 }
 
+/* Inserts r's messages on c (inside the caller's transaction), each
+ * outcome in r->rcs[]. r->rc becomes SNAP_OK, SNAP_ECONFLICT when some id
+ * was taken (the others still go in), or the failure that stops the batch. */
+static void insert_req(struct sq_conn *c, struct write_req *r)
+{
+    struct snap_err one;
+
+    r->rc = SNAP_OK;
+    for (size_t i = 0; i < r->n; i++) {
+        int rc = insert_one(c, &r->msgs[i], &one);
+        r->rcs[i] = rc;
+        if (rc == SNAP_OK) continue;
+        if (r->rc == SNAP_OK || (r->rc == SNAP_ECONFLICT && rc != SNAP_ECONFLICT)) {
+            r->rc = rc;
+            r->err = one;
+        }
+        if (rc != SNAP_ECONFLICT) return;
+    }
+}
+
 /* Commits batch (a list of queued writes) in one transaction and sets each
  * one's outcome: SNAP_ECONFLICT for an insert of a taken id (the others
  * still commit), otherwise the transaction's. */
@@ -611,8 +633,10 @@ static void commit_batch(struct sq_state *st, struct write_req *batch)
         (void)pthread_mutex_lock(&st->write_lock);
         rc = stmt_run(c, ST_BEGIN, "begin insert", &err);
         for (r = batch; rc == SNAP_OK && r != NULL; r = r->next) {
-            r->rc = r->m != NULL ? insert_one(c, r->m, &r->err)
-                                 : expire_ids(c, r->ids, r->n, r->at_ms, &r->err);
+            if (r->msgs != NULL)
+                insert_req(c, r);
+            else
+                r->rc = expire_ids(c, r->ids, r->n, r->at_ms, &r->err);
             if (r->rc != SNAP_OK && r->rc != SNAP_ECONFLICT) {
                 rc = r->rc; /* the disk or the file failed: nothing commits */
                 err = r->err;
@@ -631,6 +655,7 @@ static void commit_batch(struct sq_state *st, struct write_req *batch)
         if (rc != SNAP_OK) {
             r->rc = rc;
             r->err = err;
+            for (size_t i = 0; r->msgs != NULL && i < r->n; i++) r->rcs[i] = rc;
         }
     }
 }
@@ -675,10 +700,17 @@ static int group_commit(struct sq_state *st, struct write_req *req, struct snap_
     return req->rc;
 }
 
+static int sq_msg_put_many(void *state, const struct cold_msg *msgs, size_t n, int *rcs,
+                           struct snap_err *err)
+{
+    struct write_req req = {.msgs = msgs, .rcs = rcs, .n = n, .rc = SNAP_ERR};
+    return group_commit(state, &req, err);
+}
+
 static int sq_msg_put(void *state, const struct cold_msg *m, struct snap_err *err)
 {
-    struct write_req req = {.m = m, .rc = SNAP_ERR};
-    return group_commit(state, &req, err);
+    int rc1;
+    return sq_msg_put_many(state, m, 1, &rc1, err);
 }
 
 /* Fills out from the current row of ST_MSG_GET. out->text is heap memory
@@ -872,6 +904,7 @@ const struct cold_ops cold_sqlite_ops = {
     .ensure_schema = sq_ensure_schema,
     .ping = sq_ping,
     .msg_put = sq_msg_put,
+    .msg_put_many = sq_msg_put_many,
     .msg_get = sq_msg_get,
     .msg_expire = sq_msg_expire,
     .msg_max_id = sq_msg_max_id,

@@ -142,21 +142,43 @@ int cold_ping(struct cold_store *cs, struct snap_err *err)
     return cs->ops->ping(cs->state, err);
 }
 
+/* The checks every message passes before any driver sees it; fn names the
+ * caller in the error. */
+static int msg_check(const struct cold_msg *m, const char *fn, struct snap_err *err)
+{
+    if (m == NULL) return snap_err_set(err, SNAP_EINVAL, "%s: message is NULL", fn);
+    if (m->id <= 0)
+        return snap_err_set(err, SNAP_EINVAL, "%s: id %lld is not positive", fn,
+                            (long long)m->id);
+    if (!str_ok(m->username, sizeof m->username))
+        return snap_err_set(err, SNAP_EINVAL, "%s: username is empty or too long", fn);
+    if (m->has_from && !str_ok(m->from, sizeof m->from))
+        return snap_err_set(err, SNAP_EINVAL, "%s: from is empty or too long", fn);
+    if (m->text == NULL) return snap_err_set(err, SNAP_EINVAL, "%s: text is NULL", fn);
+    if (memchr(m->text, '\0', m->text_len) != NULL)
+        return snap_err_set(err, SNAP_EINVAL, "%s: text holds a NUL byte", fn);
+    return SNAP_OK;
+}
+
 int cold_msg_put(struct cold_store *cs, const struct cold_msg *m, struct snap_err *err)
 {
     CHECK_STORE(cs, err, "cold_msg_put");
-    if (m == NULL) return snap_err_set(err, SNAP_EINVAL, "cold_msg_put: message is NULL");
-    if (m->id <= 0)
-        return snap_err_set(err, SNAP_EINVAL, "cold_msg_put: id %lld is not positive",
-                            (long long)m->id);
-    if (!str_ok(m->username, sizeof m->username))
-        return snap_err_set(err, SNAP_EINVAL, "cold_msg_put: username is empty or too long");
-    if (m->has_from && !str_ok(m->from, sizeof m->from))
-        return snap_err_set(err, SNAP_EINVAL, "cold_msg_put: from is empty or too long");
-    if (m->text == NULL) return snap_err_set(err, SNAP_EINVAL, "cold_msg_put: text is NULL");
-    if (memchr(m->text, '\0', m->text_len) != NULL)
-        return snap_err_set(err, SNAP_EINVAL, "cold_msg_put: text holds a NUL byte");
-    return cs->ops->msg_put(cs->state, m, err);
+    int rc = msg_check(m, "cold_msg_put", err);
+    return rc != SNAP_OK ? rc : cs->ops->msg_put(cs->state, m, err);
+}
+
+int cold_msg_put_many(struct cold_store *cs, const struct cold_msg *msgs, size_t n, int *rcs,
+                      struct snap_err *err)
+{
+    CHECK_STORE(cs, err, "cold_msg_put_many");
+    if (n == 0) return SNAP_OK;
+    if (msgs == NULL || rcs == NULL)
+        return snap_err_set(err, SNAP_EINVAL, "cold_msg_put_many: no messages or no results");
+    for (size_t i = 0; i < n; i++) {
+        int rc = msg_check(&msgs[i], "cold_msg_put_many", err);
+        if (rc != SNAP_OK) return rc;
+    }
+    return cs->ops->msg_put_many(cs->state, msgs, n, rcs, err);
 }
 
 int cold_msg_get(struct cold_store *cs, int64_t id, struct cold_msg *out, struct snap_err *err)

@@ -16,6 +16,10 @@
  *     get), created_ms and expires_ms to the millisecond;
  *   - get of an unknown id is SNAP_ENOTFOUND and leaves *out zeroed;
  *   - a second put with an existing id is SNAP_ECONFLICT and changes nothing;
+ *   - put_many stores a whole batch with one outcome per message: a taken
+ *     id is that message's SNAP_ECONFLICT (the stored one unchanged, the
+ *     others stored, the call SNAP_ECONFLICT); one invalid message refuses
+ *     the batch before anything is written;
  *   - expire sets expires_ms = at only where it was later than at, touches
  *     no other field and no other message, skips unknown ids without
  *     creating them, and may be repeated;
@@ -101,6 +105,16 @@ static int put(const struct cold_msg *m, struct snap_err *err)
     int rc = cold_msg_put(cs, m, err);
     if (rc == SNAP_OK && m->id > highest_put)
         highest_put = m->id;
+    return rc;
+}
+
+/* Puts msgs[0..n) as one batch and records the ids stored. */
+static int put_many(const struct cold_msg *msgs, size_t n, int *rcs, struct snap_err *err)
+{
+    int rc = cold_msg_put_many(cs, msgs, n, rcs, err);
+    for (size_t i = 0; rc != SNAP_EINVAL && i < n; i++) {
+        if (rcs[i] == SNAP_OK && msgs[i].id > highest_put) highest_put = msgs[i].id;
+    }
     return rc;
 }
 
@@ -441,6 +455,95 @@ static void test_msg_duplicate_id(void)
     CHECK_EQ_INT(put(&second, &err), SNAP_ECONFLICT);
     CHECK_EQ_INT(err.code, SNAP_ECONFLICT);
     check_roundtrip(&first);
+}
+
+/* A batch is stored whole, every field of every message exact, each with
+ * its own outcome SNAP_OK. */
+static void test_msg_put_many_roundtrip(void)
+{
+    struct snap_err err;
+    struct cold_msg batch[4];
+    int rcs[4];
+    char t1[] = "first of a batch", t2[] = "open mode in a batch",
+         t3[] = "h\xc3\xa9llo \xf0\x9f\x91\xbb \"quoted\" {\"$gt\": \"\"}", t4[] = "!";
+
+    msg_init(&batch[0], new_id(), "many", "bob", t1, strlen(t1), t0, t0 + 60000);
+    msg_init(&batch[1], new_id(), "many", NULL, t2, strlen(t2), t0 + 1, t0 + 2);
+    msg_init(&batch[2], new_id(), "j\xc3\xbcrgen", "\xf0\x9f\x98\x80sender", t3, strlen(t3),
+             INT64_C(1), INT64_C(253402300799999));
+    msg_init(&batch[3], new_id(), "many2", NULL, t4, 1, t0, t0 + 5);
+    for (size_t i = 0; i < 4; i++) rcs[i] = 12345; /* must be overwritten */
+    CHECK_EQ_INT(put_many(batch, 4, rcs, &err), SNAP_OK);
+    for (size_t i = 0; i < 4; i++) {
+        CHECK_EQ_INT(rcs[i], SNAP_OK);
+        check_roundtrip(&batch[i]);
+    }
+}
+
+/* One id of the batch already stored: that message alone is SNAP_ECONFLICT
+ * and leaves the stored one as it was; the others are stored; the call
+ * returns SNAP_ECONFLICT. */
+static void test_msg_put_many_conflict(void)
+{
+    struct snap_err err;
+    struct cold_msg first, batch[3];
+    int rcs[3] = {12345, 12345, 12345};
+    char t1[] = "stored before the batch", t2[] = "must not replace the stored one",
+         t3[] = "before the taken id", t4[] = "after the taken id";
+    int64_t taken = new_id();
+
+    msg_init(&first, taken, "dupmany", "bob", t1, strlen(t1), t0, t0 + 60000);
+    CHECK_EQ_INT(put(&first, &err), SNAP_OK);
+
+    msg_init(&batch[0], new_id(), "dupmany", NULL, t3, strlen(t3), t0, t0 + 1000);
+    msg_init(&batch[1], taken, "other", NULL, t2, strlen(t2), t0 + 7, t0 + 8);
+    msg_init(&batch[2], new_id(), "dupmany", "carol", t4, strlen(t4), t0 + 2, t0 + 3000);
+    snap_err_clear(&err);
+    CHECK_EQ_INT(put_many(batch, 3, rcs, &err), SNAP_ECONFLICT);
+    CHECK_EQ_INT(err.code, SNAP_ECONFLICT);
+    CHECK(err.msg[0] != '\0');
+    CHECK_EQ_INT(rcs[0], SNAP_OK);
+    CHECK_EQ_INT(rcs[1], SNAP_ECONFLICT);
+    CHECK_EQ_INT(rcs[2], SNAP_OK);
+    check_roundtrip(&first); /* text, username and the rest unchanged */
+    check_roundtrip(&batch[0]);
+    check_roundtrip(&batch[2]);
+}
+
+/* Arguments: an empty batch is success; no messages or no results is
+ * SNAP_EINVAL; one invalid message refuses the whole batch before anything
+ * is written. */
+static void test_msg_put_many_arguments(void)
+{
+    struct snap_err err;
+    struct cold_msg batch[3], got;
+    int rcs[3];
+    char text[] = "never stored";
+
+    msg_init(&batch[0], new_id(), "manyargs", NULL, text, strlen(text), t0, t0 + 1000);
+    msg_init(&batch[1], new_id(), "manyargs", NULL, text, strlen(text), t0, t0 + 1000);
+    msg_init(&batch[2], new_id(), "manyargs", "bob", text, strlen(text), t0, t0 + 1000);
+
+    CHECK_EQ_INT(cold_msg_put_many(cs, batch, 0, rcs, &err), SNAP_OK);
+    CHECK_EQ_INT(cold_msg_put_many(cs, NULL, 0, NULL, &err), SNAP_OK);
+    CHECK_EQ_INT(cold_msg_put_many(cs, NULL, 2, rcs, &err), SNAP_EINVAL);
+    CHECK_EQ_INT(err.code, SNAP_EINVAL);
+    CHECK_EQ_INT(cold_msg_put_many(cs, batch, 2, NULL, &err), SNAP_EINVAL);
+    CHECK_EQ_INT(cold_msg_put_many(NULL, batch, 3, rcs, &err), SNAP_EINVAL);
+
+    batch[1].id = 0;
+    snap_err_clear(&err);
+    CHECK_EQ_INT(cold_msg_put_many(cs, batch, 3, rcs, &err), SNAP_EINVAL);
+    CHECK_EQ_INT(err.code, SNAP_EINVAL);
+    batch[1].id = -3;
+    CHECK_EQ_INT(cold_msg_put_many(cs, batch, 3, rcs, &err), SNAP_EINVAL);
+    batch[1].id = new_id();
+    batch[2].text = NULL; /* the last one invalid: the first two not stored either */
+    CHECK_EQ_INT(cold_msg_put_many(cs, batch, 3, rcs, &err), SNAP_EINVAL);
+    for (size_t i = 0; i < 3; i++) {
+        CHECK_EQ_INT(cold_msg_get(cs, batch[i].id, &got, &err), SNAP_ENOTFOUND);
+        cold_msg_cleanup(&got);
+    }
 }
 
 /* expire sets expires_ms = at only where it was later, and nothing else. */
@@ -790,6 +893,9 @@ int main(void)
     RUN(test_msg_roundtrip_times);
     RUN(test_msg_get_unknown);
     RUN(test_msg_duplicate_id);
+    RUN(test_msg_put_many_roundtrip);
+    RUN(test_msg_put_many_conflict);
+    RUN(test_msg_put_many_arguments);
     RUN(test_msg_expire_semantics);
     RUN(test_msg_expire_repeatable);
     RUN(test_msg_expire_unknown_ids);

@@ -10,6 +10,8 @@
  *   cold_cli URL open                                  (open + schema only)
  *   cold_cli URL ping
  *   cold_cli URL put ID USER FROM TEXT TTL_MS [CREATED_MS]   FROM "" = null
+ *   cold_cli URL put_many CREATED_MS TTL_MS (ID USER FROM TEXT)...
+ *                                        (one batch; prints "rcs": [status...])
  *   cold_cli URL get ID
  *   cold_cli URL expire ID[,ID...] AT_MS
  *   cold_cli URL maxid
@@ -35,6 +37,7 @@
 #include "snap/log.h"
 
 #define CLI_MAX_IDS 4096
+#define CLI_MAX_MSGS 64
 
 static int usage(const char *why)
 {
@@ -42,6 +45,7 @@ static int usage(const char *why)
             "cold_cli: %s\n"
             "usage: cold_cli URL open|ping|maxid\n"
             "       cold_cli URL put ID USER FROM TEXT TTL_MS [CREATED_MS]\n"
+            "       cold_cli URL put_many CREATED_MS TTL_MS (ID USER FROM TEXT)...\n"
             "       cold_cli URL get ID | expire ID[,ID...] AT_MS\n"
             "       cold_cli URL user_put NAME HASH ROLE [CREATED_MS] | user_get NAME\n"
             "       cold_cli URL set_role NAME ROLE\n",
@@ -154,6 +158,39 @@ int main(int argc, char **argv)
         rc = cold_msg_put(cs, &m, &err);
         add_i64(out, "created_ms", m.created_ms);
         add_i64(out, "expires_ms", m.expires_ms);
+    } else if (strcmp(op, "put_many") == 0 && argc >= 9 && (argc - 5) % 4 == 0 &&
+               (argc - 5) / 4 <= CLI_MAX_MSGS) {
+        static struct cold_msg msgs[CLI_MAX_MSGS];
+        int rcs[CLI_MAX_MSGS];
+        size_t n = (size_t)(argc - 5) / 4;
+        int64_t created, ttl;
+        cJSON *arr;
+        if (parse_i64(argv[3], &created) != 0 || parse_i64(argv[4], &ttl) != 0) {
+            cold_close(cs);
+            cJSON_Delete(out);
+            return usage("bad put_many arguments");
+        }
+        for (size_t i = 0; i < n; i++) {
+            char **a = argv + 5 + 4 * i; /* ID USER FROM TEXT */
+            struct cold_msg *m = &msgs[i];
+            memset(m, 0, sizeof *m);
+            if (parse_i64(a[0], &m->id) != 0 || copy_str(m->username, sizeof m->username, a[1]) ||
+                copy_str(m->from, sizeof m->from, a[2])) {
+                cold_close(cs);
+                cJSON_Delete(out);
+                return usage("bad put_many message");
+            }
+            m->has_from = a[2][0] != '\0';
+            m->text = a[3];
+            m->text_len = strlen(a[3]);
+            m->created_ms = created;
+            m->expires_ms = created + ttl;
+            rcs[i] = SNAP_ERR;
+        }
+        rc = cold_msg_put_many(cs, msgs, n, rcs, &err);
+        arr = cJSON_AddArrayToObject(out, "rcs");
+        for (size_t i = 0; i < n; i++)
+            cJSON_AddItemToArray(arr, cJSON_CreateString(snap_status_name(rcs[i])));
     } else if (strcmp(op, "get") == 0 && argc == 4) {
         struct cold_msg m;
         int64_t id;

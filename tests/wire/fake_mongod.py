@@ -8,7 +8,9 @@ the parts of them that the driver uses:
   - createIndexes and ping: accepted;
   - insert: stores the documents; a duplicate _id is a write error with code
     11000 in any collection, and so is a duplicate username in "users"
-    (standing in for the unique index username_1);
+    (standing in for the unique index username_1); ordered (the default)
+    stops at the first such error, ordered: false goes on with the next
+    document and reports one write error per refused document;
   - find: equality, $in and $gt filters, one sort key, limit, and an
     inclusion projection;
   - update: the same filters, $set only, multi or single; replies n and
@@ -94,16 +96,24 @@ class FakeMongod:
     def insert(self, cmd):
         coll = self.coll(cmd["insert"])
         keys = UNIQUE.get(cmd["insert"], ("_id",))
+        ordered = cmd.get("ordered", True)
         n = 0
+        errors = []
         for i, doc in enumerate(cmd["documents"]):
-            for key in keys:
-                if any(key in old and self.same(old[key], doc.get(key)) for old in coll):
-                    return {"n": n, "writeErrors": [{
-                        "index": i, "code": 11000,
-                        "errmsg": "E11000 duplicate key error (fake) on %s" % key}]}
+            taken = [key for key in keys
+                     if any(key in old and self.same(old[key], doc.get(key)) for old in coll)]
+            if taken:
+                errors.append({"index": i, "code": 11000,
+                               "errmsg": "E11000 duplicate key error (fake) on %s" % taken[0]})
+                if ordered:
+                    break
+                continue
             coll.append(dict(doc))
             n += 1
-        return {"n": n}
+        reply = {"n": n}
+        if errors:
+            reply["writeErrors"] = errors
+        return reply
 
     def find(self, cmd):
         docs = [d for d in self.coll(cmd["find"]) if self.matches(d, cmd.get("filter", {}))]

@@ -7,8 +7,9 @@ through the public cold_store.h API, with the real libmongoc. Every command
 the driver sends is recorded and compared, BSON types included (int64 vs
 int32, dates, null), with the exact command we expect. The server's answers
 are scripted to check the status mapping (duplicate key -> conflict, any
-other failure -> unavailable) and the default timeouts (a dead or silent
-server is "unavailable" in about 2 s, never a hang).
+other failure -> unavailable; for a batch, one outcome per message) and the
+default timeouts (a dead or silent server is "unavailable" in about 2 s,
+never a hang).
 
 Not here: behaviour against a real mongod (tests/contract, contract_mongo).
 
@@ -384,6 +385,107 @@ def test_put_url_write_concern_wins(srv):
     for a, e in zip(sent, schema + [insert_cmd("messages", message_doc(
             8, "alice", "bob", "hi", 2000, 3000), wc=wc)]):
         check_command(a, e, list(e)[0])
+
+
+# put_many: one unordered insert for the whole batch; one outcome per message.
+
+T0 = 1700000000000
+BATCH = [(7, "alice", "bob", "hi"), (2 ** 40 + 3, "carol", "", "open mode"),
+         (9, "j\u00fcrgen", "dave", 'h\u00e9llo "q" \u2713')]
+
+
+def put_many(srv, batch=BATCH, created=T0, ttl=60000):
+    args = ["put_many", created, ttl]
+    for mid, user, frm, text in batch:
+        args += [mid, user, frm, text]
+    result, _, _ = run(srv.url(), *args)
+    return result
+
+
+def expect_rcs(result, rcs):
+    if result.get("rcs") != rcs:
+        raise AssertionError("rcs %r, expected %r: %r" % (result.get("rcs"), rcs, result))
+
+
+def put_many_cmd(batch=BATCH, created=T0, ttl=60000):
+    return cmd("insert", "messages", ordered=False, writeConcern=WC, documents=[
+        message_doc(mid, user, frm or None, text, created, created + ttl)
+        for mid, user, frm, text in batch])
+
+
+def write_errors(*errors, n=None, wce=None):
+    """A reply to an insert of len(BATCH) documents: writeErrors given as
+    (index, code) pairs, and an optional writeConcernError."""
+    reply = {"n": len(BATCH) - len(errors) if n is None else n,
+             "writeErrors": [{"index": i, "code": code, "errmsg": "scripted error %d" % code}
+                             for i, code in errors]}
+    if wce is not None:
+        reply["writeConcernError"] = {"code": wce, "errmsg": "scripted write concern error"}
+    return lambda r: r.replies(reply)
+
+
+@test
+@with_server
+def test_put_many_is_one_unordered_insert(srv):
+    result = put_many(srv)
+    expect_status(result, "ok")
+    expect_rcs(result, ["ok", "ok", "ok"])
+    expect_commands(srv, [put_many_cmd()])
+
+
+@test
+@with_server
+def test_put_many_duplicate_key_marks_that_message(srv):
+    srv.on("insert", write_errors((1, 11000)))
+    result = put_many(srv)
+    expect_status(result, "conflict")
+    expect_rcs(result, ["ok", "conflict", "ok"])
+    expect_commands(srv, [put_many_cmd()])
+
+
+@test
+@with_server
+def test_put_many_other_write_error_is_unavailable_for_that_message(srv):
+    srv.on("insert", write_errors((0, 11000), (2, 121)))
+    result = put_many(srv)
+    expect_status(result, "unavailable")
+    expect_rcs(result, ["conflict", "ok", "unavailable"])
+
+
+@test
+@with_server
+def test_put_many_write_concern_error_fails_the_unmarked(srv):
+    srv.on("insert", write_errors((1, 11000), wce=64))
+    result = put_many(srv)
+    expect_status(result, "unavailable")
+    expect_rcs(result, ["unavailable", "conflict", "unavailable"])
+
+
+@test
+@with_server
+def test_put_many_unconfirmed_inserts_are_unavailable(srv):
+    srv.on("insert", write_errors((1, 11000), n=0))
+    result = put_many(srv)
+    expect_status(result, "unavailable")
+    expect_rcs(result, ["unavailable", "conflict", "unavailable"])
+
+
+@test
+@with_server
+def test_put_many_command_error_fails_all(srv):
+    srv.on("insert", lambda r: r.command_err(code=10107, errmsg="not primary"))
+    result = put_many(srv)
+    expect_status(result, "unavailable")
+    expect_rcs(result, ["unavailable", "unavailable", "unavailable"])
+
+
+@test
+@with_server
+def test_put_many_hangup_fails_all(srv):
+    srv.on("insert", lambda r: r.hangup())
+    result = put_many(srv)
+    expect_status(result, "unavailable")
+    expect_rcs(result, ["unavailable", "unavailable", "unavailable"])
 
 
 @test

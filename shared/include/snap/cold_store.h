@@ -54,6 +54,8 @@ struct cold_ops {
     int (*ensure_schema)(void *state, struct snap_err *err); /* idempotent    */
     int (*ping)(void *state, struct snap_err *err);
     int (*msg_put)(void *state, const struct cold_msg *m, struct snap_err *err);
+    int (*msg_put_many)(void *state, const struct cold_msg *msgs, size_t n, int *rcs,
+                        struct snap_err *err);
     int (*msg_get)(void *state, int64_t id, struct cold_msg *out, struct snap_err *err);
     int (*msg_expire)(void *state, const int64_t *ids, size_t n, int64_t at_ms,
                       struct snap_err *err);
@@ -83,6 +85,18 @@ int cold_ping(struct cold_store *cs, struct snap_err *err);
 /* Records m durably (a 0 return means it is on disk / majority-acknowledged).
  * SNAP_ECONFLICT when a message with m->id already exists. */
 int cold_msg_put(struct cold_store *cs, const struct cold_msg *m, struct snap_err *err);
+
+/* Records msgs[0..n) as one batch: one transaction and one fsync on SQLite,
+ * one unordered insert on MongoDB. rcs[i] receives the outcome of msgs[i]:
+ * SNAP_OK (durable, as for cold_msg_put), SNAP_ECONFLICT (its id is already
+ * stored; the stored message is left alone) or the failure of the batch
+ * (then the message must be treated as not recorded). Returns SNAP_OK when
+ * every rcs[i] is SNAP_OK; otherwise the first failure that is not a
+ * conflict, or SNAP_ECONFLICT, with err describing it. A message that fails
+ * the checks of cold_msg_put fails the whole call with SNAP_EINVAL before
+ * anything is written. */
+int cold_msg_put_many(struct cold_store *cs, const struct cold_msg *msgs, size_t n, int *rcs,
+                      struct snap_err *err);
 
 /* Fills *out with message id, expired or not. SNAP_ENOTFOUND if unknown.
  * On success out->text is owned by *out: release with cold_msg_cleanup(). */
