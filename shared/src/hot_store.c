@@ -886,69 +886,170 @@ static int wait_replicated(struct hot_store *h, struct hot_cmd *undo, const char
                         undo != NULL ? " (taken back)" : "");
 }
 
+/* The five commands that put p into its inbox, built in c[0..5) over the
+ * buffers of b (which must outlive the round trip; b->value is heap memory
+ * the caller frees).
+ *
+ * One MULTI ... EXEC, applied atomically. NX gives a new inbox its first
+ * TTL; GT then only ever moves an existing TTL later, so the key lives
+ * exactly until its last message expires. MULTI rather than a script:
+ * plain commands need no script cache to (re)load after a restart or a
+ * failover, and read as themselves in MONITOR and SLOWLOG. Every command
+ * names the one hash-tagged key, so it also holds on Cluster. A message
+ * already expired when put into a new inbox makes PEXPIREAT delete the key
+ * at once: nothing deliverable is lost. */
+struct put_bufs {
+    char key[HOT_INBOX_KEY_MAX], field[24], exp[24];
+    size_t key_len, field_len;
+    char *value;
+};
+
+static int put_build(const struct hot_put *p, struct put_bufs *b, struct hot_cmd c[5],
+                     struct snap_err *err)
+{
+    size_t exp_len, value_len;
+    int rc = inbox_key(p->user, b->key, &b->key_len, err);
+
+    b->value = NULL;
+    if (rc != SNAP_OK) return rc;
+    if (p->id <= 0 || p->expires_ms <= 0)
+        return snap_err_set(err, SNAP_EINVAL, "inbox put: id and expiry must be positive");
+    if ((p->text == NULL && p->text_len > 0) || p->text_len > HOT_TEXT_MAX)
+        return snap_err_set(err, SNAP_EINVAL, "inbox put: bad text (%zu bytes)", p->text_len);
+
+    b->field_len = fmt_i64(b->field, p->id);
+    exp_len = fmt_i64(b->exp, p->expires_ms);
+    value_len = exp_len + 1 + p->text_len;
+    b->value = malloc(value_len);
+    if (b->value == NULL)
+        return snap_err_set(err, SNAP_ERR, "inbox put: out of memory (%zu bytes)", value_len);
+    memcpy(b->value, b->exp, exp_len);
+    b->value[exp_len] = ' ';
+    if (p->text_len > 0) memcpy(b->value + exp_len + 1, p->text, p->text_len);
+
+    memset(c, 0, 5 * sizeof *c);
+    cmd_adds(&c[0], "MULTI");
+    cmd_adds(&c[1], "HSET");
+    cmd_add(&c[1], b->key, b->key_len);
+    cmd_add(&c[1], b->field, b->field_len);
+    cmd_add(&c[1], b->value, value_len);
+    for (int i = 2; i <= 3; i++) {
+        cmd_adds(&c[i], "PEXPIREAT");
+        cmd_add(&c[i], b->key, b->key_len);
+        cmd_add(&c[i], b->exp, exp_len);
+        cmd_adds(&c[i], i == 2 ? "NX" : "GT");
+    }
+    cmd_adds(&c[4], "EXEC");
+    return SNAP_OK;
+}
+
+/* Sentinel mode: one WAIT covers every put of the batch that succeeded
+ * (see wait_replicated); if no replica confirms, each of them is taken
+ * back (HDEL) and fails. */
+static void puts_replicated(struct hot_store *h, const struct put_bufs *b, size_t n, int *rcs,
+                            struct snap_err *err)
+{
+    size_t i, ok = 0;
+
+    for (i = 0; i < n; i++) ok += rcs[i] == SNAP_OK;
+    if (h->n_sentinels == 0 || ok == 0) return;
+    if (wait_replicated(h, NULL, "inbox put", err) == SNAP_OK) return;
+    for (i = 0; i < n; i++) {
+        struct hot_cmd undo = {0};
+        redisReply *r = NULL;
+
+        if (rcs[i] != SNAP_OK) continue;
+        cmd_adds(&undo, "HDEL");
+        cmd_add(&undo, b[i].key, b[i].key_len);
+        cmd_add(&undo, b[i].field, b[i].field_len);
+        if (roundtrip(h, &undo, 1, &r, NULL) == SNAP_OK) freeReplyObject(r);
+        rcs[i] = SNAP_EUNAVAIL;
+    }
+}
+
+int hot_inbox_put_many(struct hot_store *h, const struct hot_put *puts, size_t n, int *rcs,
+                       size_t reserve, int64_t *first_id, struct snap_err *err)
+{
+    struct put_bufs *b = NULL;
+    struct hot_cmd *cmds = NULL;
+    redisReply **r = NULL;
+    size_t ncmds = 5 * n + (reserve > 0), i;
+    char count[24];
+    int rc = check_handle(h, err), first_fail = SNAP_OK;
+
+    if (rc != SNAP_OK) return rc;
+    if ((n > 0 && (puts == NULL || rcs == NULL)) || (reserve > 0 && first_id == NULL) ||
+        reserve > (size_t)INT64_MAX || ncmds == 0)
+        return snap_err_set(err, SNAP_EINVAL, "inbox put: nothing to do or no output");
+    if (first_id != NULL) *first_id = 0;
+    b = calloc(n ? n : 1, sizeof *b);
+    cmds = calloc(ncmds, sizeof *cmds);
+    r = calloc(ncmds, sizeof *r);
+    if (b == NULL || cmds == NULL || r == NULL) {
+        rc = snap_err_set(err, SNAP_ERR, "inbox put: out of memory for %zu puts", n);
+        goto out;
+    }
+    for (i = 0; i < n; i++) {
+        rc = put_build(&puts[i], &b[i], &cmds[5 * i], err);
+        if (rc != SNAP_OK) goto out; /* a caller bug: nothing is sent */
+    }
+    if (reserve > 0) {
+        cmd_adds(&cmds[5 * n], "INCRBY");
+        cmd_add(&cmds[5 * n], KEY_NEXT_ID, sizeof KEY_NEXT_ID - 1);
+        cmd_add(&cmds[5 * n], count, fmt_i64(count, (int64_t)reserve));
+    }
+    rc = roundtrip(h, cmds, ncmds, r, err);
+    if (rc != SNAP_OK) {
+        for (i = 0; i < n; i++) rcs[i] = rc;
+        goto out;
+    }
+    for (i = 0; i < n; i++) {
+        struct snap_err one;
+        rcs[i] = transaction_ok(h, &r[5 * i], 5, "inbox put", &one);
+        if (rcs[i] != SNAP_OK && first_fail == SNAP_OK) {
+            first_fail = rcs[i];
+            *err = one;
+        }
+    }
+    if (reserve > 0) {
+        const redisReply *ir = r[5 * n];
+        struct snap_err one;
+        int irc = reply_ok(h, ir, "INCRBY", &one);
+        if (irc == SNAP_OK && (ir->type != REDIS_REPLY_INTEGER || ir->integer < (long long)reserve))
+            irc = unexpected(h, "INCRBY", &one);
+        if (irc == SNAP_OK)
+            *first_id = (int64_t)ir->integer - (int64_t)reserve + 1;
+        else if (first_fail == SNAP_OK) {
+            first_fail = irc;
+            *err = one;
+        }
+    }
+    if (n > 0) {
+        struct snap_err one;
+        puts_replicated(h, b, n, rcs, &one);
+        for (i = 0; i < n && first_fail == SNAP_OK; i++)
+            if (rcs[i] != SNAP_OK) {
+                first_fail = rcs[i];
+                *err = one;
+            }
+    }
+    rc = first_fail;
+out:
+    if (r != NULL) free_replies(r, ncmds);
+    for (i = 0; b != NULL && i < n; i++) free(b[i].value);
+    free(b);
+    free(cmds);
+    free(r);
+    return rc;
+}
+
 int hot_inbox_put(struct hot_store *h, const char *user, int64_t id, int64_t expires_ms,
                   const char *text, size_t text_len, struct snap_err *err)
 {
-    char key[HOT_INBOX_KEY_MAX], field[24], exp[24];
-    size_t key_len, field_len, exp_len, value_len;
-    struct hot_cmd cmds[5];
-    redisReply *r[5] = {NULL};
-    char *value;
-    int rc = check_handle(h, err);
+    struct hot_put p = {user, id, expires_ms, text, text_len};
+    int rc1;
 
-    if (rc != SNAP_OK) return rc;
-    rc = inbox_key(user, key, &key_len, err);
-    if (rc != SNAP_OK) return rc;
-    if (id <= 0 || expires_ms <= 0)
-        return snap_err_set(err, SNAP_EINVAL, "inbox put: id and expiry must be positive");
-    if ((text == NULL && text_len > 0) || text_len > HOT_TEXT_MAX)
-        return snap_err_set(err, SNAP_EINVAL, "inbox put: bad text (%zu bytes)", text_len);
-
-    field_len = fmt_i64(field, id);
-    exp_len = fmt_i64(exp, expires_ms);
-    value_len = exp_len + 1 + text_len;
-    value = malloc(value_len);
-    if (value == NULL)
-        return snap_err_set(err, SNAP_ERR, "inbox put: out of memory (%zu bytes)", value_len);
-    memcpy(value, exp, exp_len);
-    value[exp_len] = ' ';
-    if (text_len > 0) memcpy(value + exp_len + 1, text, text_len);
-
-    /* One round trip, applied atomically. NX gives a new inbox its first
-     * TTL; GT then only ever moves an existing TTL later, so the key lives
-     * exactly until its last message expires. MULTI rather than a script:
-     * plain commands need no script cache to (re)load after a restart or a
-     * failover, and read as themselves in MONITOR and SLOWLOG. Every
-     * command names the one hash-tagged key, so it also holds on Cluster.
-     * A message already expired when put into a new inbox makes PEXPIREAT
-     * delete the key at once: nothing deliverable is lost. */
-    memset(cmds, 0, sizeof cmds);
-    cmd_adds(&cmds[0], "MULTI");
-    cmd_adds(&cmds[1], "HSET");
-    cmd_add(&cmds[1], key, key_len);
-    cmd_add(&cmds[1], field, field_len);
-    cmd_add(&cmds[1], value, value_len);
-    for (int i = 2; i <= 3; i++) {
-        cmd_adds(&cmds[i], "PEXPIREAT");
-        cmd_add(&cmds[i], key, key_len);
-        cmd_add(&cmds[i], exp, exp_len);
-        cmd_adds(&cmds[i], i == 2 ? "NX" : "GT");
-    }
-    cmd_adds(&cmds[4], "EXEC");
-
-    rc = roundtrip(h, cmds, 5, r, err);
-    free(value);
-    if (rc != SNAP_OK) return rc;
-    rc = transaction_ok(h, r, 5, "inbox put", err);
-    free_replies(r, 5);
-    if (rc == SNAP_OK) {
-        struct hot_cmd undo = {0};
-        cmd_adds(&undo, "HDEL");
-        cmd_add(&undo, key, key_len);
-        cmd_add(&undo, field, field_len);
-        rc = wait_replicated(h, &undo, "inbox put", err);
-    }
-    return rc;
+    return hot_inbox_put_many(h, &p, 1, &rc1, 0, NULL, err);
 }
 
 static int by_id(const void *a, const void *b)

@@ -64,6 +64,23 @@ int hot_id_floor(struct hot_store *h, int64_t floor, struct snap_err *err);
 int hot_inbox_put(struct hot_store *h, const char *user, int64_t id, int64_t expires_ms,
                   const char *text, size_t text_len, struct snap_err *err);
 
+/* One message for hot_inbox_put_many(); the strings are borrowed. */
+struct hot_put {
+    const char *user;
+    int64_t id;
+    int64_t expires_ms;
+    const char *text;
+    size_t text_len;
+};
+
+/* A batch in one round trip: puts[0..n) as hot_inbox_put() would do each
+ * (rcs[i] is the outcome of puts[i]) and, when reserve > 0, reserve fresh
+ * ids from the counter (INCRBY): *first_id .. *first_id + reserve - 1, or
+ * *first_id = 0 when that failed. Returns SNAP_OK when every part did,
+ * otherwise the first failure (err says which). n may be 0. */
+int hot_inbox_put_many(struct hot_store *h, const struct hot_put *puts, size_t n, int *rcs,
+                       size_t reserve, int64_t *first_id, struct snap_err *err);
+
 /* Atomically empties user's inbox and returns the messages in it whose
  * expires_ms is later than now_ms, oldest first. With any number of
  * concurrent callers on any number of processes, each message is returned
