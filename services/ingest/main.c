@@ -1,6 +1,7 @@
 /* ingest: the service that accepts snaps (POST /chat).
  * Its whole surface is the route table below; the handler is in handlers.c,
- * everything else (config, stores, HTTP, stop) in shared/ (service.h). */
+ * the thread that stores sends in batches in pipeline.c, everything else
+ * (config, stores, HTTP, stop) in shared/ (service.h). */
 #include "ingest.h"
 
 static const struct http_route routes[] = {
@@ -12,6 +13,8 @@ static const struct service_def ingest = {
     .default_port = 8082,
     .routes = routes,
     .nroutes = sizeof routes / sizeof routes[0],
+    .start = pipeline_start,
+    .stop = pipeline_stop,
 };
 
 int main(void)
