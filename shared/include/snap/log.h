@@ -4,7 +4,9 @@
  * The level is checked before anything is formatted. Strings that came from
  * a client are escaped by the JSON encoder and capped in length by the
  * caller's field (log_request) or by LOG_FIELD_MAX. Passwords, tokens and
- * message texts are never passed here. Thread-safe: each line is one write(2). */
+ * message texts are never passed here. Thread-safe: lines never interleave.
+ * Info and debug lines are buffered and written within about 10 ms (see
+ * log.c); warnings and errors are written before the call returns. */
 #ifndef SNAP_LOG_H
 #define SNAP_LOG_H
 
