@@ -23,6 +23,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <time.h>
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -112,7 +113,6 @@ struct sq_state {
     pthread_mutex_t write_lock; /* one writing thread per process        */
     /* Group commit of message writes (see group_commit). */
     pthread_mutex_t gc_lock;   /* guards the three fields below          */
-    pthread_cond_t gc_done;    /* a batch finished: waiters look again   */
     struct write_req *gc_head; /* queued writes, oldest first            */
     struct write_req **gc_tail;
     int gc_leader; /* 1 while some thread commits a batch    */
@@ -129,7 +129,8 @@ struct write_req {
     int64_t at_ms;
     int rc; /* its outcome, valid once done           */
     struct snap_err err;
-    int done;
+    int done;     /* set under gc_lock by the leader        */
+    sem_t wake;   /* posted when done, or to make it leader */
     struct write_req *next;
 };
 
@@ -446,7 +447,6 @@ static void sq_close(void *state)
         st->idle = c->next;
         conn_close(c);
     }
-    (void)pthread_cond_destroy(&st->gc_done);
     (void)pthread_mutex_destroy(&st->gc_lock);
     (void)pthread_mutex_destroy(&st->write_lock);
     (void)pthread_mutex_destroy(&st->pool_lock);
@@ -463,6 +463,10 @@ static int sq_open(const char *url, void **state, struct snap_err *err)
     *state = NULL;
     if (!sqlite3_threadsafe())
         return snap_err_set(err, SNAP_ERR, "sqlite library was built without thread support");
+    /* Process-wide, and only possible before SQLite's first use (later it is
+     * refused, harmlessly): no memory statistics, whose global mutex every
+     * worker thread would take on each allocation. */
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     st = calloc(1, sizeof *st);
     if (st == NULL) return snap_err_set(err, SNAP_ERR, "sqlite: out of memory");
     if (pthread_mutex_init(&st->pool_lock, NULL) != 0) {
@@ -479,13 +483,6 @@ static int sq_open(const char *url, void **state, struct snap_err *err)
         (void)pthread_mutex_destroy(&st->pool_lock);
         free(st);
         return snap_err_set(err, SNAP_ERR, "sqlite: cannot create a mutex");
-    }
-    if (pthread_cond_init(&st->gc_done, NULL) != 0) {
-        (void)pthread_mutex_destroy(&st->gc_lock);
-        (void)pthread_mutex_destroy(&st->write_lock);
-        (void)pthread_mutex_destroy(&st->pool_lock);
-        free(st);
-        return snap_err_set(err, SNAP_ERR, "sqlite: cannot create a condition variable");
     }
     st->gc_tail = &st->gc_head;
     /* From here on sq_close() releases everything. */
@@ -665,37 +662,51 @@ static void commit_batch(struct sq_state *st, struct write_req *batch)
  * costs far more than a write, so writes that arrive while a commit is
  * running are queued and committed together by the next one. The first
  * caller to find no commit running becomes the leader: it takes the whole
- * queue, commits it as one transaction, marks every request done and wakes
- * the waiters; one of those that are still queued leads the next batch.
- * A lone write is committed at once. */
+ * queue, commits it as one transaction and marks every request done. Each
+ * waiter sleeps on its own semaphore, so a commit wakes exactly the
+ * threads it finished (a shared condition variable woke every waiter for
+ * each batch); then the leader hands over to the oldest write still queued,
+ * which wakes up as the next leader. A lone write is committed at once. */
 static int group_commit(struct sq_state *st, struct write_req *req, struct snap_err *err)
 {
+    int lead;
+
+    if (sem_init(&req->wake, 0, 0) != 0)
+        return snap_err_set(err, SNAP_ERR, "sqlite: cannot create a semaphore");
     (void)pthread_mutex_lock(&st->gc_lock);
     *st->gc_tail = req;
     st->gc_tail = &req->next;
-    while (!req->done) {
-        if (st->gc_leader) {
-            (void)pthread_cond_wait(&st->gc_done, &st->gc_lock);
-            continue;
-        }
-        struct write_req *batch = st->gc_head, *r;
+    lead = !st->gc_leader;
+    st->gc_leader = 1;
+    (void)pthread_mutex_unlock(&st->gc_lock);
+    if (!lead)
+        while (sem_wait(&req->wake) != 0) {
+        } /* EINTR only */
+    if (!req->done) {
+        /* Leader: req is still queued, so the batch holds it. */
+        struct write_req *batch, *r, *next;
+
+        (void)pthread_mutex_lock(&st->gc_lock);
+        batch = st->gc_head;
         st->gc_head = NULL;
         st->gc_tail = &st->gc_head;
-        st->gc_leader = 1;
         (void)pthread_mutex_unlock(&st->gc_lock);
 
         commit_batch(st, batch);
 
         (void)pthread_mutex_lock(&st->gc_lock);
-        for (r = batch; r != NULL;) {
-            struct write_req *next = r->next; /* r may be gone once done is set */
+        for (r = batch; r != NULL; r = next) {
+            next = r->next; /* r may be gone once it is woken */
             r->done = 1;
-            r = next;
+            if (r != req) (void)sem_post(&r->wake);
         }
-        st->gc_leader = 0;
-        (void)pthread_cond_broadcast(&st->gc_done);
+        if (st->gc_head != NULL)
+            (void)sem_post(&st->gc_head->wake); /* it leads the next batch */
+        else
+            st->gc_leader = 0;
+        (void)pthread_mutex_unlock(&st->gc_lock);
     }
-    (void)pthread_mutex_unlock(&st->gc_lock);
+    (void)sem_destroy(&req->wake);
     if (req->rc != SNAP_OK && err != NULL) *err = req->err;
     return req->rc;
 }
