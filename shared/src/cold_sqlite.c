@@ -21,13 +21,18 @@
  * for every driver), anything about Redis or HTTP. */
 #include "snap/cold_store.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <time.h>
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #define SQ_SCHEME   "sqlite://"
 #define SQ_PATH_MAX 4096 /* longest database path accepted            */
@@ -111,6 +116,8 @@ struct sq_state {
     struct sq_conn *idle;      /* owned: connections nobody is using   */
     size_t nidle;
     pthread_mutex_t write_lock; /* one writing thread per process        */
+    int writer_fd;              /* <path>-writer.lock, flock()ed by the
+                                   writing thread: -1 when unavailable      */
     /* Group commit of message writes (see group_commit). */
     pthread_mutex_t gc_lock;   /* guards the three fields below          */
     struct write_req *gc_head; /* queued writes, oldest first            */
@@ -183,15 +190,19 @@ static int sq_fail(struct sq_conn *c, int rc, const char *what, struct snap_err 
 
 /* ---- connections ------------------------------------------------------------ */
 
-/* Busy handler: another process (ingest and fetch share the file) holds the
- * write lock. SQLite's own busy_timeout backs off to sleeps of up to 100 ms,
- * which a transaction of a few hundred microseconds turns into pure
- * latency; poll every 200 us instead, up to SQ_BUSY_TIMEOUT_MS in total. */
+/* Busy handler: another process holds the write lock — one that does not
+ * take turns through the writer's flock (see writer_enter), or any of ours
+ * when the flock is unavailable. SQLite's own busy_timeout backs off to
+ * sleeps of up to 100 ms, which a transaction of a few hundred
+ * microseconds turns into pure latency; poll every 200 us instead, up to
+ * SQ_BUSY_TIMEOUT_MS in total. arg is the store's sq_state. */
 #define SQ_BUSY_POLL_US 200
+
+static void writer_yield(const struct sq_state *st);
 
 static int busy_wait(void *arg, int count)
 {
-    (void)arg;
+    if (count == 0) writer_yield(arg);
     if ((long)count * SQ_BUSY_POLL_US >= (long)SQ_BUSY_TIMEOUT_MS * 1000) return 0;
     struct timespec ts = {0, SQ_BUSY_POLL_US * 1000L};
     (void)nanosleep(&ts, NULL);
@@ -254,7 +265,7 @@ static int conn_open(const struct sq_state *st, int create, struct sq_conn **out
         goto fail;
     }
     (void)sqlite3_extended_result_codes(c->db, 1); /* tell PK conflicts apart */
-    (void)sqlite3_busy_handler(c->db, busy_wait, NULL);
+    (void)sqlite3_busy_handler(c->db, busy_wait, (void *)st);
     if (sqlite3_db_readonly(c->db, "main") == 1) {
         /* SQLite falls back to read-only when the file is not writable; a
          * store that cannot take messages is down, so say so at once. */
@@ -396,6 +407,56 @@ static int column_copy(sqlite3_stmt *s, int col, char *out, size_t cap)
     return 0;
 }
 
+/* ---- the writer's lock ----------------------------------------------------- */
+
+/* Every process sharing the file (ingest, fetch and users, and several
+ * instances of each) writes through SQLite's single write lock, and a
+ * process that finds it taken can only poll for it (busy_wait). Between
+ * our own processes, an flock() on a side file hands the turn over at
+ * once instead: the writer takes it around each transaction, and a waiter
+ * sleeps in the kernel until it is released. SQLite's own locking still
+ * guards the data; anything else writing the file (the sqlite3 shell, a
+ * backup) is still met by busy_wait and its time limit. Without the side
+ * file (read-only directory), writers just poll as before. */
+static __thread int writer_held; /* this thread holds the flock */
+
+static void writer_enter(struct sq_state *st)
+{
+    (void)pthread_mutex_lock(&st->write_lock);
+    if (st->writer_fd < 0) return;
+    while (flock(st->writer_fd, LOCK_EX) != 0)
+        if (errno != EINTR) return; /* no turn-taking this time: SQLite still locks */
+    writer_held = 1;
+}
+
+/* Gives the turn back early: called when SQLite's lock is held by a writer
+ * that does not take part (see busy_wait), so that our other processes are
+ * not stuck behind this one for the whole busy timeout. */
+static void writer_yield(const struct sq_state *st)
+{
+    if (!writer_held) return;
+    (void)flock(st->writer_fd, LOCK_UN);
+    writer_held = 0;
+}
+
+static void writer_leave(struct sq_state *st)
+{
+    writer_yield(st);
+    (void)pthread_mutex_unlock(&st->write_lock);
+}
+
+static void writer_open(struct sq_state *st)
+{
+    size_t len = strlen(st->path) + sizeof "-writer.lock";
+    char *name = malloc(len);
+
+    st->writer_fd = -1;
+    if (name == NULL) return;
+    (void)snprintf(name, len, "%s-writer.lock", st->path);
+    st->writer_fd = open(name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    free(name);
+}
+
 /* ---- open / close / schema ----------------------------------------------- */
 
 /* Checks the url and returns its file path in *path (heap, the caller's). */
@@ -447,6 +508,7 @@ static void sq_close(void *state)
         st->idle = c->next;
         conn_close(c);
     }
+    if (st->writer_fd >= 0) (void)close(st->writer_fd);
     (void)pthread_mutex_destroy(&st->gc_lock);
     (void)pthread_mutex_destroy(&st->write_lock);
     (void)pthread_mutex_destroy(&st->pool_lock);
@@ -485,10 +547,12 @@ static int sq_open(const char *url, void **state, struct snap_err *err)
         return snap_err_set(err, SNAP_ERR, "sqlite: cannot create a mutex");
     }
     st->gc_tail = &st->gc_head;
+    st->writer_fd = -1;
     /* From here on sq_close() releases everything. */
     rc = parse_url(url, &st->path, err);
     if (rc == SNAP_OK)
         rc = conn_open(st, 1, &c, err); /* fail now, at start, if the file is unusable */
+    if (rc == SNAP_OK) writer_open(st);
     if (rc != SNAP_OK) {
         sq_close(st);
         return rc;
@@ -507,7 +571,7 @@ static int sq_ensure_schema(void *state, struct snap_err *err)
 
     rc = pool_take(st, &c, err);
     if (rc != SNAP_OK) return rc;
-    (void)pthread_mutex_lock(&st->write_lock);
+    writer_enter(st);
     rc = stmt_run(c, ST_BEGIN, "begin schema", err);
     if (rc != SNAP_OK) goto done;
     /* Read once at start, so not worth a cached statement. */
@@ -529,7 +593,7 @@ static int sq_ensure_schema(void *state, struct snap_err *err)
 done:
     (void)sqlite3_finalize(s);
     if (!sqlite3_get_autocommit(c->db)) (void)stmt_run(c, ST_ROLLBACK, "rollback schema", NULL);
-    (void)pthread_mutex_unlock(&st->write_lock);
+    writer_leave(st);
     pool_give(st, c);
     return rc;
 }
@@ -627,7 +691,7 @@ static void commit_batch(struct sq_state *st, struct write_req *batch)
     int rc = pool_take(st, &c, &err);
 
     if (rc == SNAP_OK) {
-        (void)pthread_mutex_lock(&st->write_lock);
+        writer_enter(st);
         rc = stmt_run(c, ST_BEGIN, "begin insert", &err);
         for (r = batch; rc == SNAP_OK && r != NULL; r = r->next) {
             if (r->msgs != NULL)
@@ -645,7 +709,7 @@ static void commit_batch(struct sq_state *st, struct write_req *batch)
             struct snap_err ignored;
             (void)stmt_run(c, ST_ROLLBACK, "rollback insert", &ignored);
         }
-        (void)pthread_mutex_unlock(&st->write_lock);
+        writer_leave(st);
         pool_give(st, c);
     }
     for (r = batch; r != NULL; r = r->next) {
@@ -827,7 +891,7 @@ static int sq_user_put(void *state, const struct cold_user *u, struct snap_err *
 
     rc = pool_take(st, &c, err);
     if (rc != SNAP_OK) return rc;
-    (void)pthread_mutex_lock(&st->write_lock);
+    writer_enter(st);
     rc = stmt_get(c, ST_USER_PUT, &s, err);
     if (rc == SNAP_OK) {
         int q = bind_text(s, 1, u->username, strlen(u->username));
@@ -839,7 +903,7 @@ static int sq_user_put(void *state, const struct cold_user *u, struct snap_err *
         stmt_done(s);
         if (rc == SNAP_OK) rc = check_not_moved(c, st, err);
     }
-    (void)pthread_mutex_unlock(&st->write_lock);
+    writer_leave(st);
     pool_give(st, c);
     return rc;
 }
@@ -889,7 +953,7 @@ static int sq_user_set_role(void *state, const char *username, const char *role,
 
     rc = pool_take(st, &c, err);
     if (rc != SNAP_OK) return rc;
-    (void)pthread_mutex_lock(&st->write_lock);
+    writer_enter(st);
     rc = stmt_get(c, ST_USER_SET_ROLE, &s, err);
     if (rc == SNAP_OK) {
         int q = bind_text(s, 1, username, strlen(username));
@@ -902,7 +966,7 @@ static int sq_user_set_role(void *state, const char *username, const char *role,
         stmt_done(s);
         if (rc == SNAP_OK) rc = check_not_moved(c, st, err);
     }
-    (void)pthread_mutex_unlock(&st->write_lock);
+    writer_leave(st);
     pool_give(st, c);
     return rc;
 }
