@@ -8,11 +8,15 @@ connections) after a warm-up of the same load:
   2. the store ceiling: redis-benchmark INCR and SET, unpipelined, on the
      stack's Redis (AOF, fsync always) and INCR on a Redis without AOF;
   3. an `open`-mode stack (Redis, users x1, ingest xN, fetch xN, HAProxy,
-     SQLite in a temp dir): send, admin lookup, read, mixed 80/20;
+     SQLite in a temp dir): first the service floor, a second HAProxy from
+     the stack's config that sends every request to ingest as GET /healthz
+     (HAProxy and civetweb, no store work), then send, admin lookup, read,
+     mixed 80/20;
   4. a `required`-mode stack: send with a bearer token;
   5. with --scale only: read and send latency with 1,000 and with
      1,000,000 stored messages.
-It records the CPU and RSS of every process, Redis memory per hot message,
+Every HAProxy started from the stack's config gets SNAPTEXT_SERVER_MAXCONN
+(--server-maxconn). It records the CPU and RSS of every process, Redis memory per hot message,
 prints one table, writes the figures as JSON with a PNG chart beside it,
 and exits non-zero when any request failed (or any check did not hold).
 Speed itself is never asserted. The service binaries come from
@@ -85,6 +89,11 @@ def parse_args(argv):
                    help="SNAPTEXT_THREADS of every service (default 128: civetweb keeps a "
                         "worker per open connection, and HAProxy keeps up to one per client "
                         "connection open to each backend)")
+    p.add_argument("--server-maxconn", type=int, default=64,
+                   help="SNAPTEXT_SERVER_MAXCONN of every HAProxy: connections it holds open "
+                        "to each server at most (default 64: HAProxy may hold as many as the "
+                        "services have spare workers, and they run --service-threads, 128 by "
+                        "default; must be below --service-threads)")
     p.add_argument("--read-batch", type=int, default=2,
                    help="messages waiting in each inbox the read workload reads (2)")
     p.add_argument("--keep", action="store_true", help="keep the temp dirs and logs")
@@ -98,8 +107,14 @@ def parse_args(argv):
         a.warmup = max(1, min(5, a.duration // 3))
     if a.threads < 1 or a.connections < a.threads:
         p.error("need at least one wrk thread and one connection per thread")
-    if a.instances < 1 or a.read_batch < 1 or a.service_threads < 1:
-        p.error("--instances, --service-threads and --read-batch must be at least 1")
+    if a.instances < 1 or a.read_batch < 1 or a.service_threads < 1 or a.server_maxconn < 1:
+        p.error("--instances, --service-threads, --server-maxconn and --read-batch must be "
+                "at least 1")
+    if a.server_maxconn >= a.service_threads:
+        p.error("--server-maxconn (%d) must be below --service-threads (%d): HAProxy holds up "
+                "to that many connections to each server, and civetweb keeps a worker per "
+                "open connection, so the services need workers left over for health checks "
+                "and /metrics" % (a.server_maxconn, a.service_threads))
     if a.scale_users < 1 or a.scale_messages < 1000:
         p.error("--scale-users must be >= 1 and --scale-messages >= 1000")
     return a
@@ -196,6 +211,79 @@ def record_rss(sitting, label, idle, rows):
     sitting.rss[label] = out
 
 
+# ---------------------------------------------------------------- HAProxy --
+
+def haproxy_env(s, extra=None):
+    """What every HAProxy of the run started from the stack's config gets in
+    its environment, on top of snaptest's (bind address, rate limit)."""
+    e = {"SNAPTEXT_SERVER_MAXCONN": str(s.args.server_maxconn)}
+    e.update(extra or {})
+    return e
+
+
+def check_haproxy_env(s, proc):
+    """The running HAProxy really got the run's settings (from /proc)."""
+    want = haproxy_env(s)
+    try:
+        with open("/proc/%d/environ" % proc.pid, "rb") as f:
+            got = dict(kv.partition("=")[::2] for kv in
+                       f.read().decode("utf-8", "replace").split("\0") if kv)
+    except OSError as e:
+        raise LoadError("cannot read the environment of haproxy (pid %d): %s" % (proc.pid, e))
+    for k, v in want.items():
+        if got.get(k) != v:
+            raise LoadError("haproxy (pid %d) runs with %s=%r, not %r" % (proc.pid, k, got.get(k),
+                                                                          v))
+
+
+def start_bench_haproxy(s, backends, root, cfg, env=None):
+    """A HAProxy of our own (the ceiling, the floor): snaptest.start_haproxy
+    with cfg, a variant of the project's haproxy.cfg, and the run's settings."""
+    # snaptest.start_haproxy always loads the project's haproxy.cfg; point it
+    # at the variant for this one call.
+    saved = snaptest.HAPROXY_CFG
+    snaptest.HAPROXY_CFG = cfg
+    try:
+        proc = snaptest.start_haproxy(backends, root=root, env=haproxy_env(s, env))
+    finally:
+        snaptest.HAPROXY_CFG = saved
+    s.live.append(proc)
+    check_haproxy_env(s, proc)
+    return proc
+
+
+def start_stack(s, auth):
+    """A snaptest.Stack of the run's services. snaptest starts the stack's
+    HAProxy with an environment of its own choosing; for this one stack its
+    start_haproxy adds the run's settings (haproxy_env) to it."""
+    orig = snaptest.start_haproxy
+
+    def with_run_env(backends, root=None, env=None):
+        return orig(backends, root=root, env=haproxy_env(s, env))
+    snaptest.start_haproxy = with_run_env
+    try:
+        stack = snaptest.Stack(env=stack_env(s, auth), instances=s.args.instances)
+    finally:
+        snaptest.start_haproxy = orig
+    s.live.append(stack)
+    check_haproxy_env(s, stack.haproxy)
+    return stack
+
+
+def frontend_public(lines):
+    """(first, end): the line of 'frontend public' and the line after its
+    section, in the lines of a HAProxy config."""
+    start = next((i for i, l in enumerate(lines) if re.match(r"^frontend\s+public\b", l)), None)
+    if start is None:
+        raise LoadError("%s has no 'frontend public' section" % snaptest.HAPROXY_CFG)
+    end = len(lines)
+    for i in range(start + 1, len(lines)):
+        if re.match(r"^[A-Za-z]", lines[i]):
+            end = i
+            break
+    return start, end
+
+
 # --------------------------------------------------------------- ceiling --
 
 CEILING_RULE = ("    # tests/bench: the proxy ceiling answers every request itself.\n"
@@ -209,38 +297,19 @@ def ceiling_config(path):
     (request id, rate limit, routes, body limit) is answered by HAProxy."""
     with open(snaptest.HAPROXY_CFG) as f:
         lines = f.read().splitlines(True)
-    start = next((i for i, l in enumerate(lines) if re.match(r"^frontend\s+public\b", l)), None)
-    if start is None:
-        raise LoadError("%s has no 'frontend public' section" % snaptest.HAPROXY_CFG)
-    end = len(lines)
-    for i in range(start + 1, len(lines)):
-        if re.match(r"^[A-Za-z]", lines[i]):
-            end = i
-            break
+    _, end = frontend_public(lines)
     lines.insert(end, CEILING_RULE)
     with open(path, "w") as f:
         f.writelines(lines)
     return path
 
 
-def start_ceiling_haproxy(root):
-    cfg = ceiling_config(os.path.join(root, "ceiling.cfg"))
-    # snaptest.start_haproxy always loads the project's haproxy.cfg; point it
-    # at the ceiling variant for this one call.
-    saved = snaptest.HAPROXY_CFG
-    snaptest.HAPROXY_CFG = cfg
-    try:
-        # The rate limit counts per client address over 10 s: far above
-        # anything one loopback client can send here.
-        return snaptest.start_haproxy({"users": [], "ingest": [], "fetch": []}, root=root,
-                                      env={"SNAPTEXT_RATE_LIMIT": "2000000000"})
-    finally:
-        snaptest.HAPROXY_CFG = saved
-
-
 def run_ceiling(s, root):
-    proc = start_ceiling_haproxy(root)
-    s.live.append(proc)
+    # The rate limit counts per client address over 10 s: far above
+    # anything one loopback client can send here.
+    proc = start_bench_haproxy(s, {"users": [], "ingest": [], "fetch": []}, root,
+                               ceiling_config(os.path.join(root, "ceiling.cfg")),
+                               env={"SNAPTEXT_RATE_LIMIT": "2000000000"})
     st, _, body = snaptest.request("POST", "/chat", port=proc.port,
                                    body={"username": "c0", "text": "x"})
     if st != 200 or body != {"bench": "ceiling"}:
@@ -250,6 +319,101 @@ def run_ceiling(s, root):
     s.measure("proxy ceiling (HAProxy answers)", "ceiling", proc.port, "send.lua", args,
               watch=[("haproxy", proc.pid)],
               notes={"request": "the send workload's POST /chat, answered 200 by HAProxy"})
+    s.stop(proc)
+
+
+# ---------------------------------------------------------- service floor --
+
+FLOOR_NAME = "service floor (HAProxy -> ingest /healthz)"
+FLOOR_RULES = (
+    "    # tests/bench: the service floor. After all the frontend's own rules\n"
+    "    # (its own answer to GET /healthz among them), every request goes to\n"
+    "    # ingest as GET /healthz, which the service answers itself.\n"
+    "    http-request set-method GET\n"
+    "    http-request set-path /healthz\n"
+    "    use_backend ingest\n")
+# The service's /healthz and HAProxy's own answer carry the same body; only
+# the service's carries this header (shared/src/http.c).
+SERVICE_HEADER = ("cache-control", "no-store")
+
+
+def floor_config(path):
+    """The project's haproxy.cfg with FLOOR_RULES inserted in the public
+    frontend before its first use_backend: the frontend's http-request
+    rules all run first (HAProxy runs every http-request rule before any
+    use_backend), then the rewrite, then the first use_backend wins."""
+    with open(snaptest.HAPROXY_CFG) as f:
+        lines = f.read().splitlines(True)
+    start, end = frontend_public(lines)
+    first = next((i for i in range(start, end) if re.match(r"^\s*use_backend\b", lines[i])),
+                 None)
+    if first is None:
+        raise LoadError("%s: 'frontend public' has no use_backend" % snaptest.HAPROXY_CFG)
+    lines.insert(first, FLOOR_RULES)
+    with open(path, "w") as f:
+        f.writelines(lines)
+    return path
+
+
+def from_service(headers):
+    return SERVICE_HEADER[1] in headers.get(SERVICE_HEADER[0], "")
+
+
+def service_answers(stack, name, route="other", status="200"):
+    """How many requests the instances of a service answered on one
+    metrics route (the built-ins /healthz, /readyz and /metrics are all
+    "other") with one status, from their own /metrics."""
+    pat = re.compile(r'^snaptext_http_requests_total\{[^}]*route="%s",status="%s"\} (\d+)$' % (
+        re.escape(route), re.escape(status)), re.M)
+    total = 0
+    for p in stack.services[name]:
+        st, _, body = snaptest.request("GET", "/metrics", port=p.port)
+        if st != 200 or not isinstance(body, str):
+            raise LoadError("%s /metrics answered %s" % (p.name, st))
+        total += sum(int(n) for n in pat.findall(body))
+    return total
+
+
+def run_floor(s, stack, root):
+    """HAProxy (the stack's config, same frontend) passing every request of
+    the send load on to ingest as GET /healthz: what a request costs through
+    HAProxy and civetweb before any store work."""
+    backends = {k: [p.port for p in v] for k, v in stack.services.items()}
+    proc = start_bench_haproxy(s, backends, root, floor_config(os.path.join(root, "floor.cfg")))
+    # Until HAProxy has ingest up (a 503 until then), then: the rewritten
+    # request is answered by the service, HAProxy's own /healthz is not.
+    deadline = time.monotonic() + 20
+    while True:
+        st, hdrs, body = snaptest.request("POST", "/chat", port=proc.port,
+                                          body={"username": "f0", "text": "x"})
+        if st != 503 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    if st != 200 or body != {"status": "ok"} or not from_service(hdrs):
+        raise LoadError("the floor HAProxy answered POST /chat with %s %r %r, not the "
+                        "service's /healthz" % (st, hdrs, body))
+    st, hdrs, body = snaptest.request("GET", "/healthz", port=proc.port)
+    if st != 200 or from_service(hdrs):
+        raise LoadError("HAProxy's own GET /healthz answer (%s %r) cannot be told from the "
+                        "service's" % (st, hdrs))
+
+    name = FLOOR_NAME
+    args = {"prefix": "f", "users": RECIPIENTS, "text": TEXT_BYTES, "timeout": SEND_TIMEOUT_S}
+    watch = [("haproxy", proc.pid)] + [(p.name, p.pid) for p in stack.procs
+                                       if p is not stack.haproxy]
+    log("%s: warm-up %ds" % (name, s.args.warmup))
+    warm = s.wrk(proc.port, "send.lua", args, s.args.warmup)
+    if warm["errors"]:
+        log("%s: %d errors during the warm-up (%s)" % (name, warm["errors"],
+                                                       warm["errors_detail"]))
+    before = service_answers(stack, "ingest")
+    log("%s: measuring %ds" % (name, s.args.duration))
+    fig = s.wrk(proc.port, "send.lua", args, s.args.duration, watch=watch)
+    answered = service_answers(stack, "ingest") - before
+    s.add_row(name, "floor", fig,
+              {"request": "the send workload's POST /chat, rewritten by HAProxy to GET /healthz "
+                          "and answered by ingest",
+               "ingest_answered": answered}, warmup_errors=warm["errors"])
     s.stop(proc)
 
 
@@ -352,14 +516,14 @@ def admin_token(stack):
 def run_open_stack(s, root):
     log("starting the open-mode stack (users x1, ingest x%d, fetch x%d)" % (
         s.args.instances, s.args.instances))
-    stack = snaptest.Stack(env=stack_env(s, "open"), instances=s.args.instances)
-    s.live.append(stack)
+    stack = start_stack(s, "open")
     idle = idle_rss(stack)
     first = len(s.rows)
     watch = watch_of(stack)
     port, rport = stack.port, stack.redis.port
 
     run_store(s, stack, root)
+    run_floor(s, stack, root)
 
     # send: the warm-up goes to the same recipients, so every inbox exists
     # before the measured run and the memory growth is the messages' own.
@@ -427,8 +591,7 @@ def run_open_stack(s, root):
 
 def run_required_stack(s):
     log("starting the required-mode stack")
-    stack = snaptest.Stack(env=stack_env(s, "required"), instances=s.args.instances)
-    s.live.append(stack)
+    stack = start_stack(s, "required")
     idle = idle_rss(stack)
     first = len(s.rows)
     tokens = []
@@ -477,8 +640,7 @@ def scale_probe(s, stack, label, probe_seconds):
 
 def run_scale(s):
     log("scaling check: starting a fresh open-mode stack")
-    stack = snaptest.Stack(env=stack_env(s, "open"), instances=s.args.instances)
-    s.live.append(stack)
+    stack = start_stack(s, "open")
     rport = stack.redis.port
     users = s.args.scale_users
     small, large = 1000, s.args.scale_messages
@@ -556,7 +718,8 @@ def checks(s):
     """(name, ok, detail) for every check; speed is never one of them."""
     out = []
     expected = ["proxy ceiling (HAProxy answers)", "redis INCR (stack's Redis)",
-                "redis SET 100 B (stack's Redis)", "redis INCR (no AOF)", "send POST /chat",
+                "redis SET 100 B (stack's Redis)", "redis INCR (no AOF)", FLOOR_NAME,
+                "send POST /chat",
                 "admin GET /chat/{id}", "read GET /chats/{user}", "mixed 80% send/20% read",
                 "send POST /chat (required, bearer)"]
     by_name = {r["name"]: r for r in s.rows}
@@ -574,6 +737,13 @@ def checks(s):
             detail.append("%d errors %s" % (r["errors"], r["errors_detail"]))
         if r.get("warmup_errors"):
             detail.append("%d errors during the warm-up" % r["warmup_errors"])
+        if name == FLOOR_NAME:
+            # Every request wrk counted reached ingest (its own count of the
+            # built-ins also holds the health checks: at least as many).
+            answered = int(r["notes"].get("ingest_answered") or 0)
+            if answered < r["requests"]:
+                detail.append("ingest answered %d of the %d requests" % (answered,
+                                                                         r["requests"]))
         if name.startswith("read") or name.startswith("mixed"):
             reads = int(r["notes"].get("reads") or 0)
             empty = int(r["notes"].get("empty_reads") or 0)
@@ -672,6 +842,7 @@ def main(argv=None):
                      "instances": {"users": 1, "ingest": args.instances,
                                    "fetch": args.instances},
                      "service_threads": args.service_threads,
+                     "server_maxconn": args.server_maxconn,
                      "text_bytes": TEXT_BYTES, "recipients": RECIPIENTS,
                      "read_batch": args.read_batch, "log_level": "info"},
         "binaries": binaries,

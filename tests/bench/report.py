@@ -83,8 +83,9 @@ def write_json(path, results):
     os.replace(tmp, path)
 
 
-# Bar colours by kind of row: the ceilings stand apart from snaptext's own.
-COLOURS = {"ceiling": 0x777777, "store": 0xbbbbbb, "snaptext": 0x4477aa}
+# Bar colours by kind of row: the ceilings, and the service floor (HAProxy
+# and a service, no store work), stand apart from snaptext's own.
+COLOURS = {"ceiling": 0x777777, "store": 0xbbbbbb, "floor": 0x88aacc, "snaptext": 0x4477aa}
 
 
 def _label(name):
@@ -93,7 +94,8 @@ def _label(name):
 
 def write_chart(png_path, rows):
     """Two panels: throughput (log scale, the ceiling first) and p99 per
-    workload. Writes <png>.dat beside the PNG for gnuplot."""
+    workload, each bar coloured by its kind (COLOURS). Writes <png>.dat
+    beside the PNG for gnuplot."""
     dat = os.path.splitext(png_path)[0] + ".dat"
     with open(dat, "w") as f:
         f.write("# index workload req_s p99_ms colour\n")
@@ -105,7 +107,9 @@ def write_chart(png_path, rows):
     script = "\n".join([
         "set terminal pngcairo size 1200,900 font 'sans,10'",
         "set output '%s'" % png_path.replace("'", ""),
-        "set multiplot layout 2,1 title 'snaptext benchmark, one sitting (grey: HAProxy answering itself; light grey: redis-benchmark)'",
+        "set multiplot layout 2,1 title 'snaptext benchmark, one sitting (grey: HAProxy answering "
+        "itself; light grey: redis-benchmark; light blue: HAProxy -> ingest /healthz, no store "
+        "work)'",
         "set style fill solid 0.8 border -1",
         "set boxwidth 0.6",
         "set grid ytics",
