@@ -54,10 +54,10 @@ static int local_add(struct expire_retry *er, int64_t id, int64_t at_ms)
     return 0;
 }
 
-void expire_retry_defer(struct snap_ctx *ctx, struct hot_store *hot, const int64_t *ids, size_t n,
-                        int64_t at_ms, const char *request_id)
+void expire_retry_defer(struct expire_retry *er, struct hot_store *hot, const int64_t *ids,
+                        size_t n, int64_t at_ms, const char *request_id)
 {
-    struct expire_retry *er = ctx->data;
+    struct snap_ctx *ctx = er->ctx;
     struct snap_err err;
     metrics_add(ctx->metrics, METRIC_EXPIRE_RETRIES, n);
     for (size_t i = 0; i < n; i++) {
@@ -144,30 +144,32 @@ static void *retry_main(void *arg)
     return NULL;
 }
 
-int expire_retry_start(struct snap_ctx *ctx, struct snap_err *err)
+struct expire_retry *expire_retry_start(struct snap_ctx *ctx, struct snap_err *err)
 {
     struct expire_retry *er = calloc(1, sizeof *er);
-    if (!er) return snap_err_set(err, SNAP_ERR, "out of memory for the retry worker");
+    if (!er) {
+        snap_err_set(err, SNAP_ERR, "out of memory for the retry worker");
+        return NULL;
+    }
     er->ctx = ctx;
     er->hot = hot_new(&ctx->cfg, err);
     if (!er->hot) {
         free(er);
-        return SNAP_ERR;
+        return NULL;
     }
     pthread_mutex_init(&er->mu, NULL);
     pthread_cond_init(&er->wake, NULL);
     if (pthread_create(&er->thread, NULL, retry_main, er) != 0) {
         hot_free(er->hot);
         free(er);
-        return snap_err_set(err, SNAP_ERR, "cannot start the retry worker: %s", strerror(errno));
+        snap_err_set(err, SNAP_ERR, "cannot start the retry worker: %s", strerror(errno));
+        return NULL;
     }
-    ctx->data = er;
-    return SNAP_OK;
+    return er;
 }
 
-void expire_retry_stop(struct snap_ctx *ctx)
+void expire_retry_stop(struct expire_retry *er)
 {
-    struct expire_retry *er = ctx->data;
     if (!er) return;
     pthread_mutex_lock(&er->mu);
     er->stopping = 1;
@@ -188,5 +190,4 @@ void expire_retry_stop(struct snap_ctx *ctx)
     pthread_cond_destroy(&er->wake);
     pthread_mutex_destroy(&er->mu);
     free(er);
-    ctx->data = NULL;
 }

@@ -1,11 +1,9 @@
 /* handlers.c: the two read routes of the fetch service.
  *
- * GET /chats/{username} relies on hot_inbox_take(): one atomic Redis step
- * empties the inbox, so concurrent readers on any instance each get a
- * disjoint set (exactly once). The messages taken are then expired in the
- * cold store at the read time; if that update fails the messages are still
- * returned (they are already out of Redis) and the update is deferred to
- * the retry worker, never dropped. */
+ * GET /chats/{username} hands its inbox to the read batcher (reads.c): one
+ * atomic Redis step per inbox empties it, so concurrent readers on any
+ * instance each get a disjoint set (exactly once), and what was taken is
+ * expired in the cold store at the read time before the answer goes out. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -25,42 +23,23 @@ static cJSON *add_int64(cJSON *obj, const char *key, int64_t v)
     return cJSON_AddRawToObject(obj, key, buf);
 }
 
-static void expire_taken(struct http_req *r, const struct hot_msg_list *l, int64_t now)
-{
-    if (l->len == 0) return;
-    int64_t *ids = malloc(l->len * sizeof *ids);
-    if (!ids) {
-        log_event(SNAP_LOG_ERROR, r->request_id, "expire", "out of memory for %zu ids", l->len);
-        return;
-    }
-    for (size_t i = 0; i < l->len; i++) ids[i] = l->items[i].id;
-    struct snap_err err;
-    if (cold_msg_expire(r->ctx->cold, ids, l->len, now, &err) != SNAP_OK) {
-        log_event(SNAP_LOG_WARN, r->request_id, "expire",
-                  "cold store expiry of %zu read messages deferred: %s", l->len, err.msg);
-        metrics_add(r->ctx->metrics, METRIC_STORE_ERRORS_COLD, 1);
-        expire_retry_defer(r->ctx, r->hot, ids, l->len, now, r->request_id);
-    }
-    free(ids);
-}
-
 void fetch_chats_read(struct http_req *r)
 {
+    const struct fetch_state *fs = r->ctx->data;
+
     if (!username_valid(r->param, r->param_len)) {
         http_reply_error(r, HTTP_E_INVALID_FIELD,
                          "username in the path must be 1 to 64 bytes of UTF-8 without "
                          "whitespace, control characters or '/'");
         return;
     }
-    int64_t now = clock_now_ms();
-    struct hot_msg_list l = {0};
-    size_t n_expired = 0;
-    struct snap_err err;
-    if (hot_inbox_take(r->hot, r->param, now, &l, &n_expired, &err) != SNAP_OK) {
-        http_reply_store_error(r, "redis", "reading the inbox", &err);
+    struct read_job job = {.user = r->param};
+    if (reads_take(fs->reads, &job) != SNAP_OK) {
+        http_reply_store_error(r, "redis", "reading the inbox", &job.err);
         return;
     }
-    expire_taken(r, &l, now);
+    struct hot_msg_list l = job.msgs;
+    size_t n_expired = job.n_expired;
 
     cJSON *arr = cJSON_CreateArray();
     for (size_t i = 0; arr && i < l.len; i++) {

@@ -3,8 +3,7 @@
 #ifndef INGEST_H
 #define INGEST_H
 
-#include <semaphore.h>
-
+#include "snap/batcher.h"
 #include "snap/cold_store.h"
 #include "snap/service.h"
 
@@ -18,6 +17,7 @@ void ingest_chat_send(struct http_req *r);
  * stack. The caller fills msg (all but id) and request_id; the pipeline
  * fills the rest. */
 struct send_job {
+    struct batch_job base;  /* first: the batcher's queue link and wake-up      */
     struct cold_msg msg;    /* msg.text is borrowed until pipeline_send returns */
     const char *request_id; /* for the pipeline's log lines                     */
     int rc;                 /* SNAP_OK: stored and deliverable, msg.id is set   */
@@ -25,8 +25,6 @@ struct send_job {
     const char *what;       /* ... and what it was doing, for the reply         */
     struct snap_err err;
     int attempts;
-    sem_t done;
-    struct send_job *next;
 };
 
 /* service_def hooks: start the pipeline thread (ctx->data) and, at stop,

@@ -4,8 +4,9 @@
  * record (a cold-store commit, an fsync) and its hot copy (Redis MULTI,
  * another fsync with appendfsync always). Done by each request thread on
  * its own, that is three round trips and six context switches per send.
- * Here the request threads queue their messages and sleep once; this thread
- * does the work for all of them in batches, one cycle at a time:
+ * Here the request threads queue their messages and sleep once (a batcher,
+ * snap/batcher.h); its thread does the work for all of them in batches, one
+ * cycle at a time:
  *
  *   1. one Redis round trip: the hot copies of the batch committed in the
  *      previous cycle, and INCRBY n for the n sends queued since;
@@ -24,13 +25,12 @@
  * the counter jump past the highest stored id, and the message goes round
  * again with a new id, up to PIPE_ATTEMPTS times.
  *
- * Stop: pipeline_stop() lets the thread finish every queued send first. */
-#include <pthread.h>
-#include <semaphore.h>
+ * Stop: pipeline_stop() lets the batcher finish every queued send first. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "ingest.h"
+#include "snap/batcher.h"
 #include "snap/cold_store.h"
 #include "snap/hot_store.h"
 #include "snap/log.h"
@@ -40,19 +40,22 @@
 
 struct pipeline {
     struct snap_ctx *ctx;
-    struct hot_store *hot; /* this thread's own Redis connection     */
-    pthread_t thread;
-    pthread_mutex_t mu;    /* guards the queue and stopping           */
-    pthread_cond_t wake;   /* the queue got a job, or stop            */
-    struct send_job *head; /* waiting for an id, oldest first        */
-    struct send_job **tail;
-    int stopping;
-    /* The thread's own scratch, sized PIPE_BATCH_MAX. */
-    struct send_job **batch, **prev;
+    struct batcher *batcher;
+    struct hot_store *hot; /* the batcher thread's own Redis connection */
+    /* The batcher thread's own, PIPE_BATCH_MAX each: prev holds the sends
+     * stored in the cold store whose hot copies go out next cycle. */
+    struct send_job **prev;
+    size_t nprev;
     struct cold_msg *msgs;
     struct hot_put *puts;
     int *rcs;
 };
+
+/* The send_job whose base is b (base is its first member). */
+static struct send_job *send_of(struct batch_job *b)
+{
+    return (struct send_job *)b;
+}
 
 /* Ends job with rc (SNAP_OK or a failure of store doing what) and wakes its
  * request thread. job may be gone once this returns. */
@@ -63,37 +66,7 @@ static void finish(struct send_job *job, int rc, const char *store, const char *
     job->store = store;
     job->what = what;
     if (rc != SNAP_OK && err != NULL) job->err = *err;
-    (void)sem_post(&job->done);
-}
-
-/* Puts a job back at the head of the queue for another id. */
-static void requeue(struct pipeline *p, struct send_job *job)
-{
-    (void)pthread_mutex_lock(&p->mu);
-    job->next = p->head;
-    p->head = job;
-    if (p->tail == &p->head) p->tail = &job->next;
-    (void)pthread_mutex_unlock(&p->mu);
-}
-
-/* Takes up to PIPE_BATCH_MAX queued jobs into p->batch; waits for one only
- * when wait is set. Returns how many, 0 when stopping with nothing queued. */
-static size_t take_queued(struct pipeline *p, int wait)
-{
-    size_t n = 0;
-
-    (void)pthread_mutex_lock(&p->mu);
-    while (wait && p->head == NULL && !p->stopping)
-        (void)pthread_cond_wait(&p->wake, &p->mu);
-    while (p->head != NULL && n < PIPE_BATCH_MAX) {
-        struct send_job *job = p->head;
-        p->head = job->next;
-        job->next = NULL;
-        p->batch[n++] = job;
-    }
-    if (p->head == NULL) p->tail = &p->head;
-    (void)pthread_mutex_unlock(&p->mu);
-    return n;
+    batcher_done(&job->base);
 }
 
 /* The message of job whose hot copy failed: stored but never deliverable,
@@ -126,88 +99,72 @@ static void raise_counter(struct pipeline *p, const struct send_job *job)
 }
 
 /* Step 3: ids from first_id on for batch[0..n), then one cold-store batch.
- * What got stored moves to p->prev (returned count); conflicts go round
- * again; the rest is answered. */
-static size_t record(struct pipeline *p, size_t n, int64_t first_id)
+ * What got stored moves to p->prev; conflicts go round again; the rest is
+ * answered. */
+static void record(struct pipeline *p, struct batch_job **batch, size_t n, int64_t first_id)
 {
     struct snap_err err;
-    size_t kept = 0, i;
+    size_t i;
     int conflicted = 0;
 
     for (i = 0; i < n; i++) {
-        p->batch[i]->msg.id = first_id + (int64_t)i;
-        p->msgs[i] = p->batch[i]->msg;
+        send_of(batch[i])->msg.id = first_id + (int64_t)i;
+        p->msgs[i] = send_of(batch[i])->msg;
     }
     (void)cold_msg_put_many(p->ctx->cold, p->msgs, n, p->rcs, &err);
     for (i = 0; i < n; i++) {
-        struct send_job *job = p->batch[i];
+        struct send_job *job = send_of(batch[i]);
         if (p->rcs[i] == SNAP_OK) {
-            p->prev[kept++] = job;
+            p->prev[p->nprev++] = job;
         } else if (p->rcs[i] == SNAP_ECONFLICT && ++job->attempts < PIPE_ATTEMPTS) {
             if (!conflicted++) raise_counter(p, job);
-            requeue(p, job);
+            batcher_requeue(p->batcher, &job->base);
         } else if (p->rcs[i] == SNAP_ECONFLICT) {
-            snap_err_set(&err, SNAP_ERR, "ids kept conflicting after %d attempts",
-                         PIPE_ATTEMPTS);
+            snap_err_set(&err, SNAP_ERR, "ids kept conflicting after %d attempts", PIPE_ATTEMPTS);
             finish(job, SNAP_ERR, "cold", "recording the message", &err);
         } else {
             finish(job, p->rcs[i], "cold", "recording the message", &err);
         }
     }
-    return kept;
 }
 
-static void *pipeline_main(void *arg)
+/* One cycle (batch_fn): jobs are the sends queued since the last one. */
+static int pipeline_cycle(void *arg, struct batch_job **jobs, size_t n)
 {
     struct pipeline *p = arg;
-    size_t nprev = 0;
+    struct snap_err err;
+    int64_t first_id = 0;
+    size_t i;
 
-    for (;;) {
-        struct snap_err err;
-        int64_t first_id = 0;
-        size_t n = take_queued(p, nprev == 0), i;
-
-        if (n == 0 && nprev == 0) break; /* stopping, and nothing left */
-        for (i = 0; i < nprev; i++) {
-            const struct cold_msg *m = &p->prev[i]->msg;
-            p->puts[i] = (struct hot_put){m->username, m->id, m->expires_ms, m->text, m->text_len};
-        }
-        /* Steps 1 and 2. */
-        int rc = hot_inbox_put_many(p->hot, p->puts, nprev, p->rcs, n, &first_id, &err);
-        for (i = 0; i < nprev; i++) {
-            struct send_job *job = p->prev[i];
-            if (p->rcs[i] != SNAP_OK) undeliverable(p, job);
-            finish(job, p->rcs[i], "redis", "making the message deliverable", &err);
-        }
-        nprev = 0;
-        if (n == 0) continue;
-        if (first_id == 0) {
-            if (rc == SNAP_OK) snap_err_set(&err, SNAP_ERR, "no ids reserved");
-            for (i = 0; i < n; i++)
-                finish(p->batch[i], rc == SNAP_OK ? SNAP_ERR : rc, "redis", "taking a message id",
-                       &err);
-            continue;
-        }
-        nprev = record(p, n, first_id); /* step 3 */
+    for (i = 0; i < p->nprev; i++) {
+        const struct cold_msg *m = &p->prev[i]->msg;
+        p->puts[i] = (struct hot_put){m->username, m->id, m->expires_ms, m->text, m->text_len};
     }
-    return NULL;
+    /* Steps 1 and 2. */
+    int rc = hot_inbox_put_many(p->hot, p->puts, p->nprev, p->rcs, n, &first_id, &err);
+    for (i = 0; i < p->nprev; i++) {
+        struct send_job *job = p->prev[i];
+        if (p->rcs[i] != SNAP_OK) undeliverable(p, job);
+        finish(job, p->rcs[i], "redis", "making the message deliverable", &err);
+    }
+    p->nprev = 0;
+    if (n == 0) return 0;
+    if (first_id == 0) {
+        if (rc == SNAP_OK) snap_err_set(&err, SNAP_ERR, "no ids reserved");
+        for (i = 0; i < n; i++)
+            finish(send_of(jobs[i]), rc == SNAP_OK ? SNAP_ERR : rc, "redis", "taking a message id",
+                   &err);
+        return 0;
+    }
+    record(p, jobs, n, first_id); /* step 3 */
+    return p->nprev > 0;
 }
 
 int pipeline_send(struct pipeline *p, struct send_job *job)
 {
     job->rc = SNAP_ERR;
     job->attempts = 0;
-    job->next = NULL;
-    if (sem_init(&job->done, 0, 0) != 0)
-        return snap_err_set(&job->err, SNAP_ERR, "cannot create a semaphore");
-    (void)pthread_mutex_lock(&p->mu);
-    *p->tail = job;
-    p->tail = &job->next;
-    (void)pthread_cond_signal(&p->wake);
-    (void)pthread_mutex_unlock(&p->mu);
-    while (sem_wait(&job->done) != 0) {
-    } /* EINTR only */
-    (void)sem_destroy(&job->done);
+    if (batcher_run(p->batcher, &job->base, &job->err) != SNAP_OK) return SNAP_ERR;
     return job->rc;
 }
 
@@ -215,9 +172,6 @@ static void pipeline_free(struct pipeline *p)
 {
     if (p == NULL) return;
     hot_free(p->hot);
-    (void)pthread_cond_destroy(&p->wake);
-    (void)pthread_mutex_destroy(&p->mu);
-    free(p->batch);
     free(p->prev);
     free(p->msgs);
     free(p->puts);
@@ -231,26 +185,19 @@ int pipeline_start(struct snap_ctx *ctx, struct snap_err *err)
 
     if (p == NULL) return snap_err_set(err, SNAP_ERR, "out of memory for the send pipeline");
     p->ctx = ctx;
-    p->tail = &p->head;
-    (void)pthread_mutex_init(&p->mu, NULL);
-    (void)pthread_cond_init(&p->wake, NULL);
-    p->batch = calloc(PIPE_BATCH_MAX, sizeof *p->batch);
     p->prev = calloc(PIPE_BATCH_MAX, sizeof *p->prev);
     p->msgs = calloc(PIPE_BATCH_MAX, sizeof *p->msgs);
     p->puts = calloc(PIPE_BATCH_MAX, sizeof *p->puts);
     p->rcs = calloc(PIPE_BATCH_MAX, sizeof *p->rcs);
-    if (!p->batch || !p->prev || !p->msgs || !p->puts || !p->rcs) {
+    if (!p->prev || !p->msgs || !p->puts || !p->rcs) {
         pipeline_free(p);
         return snap_err_set(err, SNAP_ERR, "out of memory for the send pipeline");
     }
     p->hot = hot_new(&ctx->cfg, err);
-    if (p->hot == NULL) {
+    if (p->hot == NULL ||
+        (p->batcher = batcher_start(PIPE_BATCH_MAX, pipeline_cycle, p, err)) == NULL) {
         pipeline_free(p);
         return SNAP_ERR;
-    }
-    if (pthread_create(&p->thread, NULL, pipeline_main, p) != 0) {
-        pipeline_free(p);
-        return snap_err_set(err, SNAP_ERR, "cannot start the send pipeline thread");
     }
     ctx->data = p;
     return SNAP_OK;
@@ -261,11 +208,7 @@ void pipeline_stop(struct snap_ctx *ctx)
     struct pipeline *p = ctx->data;
 
     if (p == NULL) return;
-    (void)pthread_mutex_lock(&p->mu);
-    p->stopping = 1;
-    (void)pthread_cond_signal(&p->wake);
-    (void)pthread_mutex_unlock(&p->mu);
-    (void)pthread_join(p->thread, NULL);
+    batcher_stop(p->batcher); /* serves what is queued first */
     pipeline_free(p);
     ctx->data = NULL;
 }

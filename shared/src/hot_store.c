@@ -1099,57 +1099,99 @@ static int collect(const redisReply *all, int64_t now_ms, struct hot_msg_list *o
     return SNAP_OK;
 }
 
+int hot_inbox_take_many(struct hot_store *h, const char *const *users, size_t n, int64_t now_ms,
+                        struct hot_take *outs, struct snap_err *err)
+{
+    char(*keys)[HOT_INBOX_KEY_MAX] = NULL;
+    struct hot_cmd *cmds = NULL;
+    redisReply **r = NULL;
+    size_t i;
+    int rc = check_handle(h, err), first_fail = SNAP_OK;
+
+    for (i = 0; outs != NULL && i < n; i++) outs[i] = (struct hot_take){.rc = SNAP_ERR};
+    if (rc != SNAP_OK) return rc;
+    if (n == 0) return SNAP_OK;
+    if (users == NULL || outs == NULL)
+        return snap_err_set(err, SNAP_EINVAL, "inbox take: no users or no output");
+    keys = calloc(n, sizeof *keys);
+    cmds = calloc(4 * n, sizeof *cmds);
+    r = calloc(4 * n, sizeof *r);
+    if (keys == NULL || cmds == NULL || r == NULL) {
+        rc = snap_err_set(err, SNAP_ERR, "inbox take: out of memory for %zu inboxes", n);
+        goto out;
+    }
+    /* Each inbox: read and delete in one transaction, so whoever's EXEC runs
+     * first gets every message and the others an empty hash. */
+    for (i = 0; i < n; i++) {
+        size_t key_len;
+        struct hot_cmd *c = &cmds[4 * i];
+
+        rc = inbox_key(users[i], keys[i], &key_len, err);
+        if (rc != SNAP_OK) goto out; /* a caller bug: nothing is sent */
+        cmd_adds(&c[0], "MULTI");
+        cmd_adds(&c[1], "HGETALL");
+        cmd_add(&c[1], keys[i], key_len);
+        cmd_adds(&c[2], "DEL");
+        cmd_add(&c[2], keys[i], key_len);
+        cmd_adds(&c[3], "EXEC");
+    }
+    /* Never resent: if the first attempt ran and only its reply was lost,
+     * a second one would find the inboxes empty and answer [] for messages
+     * that are gone. A failed take is a 503 and, at worst, a message read
+     * by nobody (at most once), never a silent empty read. */
+    rc = roundtrip_ex(h, cmds, 4 * n, r, false, err);
+    if (rc != SNAP_OK) {
+        for (i = 0; i < n; i++) outs[i].rc = rc;
+        goto out;
+    }
+    for (i = 0; i < n; i++) {
+        struct hot_take *t = &outs[i];
+        struct snap_err one;
+
+        t->rc = transaction_ok(h, &r[4 * i], 4, "inbox take", &one);
+        if (t->rc == SNAP_OK) {
+            const redisReply *all = r[4 * i + 3]->element[0];
+            if (all->type != REDIS_REPLY_ARRAY || all->elements % 2 != 0)
+                t->rc = unexpected(h, "inbox take", &one);
+            else
+                t->rc = collect(all, now_ms, &t->msgs, &t->n_expired, &one);
+        }
+        if (t->rc != SNAP_OK) {
+            /* The messages are gone from Redis either way; the caller learns
+             * it failed and returns none of them. */
+            hot_msg_list_free(&t->msgs);
+            t->n_expired = 0;
+            if (first_fail == SNAP_OK) {
+                first_fail = t->rc;
+                *err = one;
+            }
+        }
+    }
+    rc = first_fail;
+out:
+    if (r != NULL) free_replies(r, 4 * n);
+    free(keys);
+    free(cmds);
+    free(r);
+    return rc;
+}
+
 int hot_inbox_take(struct hot_store *h, const char *user, int64_t now_ms, struct hot_msg_list *out,
                    size_t *n_expired, struct snap_err *err)
 {
-    char key[HOT_INBOX_KEY_MAX];
-    size_t key_len, expired = 0;
-    struct hot_cmd cmds[4];
-    redisReply *r[4] = {NULL};
-    const redisReply *all;
-    int rc = check_handle(h, err);
+    struct hot_take t;
+    int rc;
 
-    if (out != NULL) {
-        out->items = NULL;
-        out->len = 0;
-    }
+    if (out != NULL) *out = (struct hot_msg_list){0};
     if (n_expired != NULL) *n_expired = 0;
-    if (rc != SNAP_OK) return rc;
-    if (out == NULL) return snap_err_set(err, SNAP_EINVAL, "inbox take: no output list");
-    rc = inbox_key(user, key, &key_len, err);
-    if (rc != SNAP_OK) return rc;
-
-    /* Read and delete in one transaction: whoever's EXEC runs first gets
-     * every message, the others an empty hash. */
-    memset(cmds, 0, sizeof cmds);
-    cmd_adds(&cmds[0], "MULTI");
-    cmd_adds(&cmds[1], "HGETALL");
-    cmd_add(&cmds[1], key, key_len);
-    cmd_adds(&cmds[2], "DEL");
-    cmd_add(&cmds[2], key, key_len);
-    cmd_adds(&cmds[3], "EXEC");
-    /* Never resent: if the first attempt ran and only its reply was lost,
-     * a second one would find the inbox empty and answer [] for messages
-     * that are gone. A failed take is a 503 and, at worst, a message read
-     * by nobody (at most once), never a silent empty read. */
-    rc = roundtrip_ex(h, cmds, 4, r, false, err);
-    if (rc != SNAP_OK) return rc;
-    rc = transaction_ok(h, r, 4, "inbox take", err);
-    if (rc == SNAP_OK) {
-        all = r[3]->element[0];
-        if (all->type != REDIS_REPLY_ARRAY || all->elements % 2 != 0)
-            rc = unexpected(h, "inbox take", err);
-        else
-            rc = collect(all, now_ms, out, &expired, err);
+    if (out == NULL) {
+        rc = check_handle(h, err);
+        return rc != SNAP_OK ? rc : snap_err_set(err, SNAP_EINVAL, "inbox take: no output list");
     }
-    free_replies(r, 4);
-    if (rc != SNAP_OK) {
-        /* The messages are gone from Redis either way; the caller learns
-         * it failed and returns none of them. */
-        hot_msg_list_free(out);
-        return rc;
-    }
-    if (n_expired != NULL) *n_expired = expired;
+    rc = hot_inbox_take_many(h, &user, 1, now_ms, &t, err);
+    if (rc != SNAP_OK) return rc;
+    *out = t.msgs;
+    if (n_expired != NULL) *n_expired = t.n_expired;
     return SNAP_OK;
 }
 

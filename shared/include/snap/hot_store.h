@@ -90,6 +90,20 @@ int hot_inbox_take(struct hot_store *h, const char *user, int64_t now_ms,
                    struct hot_msg_list *out, size_t *n_expired, struct snap_err *err);
 void hot_msg_list_free(struct hot_msg_list *l); /* NULL and empty are fine */
 
+/* One inbox's outcome in hot_inbox_take_many(). */
+struct hot_take {
+    int rc;                   /* SNAP_OK, or this take failed (msgs empty) */
+    struct hot_msg_list msgs; /* the caller's: hot_msg_list_free()        */
+    size_t n_expired;
+};
+
+/* hot_inbox_take() for users[0..n) in one round trip, each inbox its own
+ * atomic step (the same user twice: the second finds it empty). outs[i]
+ * is the outcome for users[i]. Returns SNAP_OK when every take did,
+ * otherwise the first failure (err says which). */
+int hot_inbox_take_many(struct hot_store *h, const char *const *users, size_t n, int64_t now_ms,
+                        struct hot_take *outs, struct snap_err *err);
+
 /* Sessions, keyed by the SHA-256 hex of the token (never the token). */
 int hot_session_put(struct hot_store *h, const char *token_hash, const char *username,
                     const char *role, long ttl_s, struct snap_err *err);
