@@ -41,6 +41,7 @@
                               * inside HAProxy's 10 s server timeout */
 #define SQ_IDLE_MAX       32 /* idle connections kept; extra ones closed  */
 #define SQ_SCHEMA_VERSION 1  /* PRAGMA user_version this code writes      */
+#define SQ_CACHE_KIB_NEG  -256 /* page cache per connection: 256 KiB      */
 #define SQ_STR_(x)        #x
 #define SQ_STR(x)         SQ_STR_(x)
 
@@ -288,6 +289,12 @@ static int conn_open(const struct sq_state *st, int create, struct sq_conn **out
      * API.md says a 201 means the message is durably recorded, so every
      * commit waits for the WAL to reach the disk. */
     rc = conn_exec(c, "PRAGMA synchronous=FULL", "synchronous=FULL", err);
+    if (rc != SNAP_OK) goto fail;
+    /* Each pooled connection keeps its own page cache (2 MB by default), and
+     * a busy service holds dozens: with lookups by key spread over the whole
+     * file that was most of fetch's memory after a load. A lookup touches a
+     * few pages; the kernel's page cache keeps the rest of the file warm. */
+    rc = conn_exec(c, "PRAGMA cache_size=" SQ_STR(SQ_CACHE_KIB_NEG), "cache_size", err);
     if (rc != SNAP_OK) goto fail;
     *out = c;
     return SNAP_OK;
