@@ -42,6 +42,10 @@
 #define SQ_IDLE_MAX       32 /* idle connections kept; extra ones closed  */
 #define SQ_SCHEMA_VERSION 1  /* PRAGMA user_version this code writes      */
 #define SQ_CACHE_KIB_NEG  -256 /* page cache per connection: 256 KiB      */
+#define SQ_CHECKPOINT_MS  200  /* background WAL checkpoint period        */
+/* SQLite's own checkpoint, run inside a commit, only as a fallback when
+ * the background one falls behind: 16384 pages of 4 KiB, 64 MiB of WAL. */
+#define SQ_AUTOCHECKPOINT_PAGES 16384
 #define SQ_STR_(x)        #x
 #define SQ_STR(x)         SQ_STR_(x)
 
@@ -124,6 +128,12 @@ struct sq_state {
     struct write_req *gc_head; /* queued writes, oldest first            */
     struct write_req **gc_tail;
     int gc_leader; /* 1 while some thread commits a batch    */
+    /* The checkpointer (see checkpointer_main). */
+    pthread_t ckpt_thread;
+    int ckpt_running;
+    pthread_mutex_t ckpt_lock; /* guards ckpt_stop */
+    pthread_cond_t ckpt_wake;
+    int ckpt_stop;
 };
 
 /* One caller's write, on its stack while it waits in group_commit: the
@@ -295,6 +305,11 @@ static int conn_open(const struct sq_state *st, int create, struct sq_conn **out
      * file that was most of fetch's memory after a load. A lookup touches a
      * few pages; the kernel's page cache keeps the rest of the file warm. */
     rc = conn_exec(c, "PRAGMA cache_size=" SQ_STR(SQ_CACHE_KIB_NEG), "cache_size", err);
+    if (rc != SNAP_OK) goto fail;
+    /* Checkpoints run in the background (checkpointer_main), not inside a
+     * commit that a 201 is waiting for. */
+    rc = conn_exec(c, "PRAGMA wal_autocheckpoint=" SQ_STR(SQ_AUTOCHECKPOINT_PAGES),
+                   "wal_autocheckpoint", err);
     if (rc != SNAP_OK) goto fail;
     *out = c;
     return SNAP_OK;
@@ -504,11 +519,62 @@ static int parse_url(const char *url, char **path, struct snap_err *err)
     return SNAP_OK;
 }
 
+/* ---- background checkpoint ------------------------------------------------ */
+
+/* In WAL mode a commit appends to the -wal file, and a checkpoint copies
+ * those pages back into the database and fsyncs it. Left to SQLite, that
+ * happens inside the commit that crosses the threshold — a commit a batch
+ * of 201s is waiting for. Here one thread per process runs a PASSIVE
+ * checkpoint every SQ_CHECKPOINT_MS instead: it never waits for writers or
+ * readers, and writers go on appending meanwhile. When several processes
+ * share the file, whichever gets there first does the work; the others
+ * find SQLITE_BUSY and try again next period. A failure here costs nothing
+ * but WAL growth (the fallback checkpoint above still bounds it), and any
+ * real I/O trouble shows on the next write, which reports it. */
+static void *checkpointer_main(void *arg)
+{
+    struct sq_state *st = arg;
+
+    (void)pthread_mutex_lock(&st->ckpt_lock);
+    while (!st->ckpt_stop) {
+        struct timespec until;
+        struct sq_conn *c = NULL;
+        struct snap_err ignored;
+
+        (void)clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += SQ_CHECKPOINT_MS * 1000000L;
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        (void)pthread_cond_timedwait(&st->ckpt_wake, &st->ckpt_lock, &until);
+        if (st->ckpt_stop) break;
+        (void)pthread_mutex_unlock(&st->ckpt_lock);
+        if (pool_take(st, &c, &ignored) == SNAP_OK) {
+            (void)sqlite3_wal_checkpoint_v2(c->db, "main", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+            pool_give(st, c);
+        }
+        (void)pthread_mutex_lock(&st->ckpt_lock);
+    }
+    (void)pthread_mutex_unlock(&st->ckpt_lock);
+    return NULL;
+}
+
+static void checkpointer_stop(struct sq_state *st)
+{
+    if (!st->ckpt_running) return;
+    (void)pthread_mutex_lock(&st->ckpt_lock);
+    st->ckpt_stop = 1;
+    (void)pthread_cond_signal(&st->ckpt_wake);
+    (void)pthread_mutex_unlock(&st->ckpt_lock);
+    (void)pthread_join(st->ckpt_thread, NULL);
+    st->ckpt_running = 0;
+}
+
 static void sq_close(void *state)
 {
     struct sq_state *st = state;
 
     if (st == NULL) return;
+    checkpointer_stop(st);
     /* No operation may be in flight: every connection is back in the pool. */
     while (st->idle != NULL) {
         struct sq_conn *c = st->idle;
@@ -516,6 +582,8 @@ static void sq_close(void *state)
         conn_close(c);
     }
     if (st->writer_fd >= 0) (void)close(st->writer_fd);
+    (void)pthread_cond_destroy(&st->ckpt_wake);
+    (void)pthread_mutex_destroy(&st->ckpt_lock);
     (void)pthread_mutex_destroy(&st->gc_lock);
     (void)pthread_mutex_destroy(&st->write_lock);
     (void)pthread_mutex_destroy(&st->pool_lock);
@@ -553,18 +621,28 @@ static int sq_open(const char *url, void **state, struct snap_err *err)
         free(st);
         return snap_err_set(err, SNAP_ERR, "sqlite: cannot create a mutex");
     }
+    if (pthread_mutex_init(&st->ckpt_lock, NULL) != 0 ||
+        pthread_cond_init(&st->ckpt_wake, NULL) != 0) {
+        (void)pthread_mutex_destroy(&st->gc_lock);
+        (void)pthread_mutex_destroy(&st->write_lock);
+        (void)pthread_mutex_destroy(&st->pool_lock);
+        free(st);
+        return snap_err_set(err, SNAP_ERR, "sqlite: cannot create a mutex");
+    }
     st->gc_tail = &st->gc_head;
     st->writer_fd = -1;
     /* From here on sq_close() releases everything. */
     rc = parse_url(url, &st->path, err);
     if (rc == SNAP_OK)
         rc = conn_open(st, 1, &c, err); /* fail now, at start, if the file is unusable */
-    if (rc == SNAP_OK) writer_open(st);
     if (rc != SNAP_OK) {
         sq_close(st);
         return rc;
     }
+    writer_open(st);
     pool_give(st, c);
+    /* Without the thread, SQLite's fallback checkpoint still bounds the WAL. */
+    st->ckpt_running = pthread_create(&st->ckpt_thread, NULL, checkpointer_main, st) == 0;
     *state = st;
     return SNAP_OK;
 }
