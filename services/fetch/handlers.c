@@ -5,7 +5,6 @@
  * instance each get a disjoint set (exactly once), and what was taken is
  * expired in the cold store at the read time before the answer goes out. */
 #include <stdio.h>
-#include <stdlib.h>
 
 #include "fetch.h"
 #include "snap/clock.h"

@@ -1,7 +1,8 @@
 /* test_hot_store.c: hot_store.c against a real redis-server started by
  * tests/harness/with_redis.py (SNAPTEXT_REDIS_URL, SNAP_REDIS_PORT).
  * Covers the id counter, inbox put/take (binary text, order, expiry, key
- * TTL, odd usernames, exactly-once under concurrent takers), sessions, the
+ * TTL, odd usernames, exactly-once under concurrent takers, the batch
+ * put and take), sessions, the
  * retry queue, URL parsing, unreachable and stuck servers, reconnecting
  * after the server drops us, and error replies (WRONGTYPE, READONLY,
  * NOAUTH). A second, raw hiredis connection inspects and pokes the server.
@@ -309,6 +310,63 @@ static void test_roundtrip_binary(void)
     CHECK_EQ_INT(hot_inbox_take(h, user, clock_now_ms(), &out, NULL, &err), SNAP_OK);
     CHECK_EQ_INT(out.len, 0);
     hot_msg_list_free(&out);
+    hot_free(h);
+}
+
+/* The batch calls the ingest and fetch batchers use: hot copies and an id
+ * reservation in one round trip, each put with its own outcome; takes of
+ * several inboxes in one round trip, each inbox still taken once. */
+static void test_batches(void)
+{
+    struct hot_store *h = open_hot(&g_cfg);
+    redisContext *raw = raw_open();
+    struct snap_err err;
+    int64_t now = clock_now_ms(), before = 0, first = -1, after = 0;
+    int rcs[3] = {-1, -1, -1};
+    struct hot_take outs[3];
+    const char *users[3] = {"batch-a", "batch-b", "batch-a"};
+
+    CHECK(h != NULL && raw != NULL);
+    if (h == NULL || raw == NULL) {
+        hot_free(h);
+        redisFree(raw);
+        return;
+    }
+    freeReplyObject(raw_cmd(raw, "SET", "snap:{batch-bad}:inbox", "not a hash", (const char *)NULL));
+    struct hot_put puts[3] = {{"batch-a", 101, now + 60000, "one", 3},
+                              {"batch-bad", 102, now + 60000, "lost", 4},
+                              {"batch-a", 103, now + 60000, "three", 5}};
+
+    CHECK_EQ_INT(hot_next_id(h, &before, &err), SNAP_OK);
+    /* The inbox that is not a hash fails alone (WRONGTYPE inside its EXEC). */
+    CHECK_EQ_INT(hot_inbox_put_many(h, puts, 3, rcs, 5, &first, &err), SNAP_EUNAVAIL);
+    CHECK_EQ_INT(rcs[0], SNAP_OK);
+    CHECK_EQ_INT(rcs[1], SNAP_EUNAVAIL);
+    CHECK_EQ_INT(rcs[2], SNAP_OK);
+    CHECK_EQ_INT(first, before + 1); /* the reservation went through anyway */
+    CHECK_EQ_INT(hot_next_id(h, &after, &err), SNAP_OK);
+    CHECK_EQ_INT(after, before + 6); /* ids first .. first + 4 were taken */
+    CHECK_EQ_INT(hot_inbox_put_many(h, &puts[0], 0, rcs, 0, NULL, &err), SNAP_EINVAL);
+
+    CHECK_EQ_INT(hot_inbox_put(h, "batch-b", 201, now + 60000, "bee", 3, &err), SNAP_OK);
+    CHECK_EQ_INT(hot_inbox_take_many(h, users, 3, clock_now_ms(), outs, &err), SNAP_OK);
+    CHECK_EQ_INT(outs[0].rc, SNAP_OK);
+    CHECK_EQ_INT(outs[0].msgs.len, 2);
+    if (outs[0].msgs.len == 2) {
+        CHECK_EQ_INT(outs[0].msgs.items[0].id, 101);
+        CHECK_EQ_STR(outs[0].msgs.items[0].text, "one");
+        CHECK_EQ_INT(outs[0].msgs.items[1].id, 103);
+        CHECK_EQ_STR(outs[0].msgs.items[1].text, "three");
+    }
+    CHECK_EQ_INT(outs[1].rc, SNAP_OK);
+    CHECK_EQ_INT(outs[1].msgs.len, 1);
+    CHECK_EQ_INT(outs[2].rc, SNAP_OK);
+    CHECK_EQ_INT(outs[2].msgs.len, 0); /* the same inbox twice: the second finds it empty */
+    for (int i = 0; i < 3; i++) hot_msg_list_free(&outs[i].msgs);
+    CHECK_EQ_INT(raw_int(raw, "EXISTS", "snap:{batch-a}:inbox"), 0);
+
+    freeReplyObject(raw_cmd(raw, "DEL", "snap:{batch-bad}:inbox", (const char *)NULL));
+    redisFree(raw);
     hot_free(h);
 }
 
@@ -958,6 +1016,7 @@ int main(int argc, char **argv)
     RUN(test_odd_usernames);
     RUN(test_concurrent_take);
     RUN(test_concurrent_burst);
+    RUN(test_batches);
     RUN(test_sessions);
     RUN(test_retry_fifo);
     RUN(test_unreachable);
