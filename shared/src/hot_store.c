@@ -24,7 +24,9 @@
  * (Had Redis run it before closing, the resend costs an unused id for INCR
  * or a duplicate retry entry for RPUSH; the other writes are idempotent.
  * The inbox take is the exception and is never resent: a take that ran but
- * lost its reply must fail, not come back as an empty inbox.)
+ * lost its reply must fail, not come back as an empty inbox. Instead, before
+ * a take goes out on a connection that has been idle, a poll(2) checks that
+ * the server has not closed it meanwhile, and a new one is opened if so.)
  *
  * The process must ignore SIGPIPE (civetweb's mg_start does): hiredis writes
  * with write(2), and a write to a socket Redis closed would raise it.
@@ -35,11 +37,13 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 
 #include <hiredis/hiredis.h>
@@ -602,9 +606,26 @@ static bool closed_by_peer(const redisContext *c, int saved_errno)
  * Returns SNAP_OK with every r[i] set (error replies included: see
  * reply_ok), or a failure with every r[i] NULL and the connection dropped.
  * The caller frees each r[i] with freeReplyObject. */
+/* Has the server already closed idle connection c (restart, failover,
+ * CLIENT KILL)? Looked at without sending anything: readable with nothing
+ * to read, or hung up. A RESP2 server never speaks unasked, so readable
+ * with data is left for the round trip to sort out. */
+static bool gone_while_idle(const redisContext *c)
+{
+    struct pollfd p = {.fd = c->fd, .events = POLLIN};
+    char byte;
+
+    if (poll(&p, 1, 0) != 1) return false;
+    if (p.revents & (POLLHUP | POLLERR)) return true;
+    return (p.revents & POLLIN) && recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
 static int roundtrip_ex(struct hot_store *h, struct hot_cmd *cmds, size_t n, redisReply **r,
                         bool may_resend, struct snap_err *err)
 {
+    /* What may not be resent must not meet a connection that is already
+     * dead: check first, at the cost of one poll(2), and reconnect. */
+    if (!may_resend && h->c != NULL && !h->fresh && gone_while_idle(h->c)) drop(h);
     for (int attempt = 0; attempt < (may_resend ? 2 : 1); attempt++) {
         bool reused;
         size_t got = 0;
