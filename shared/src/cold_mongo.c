@@ -504,7 +504,7 @@ static int msg_doc(const struct cold_msg *m, bson_t *doc, const char *what, stru
     return ok ? SNAP_OK : fail_build(err, what);
 }
 
-static int mongo_msg_put(void *state, const struct cold_msg *m, struct snap_err *err)
+__attribute__((unused)) static int mongo_msg_put(void *state, const struct cold_msg *m, struct snap_err *err)
 {
     struct mongo_store *s = state;
     struct lease l;
@@ -816,7 +816,7 @@ static int expire_batch(struct lease *l, const int64_t *ids, size_t n, int64_t a
     return rc;
 }
 
-static int mongo_msg_expire(void *state, const int64_t *ids, size_t n, int64_t at_ms,
+__attribute__((unused)) static int mongo_msg_expire(void *state, const int64_t *ids, size_t n, int64_t at_ms,
                             struct snap_err *err)
 {
     struct mongo_store *s = state;
@@ -1002,6 +1002,12 @@ static int mongo_user_set_role(void *state, const char *username, const char *ro
 
 /* ---- the driver ------------------------------------------------------------- */
 
+/* Placeholder until the driver implements the claim interface. */
+static int mongo_todo(void)
+{
+    return SNAP_ERR;
+}
+
 const struct cold_ops cold_mongo_ops = {
     .name = "mongodb",
     .scheme = "mongodb://",
@@ -1009,10 +1015,14 @@ const struct cold_ops cold_mongo_ops = {
     .close = mongo_close,
     .ensure_schema = mongo_ensure_schema,
     .ping = mongo_ping,
-    .msg_put = mongo_msg_put,
     .msg_put_many = mongo_msg_put_many,
     .msg_get = mongo_msg_get,
-    .msg_expire = mongo_msg_expire,
+    .msg_claim = (void *)mongo_todo,
+    .msg_claimed = (void *)mongo_todo,
+    .msg_close = (void *)mongo_todo,
+    .msg_find_idem = (void *)mongo_todo,
+    .msg_release_idem = (void *)mongo_todo,
+    .msg_scan_open = (void *)mongo_todo,
     .msg_max_id = mongo_msg_max_id,
     .user_put = mongo_user_put,
     .user_get = mongo_user_get,

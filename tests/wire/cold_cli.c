@@ -222,7 +222,7 @@ int main(int argc, char **argv)
             cJSON_Delete(out);
             return usage("bad expire arguments");
         }
-        rc = cold_msg_expire(cs, ids, (size_t)n, at, &err);
+        rc = cold_msg_close(cs, ids, (size_t)n, COLD_REFUSED, at, NULL, &err);
     } else if (strcmp(op, "maxid") == 0 && argc == 3) {
         int64_t max = -1;
         rc = cold_msg_max_id(cs, &max, &err);
