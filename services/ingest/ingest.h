@@ -59,4 +59,8 @@ void repair_stop(struct repair *rp); /* NULL is fine */
  * safe from any thread, also from hot_on_connection_lost's hook. */
 void repair_note_lost(struct repair *rp, int64_t since_ms);
 
+/* How many losses were noted so far: the pipeline re-checks the id counter
+ * whenever this moves (Redis may have come back with an older counter). */
+unsigned repair_losses(struct repair *rp);
+
 #endif

@@ -58,6 +58,7 @@ struct pipeline {
     int *rcs;
     const char **users;
     int64_t *counts;
+    unsigned losses_seen; /* repair_losses() when the counter was last checked */
 };
 
 /* The send_job whose base is b (base is its first member). */
@@ -91,6 +92,27 @@ static void raise_counter(struct pipeline *p, const struct send_job *job)
         hot_id_floor(p->hot, max_id, &err) != SNAP_OK)
         log_event(SNAP_LOG_WARN, job->request_id, "id_conflict", "raising the counter: %s",
                   err.msg);
+}
+
+/* Redis may have lost writes (a lost connection was noted since the last
+ * check): raises the counter past the highest stored id, and when the ids
+ * just reserved from first_id are not above it, reserves n fresh ones.
+ * Ids then stay increasing across a Redis restart that lost INCRs. */
+static int recheck_ids(struct pipeline *p, size_t n, int64_t *first_id, struct snap_err *err)
+{
+    unsigned losses = repair_losses(p->repair);
+    int64_t max_id = 0;
+
+    if (losses == p->losses_seen) return SNAP_OK;
+    if (cold_msg_max_id(p->ctx->cold, &max_id, err) != SNAP_OK ||
+        hot_id_floor(p->hot, max_id, err) != SNAP_OK)
+        return SNAP_EUNAVAIL;
+    p->losses_seen = losses;
+    if (*first_id > max_id) return SNAP_OK;
+    log_event(SNAP_LOG_WARN, NULL, "id_counter",
+              "Redis handed out id %lld, not above the stored %lld: counter raised",
+              (long long)*first_id, (long long)max_id);
+    return hot_inbox_put_many(p->hot, NULL, 0, NULL, n, first_id, NULL, 0, NULL, err);
 }
 
 /* The commit of ids[0..n) failed, so their sends are answered 503; should
@@ -226,6 +248,10 @@ static int pipeline_cycle(void *arg, struct batch_job **jobs, size_t n)
     }
     p->nprev = 0;
     if (n == 0) return 0;
+    if (first_id != 0 && recheck_ids(p, n, &first_id, &err) != SNAP_OK) {
+        rc = SNAP_EUNAVAIL;
+        first_id = 0;
+    }
     if (first_id == 0) {
         if (rc == SNAP_OK) snap_err_set(&err, SNAP_ERR, "no ids reserved");
         for (i = 0; i < n; i++)
@@ -272,6 +298,7 @@ int pipeline_start(struct snap_ctx *ctx, struct repair *repair, struct pipeline 
     if (p == NULL) return snap_err_set(err, SNAP_ERR, "out of memory for the send pipeline");
     p->ctx = ctx;
     p->repair = repair;
+    p->losses_seen = ~0u; /* check the counter on the first cycle */
     p->prev = calloc(PIPE_BATCH_MAX, sizeof *p->prev);
     p->keep = calloc(PIPE_BATCH_MAX, sizeof *p->keep);
     p->msgs = calloc(PIPE_BATCH_MAX, sizeof *p->msgs);

@@ -51,6 +51,7 @@ struct repair {
     pthread_cond_t wake;
     int stop;
     _Atomic int64_t asked; /* earliest since_ms asked for, INT64_MAX: none */
+    _Atomic unsigned losses; /* connections lost so far (repair_losses) */
     /* The thread's own: */
     char epoch[REPAIR_EPOCH_MAX]; /* last seen or set; "" unknown */
     int job;                      /* 1 while a repair is under way */
@@ -66,10 +67,16 @@ void repair_note_lost(struct repair *rp, int64_t since_ms)
     int64_t cur;
 
     if (rp == NULL) return;
+    atomic_fetch_add(&rp->losses, 1);
     cur = atomic_load(&rp->asked);
     while (since_ms < cur && !atomic_compare_exchange_weak(&rp->asked, &cur, since_ms)) {
     }
     (void)pthread_cond_signal(&rp->wake);
+}
+
+unsigned repair_losses(struct repair *rp)
+{
+    return rp != NULL ? atomic_load(&rp->losses) : 0;
 }
 
 /* A fresh random epoch value. */
