@@ -37,9 +37,15 @@ struct snap_ctx {
                                    every reply closes its connection         */
 };
 
+/* service_def.flags */
+#define SERVICE_NO_STORES 0x1u /* opens neither Redis nor the cold store:
+                                  ctx->cold and every worker's hot are NULL,
+                                  and /readyz is ready while it serves   */
+
 struct service_def {
     const char *name;                 /* "ingest": logs, metrics           */
     int default_port;                 /* SNAPTEXT_LISTEN default           */
+    unsigned flags;                   /* SERVICE_NO_STORES                 */
     const struct http_route *routes;
     size_t nroutes;
     /* Optional. Runs after the stores are open, before listening. A non-zero
