@@ -45,7 +45,6 @@ struct snap_ctx {
 struct service_def {
     const char *name;                 /* "ingest": logs, metrics           */
     int default_port;                 /* SNAPTEXT_LISTEN default           */
-    unsigned flags;                   /* SERVICE_NO_STORES                 */
     const struct http_route *routes;
     size_t nroutes;
     /* Optional. Runs after the stores are open, before listening. A non-zero
@@ -53,6 +52,7 @@ struct service_def {
     int (*start)(struct snap_ctx *ctx, struct snap_err *err);
     /* Optional. Runs after the server stopped; releases ctx->data. */
     void (*stop)(struct snap_ctx *ctx);
+    unsigned flags;                   /* SERVICE_NO_STORES                 */
 };
 
 /* Runs the service until SIGTERM/SIGINT. Returns the process exit code:

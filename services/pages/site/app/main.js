@@ -163,6 +163,7 @@ async function onSend(ev) {
   const key = newKey();
   const attempt = async () => {
     $("send-button").disabled = true;
+    $("send-result").hidden = true;
     const r = await call("POST", "/chat", { token: state.token, body: { username, text, timeout },
                                             headers: { "Idempotency-Key": key } });
     $("send-button").disabled = false;
