@@ -11,6 +11,9 @@ jobs=$(nproc 2>/dev/null || echo 2)
 if [ -f tests/deploy/package-lock.json ]; then
     npm ci --prefix tests/deploy --no-audit --no-fund --loglevel=error >/dev/null
 fi
+# The browser test drives /usr/bin/chromium (Debian's); playwright-core must
+# never fetch a browser of its own.
+PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix tests/web --no-audit --no-fund --loglevel=error >/dev/null
 
 run_suite() { # name build-dir cmake-args...
     local name=$1 dir=$2

@@ -9,7 +9,7 @@ state=${SNAPTEXT_STATE_DIR:-$root/.state}
 shopt -s nullglob
 # HAProxy first (no new requests), then the services, Redis last.
 order=("$state/pids/haproxy.pid" "$state"/pids/users*.pid "$state"/pids/ingest*.pid
-       "$state"/pids/fetch*.pid "$state/pids/redis.pid")
+       "$state"/pids/fetch*.pid "$state"/pids/pages*.pid "$state/pids/redis.pid")
 stopped=0
 for f in "${order[@]}"; do
     [ -f "$f" ] || continue

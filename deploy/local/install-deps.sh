@@ -12,13 +12,16 @@ if [ "${1:-}" = "--test" ]; then
     # mockupdb: scripted MongoDB for the wire tests; docker-compose: validates
     # docker-compose.yml; redis-sentinel: failover tests; nodejs/npm: offline
     # Kubernetes schema validation; clang: fuzz targets; wrk/gnuplot: benchmarks.
+    # chromium + python3-jsonschema: the web client's browser test and the
+    # OpenAPI conformance test (tests/web/, tests/api/test_openapi.py).
     pkgs+=(python3-mockupdb docker-compose redis-sentinel clang
-           libclang-rt-14-dev wrk gnuplot-nox python3-yaml)
-    # Node.js may come from elsewhere than Debian (then Debian's npm would
-    # conflict with it): ask for the packages only when the commands are missing.
-    command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
-    command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+           libclang-rt-14-dev wrk gnuplot-nox python3-yaml chromium python3-jsonschema)
 fi
+# nodejs/npm: the build installs the docs page's renderer with npm ci. Node.js
+# may come from elsewhere than Debian (then Debian's npm would conflict with
+# it): ask for the packages only when the commands are missing.
+command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -301,6 +301,19 @@ static int parse_admin_password(const struct cfg_row *row, const char *value,
     return 0;
 }
 
+/* SNAPTEXT_PAGES_ROOT: a folder path, not empty. */
+static int parse_path(const struct cfg_row *row, const char *value, struct snap_config *cfg,
+                      int default_port, char *why, size_t whylen)
+{
+    size_t len = strlen(value);
+    (void)default_port;
+    if (len == 0) {
+        (void)snprintf(why, whylen, "must be the path of a folder");
+        return -1;
+    }
+    return store_string(row, value, len, cfg, why, whylen);
+}
+
 /* ---- the table ----------------------------------------------------------- */
 
 static const struct cfg_row cfg_rows[] = {
@@ -322,6 +335,7 @@ static const struct cfg_row cfg_rows[] = {
     {"SNAPTEXT_ADMIN_USERNAME", "", parse_admin_user, 0, 0, CFG_FIELD(admin_username), NULL, 0},
     {"SNAPTEXT_ADMIN_PASSWORD", "", parse_admin_password, 0, 0, CFG_FIELD(admin_password), NULL, 1},
     {"SNAPTEXT_LOG_LEVEL", "info", parse_log_level, 0, 0, CFG_FIELD(log_level), NULL, 0},
+    {"SNAPTEXT_PAGES_ROOT", "site", parse_path, 0, 0, CFG_FIELD(pages_root), NULL, 0},
 };
 
 /* ---- loading ------------------------------------------------------------- */

@@ -353,13 +353,28 @@ static int keeps_alive(const struct http_req *r)
     return ver != NULL && strcmp(ver, "1.1") == 0;
 }
 
+/* 1 when the extra header lines set their own Cache-Control (static pages
+ * do); every other reply gets "no-store". */
+static int sets_cache_control(const char *headers)
+{
+    static const char name[] = "cache-control:";
+    const char *p = headers;
+
+    while (p != NULL && *p != '\0') {
+        if (strncasecmp(p, name, sizeof name - 1) == 0) return 1;
+        p = strchr(p, '\n');
+        if (p != NULL) p++;
+    }
+    return 0;
+}
+
 /* Sends the whole reply (status line, headers, body) in one mg_write, so
  * a small reply is one TCP segment whatever the Nagle settings. */
 static int send_reply(struct http_req *r, int status, const char *content_type, const char *body,
                       size_t len, const char *headers, int force_close)
 {
     char head[768], date[64];
-    const char *reason, *conn_line = "";
+    const char *reason, *conn_line = "", *cache;
     size_t hlen, xlen = headers ? strlen(headers) : 0, total;
     int n, no_body = status == 204 || status == 304 || (status >= 100 && status < 200);
     int is_head = r->ri != NULL && r->ri->request_method != NULL &&
@@ -389,17 +404,19 @@ static int send_reply(struct http_req *r, int status, const char *content_type, 
              strcmp(r->ri->http_version, "1.0") == 0)
         conn_line = "Connection: keep-alive\r\n";
     reason = mg_get_response_code_text(r->conn, status);
+    cache = sets_cache_control(headers) ? "" : "Cache-Control: no-store\r\n";
     if (no_body) {
         n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\n"
-                     "X-Request-Id: %s\r\nCache-Control: no-store\r\n%s",
-                     status, reason ? reason : "", date, content_type, r->request_id, conn_line);
+                     "X-Request-Id: %s\r\n%s%s",
+                     status, reason ? reason : "", date, content_type, r->request_id, cache,
+                     conn_line);
         len = 0;
     } else {
         n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "X-Request-Id: %s\r\nCache-Control: no-store\r\n%s",
-                     status, reason ? reason : "", date, content_type, len, r->request_id,
+                     "X-Request-Id: %s\r\n%s%s",
+                     status, reason ? reason : "", date, content_type, len, r->request_id, cache,
                      conn_line);
     }
     if (n < 0 || (size_t)n >= sizeof head) {
@@ -650,6 +667,10 @@ static void serve_builtin(struct http_req *r, enum builtin b)
     case BUILTIN_READYZ:
         if (r->ctx != NULL && r->ctx->draining) {
             reply_status_object(r, 503, "stopping", NULL, NULL);
+            return;
+        }
+        if (r->ctx != NULL && r->ctx->def != NULL && (r->ctx->def->flags & SERVICE_NO_STORES)) {
+            reply_status_object(r, 200, "ready", NULL, NULL);
             return;
         }
         memset(&err, 0, sizeof err);

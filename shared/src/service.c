@@ -37,6 +37,7 @@ static void *worker_init(const struct mg_context *mg, int thread_type)
 {
     if (thread_type != 1) return NULL; /* only request workers talk to Redis */
     struct snap_ctx *ctx = mg_get_user_data(mg);
+    if (ctx->def->flags & SERVICE_NO_STORES) return NULL;
     struct snap_worker *w = calloc(1, sizeof *w);
     if (!w) {
         log_event(SNAP_LOG_ERROR, NULL, "worker", "out of memory for a worker");
@@ -143,8 +144,9 @@ int service_run(const struct service_def *def)
     int started = 0, lib_inited = 0;
 
     struct snap_err err;
-    struct hot_store *probe = hot_new(&ctx.cfg, &err);
-    if (!probe) {
+    int stores = !(def->flags & SERVICE_NO_STORES);
+    struct hot_store *probe = stores ? hot_new(&ctx.cfg, &err) : NULL;
+    if (stores && !probe) {
         fprintf(stderr, "%s: SNAPTEXT_REDIS_URL cannot be used: %s\n", def->name, err.msg);
         goto done;
     }
@@ -154,7 +156,7 @@ int service_run(const struct service_def *def)
     if (!route_names) goto done;
     ctx.metrics = metrics_new(def->name, (const char *const *)route_names, def->nroutes);
     if (!ctx.metrics) goto done;
-    int opened = cold_open_retrying(&ctx, &stop_set);
+    int opened = stores ? cold_open_retrying(&ctx, &stop_set) : 0;
     if (opened != 0) {
         if (opened == 1) exit_code = 0; /* asked to stop while waiting: a clean stop */
         goto done;

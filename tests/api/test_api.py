@@ -76,7 +76,8 @@ def each_instance_serves_ops_routes():
 
 @test
 def unknown_route_is_404_json():
-    for path in ("/", "/nope", "/chats", "/chats/", "/chat/", "/chats/a/b", "/users/me/x"):
+    # "/" belongs to the pages service (API.md "For people": 302 to /app/).
+    for path in ("/nope", "/app.json", "/docsx", "/chats", "/chats/", "/chat/", "/chats/a/b", "/users/me/x"):
         assert_error(S.req("GET", path), 404, "not_found")
 
 

@@ -19,7 +19,7 @@ DEPLOY_TEST_DIR = os.path.dirname(os.path.abspath(__file__))
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 # The services' configuration (API.md, "Configuration", plus
-# SNAPTEXT_REDIS_SENTINELS and SNAPTEXT_DRAIN_MS of shared/include/snap/config.h). Kept here, not
+# SNAPTEXT_REDIS_SENTINELS, SNAPTEXT_DRAIN_MS and SNAPTEXT_PAGES_ROOT of shared/include/snap/config.h). Kept here, not
 # read from ../shared/API.md, so the test does not depend on a file beside
 # the checkout; checked against shared/src/config.c once that file names
 # its variables (see config_c_names()).
@@ -28,7 +28,7 @@ SERVICE_NAMES = frozenset({
     "SNAPTEXT_AUTH", "SNAPTEXT_THREADS", "SNAPTEXT_MAX_BODY_BYTES", "SNAPTEXT_MAX_TEXT_BYTES",
     "SNAPTEXT_MAX_TIMEOUT", "SNAPTEXT_SESSION_TTL", "SNAPTEXT_ADMIN_USERNAME",
     "SNAPTEXT_ADMIN_PASSWORD", "SNAPTEXT_LOG_LEVEL", "SNAPTEXT_DRAIN_MS", "SNAPTEXT_READ_MAX",
-    "SNAPTEXT_MAX_INBOX",
+    "SNAPTEXT_MAX_INBOX", "SNAPTEXT_PAGES_ROOT",
 })
 
 HAPROXY_CFG = os.path.join(SOURCE_DIR, "deploy", "haproxy", "haproxy.cfg")

@@ -79,7 +79,7 @@ static const char *const route_names[] = {"POST /chat",   "GET /chats/{}", "GET 
                                           "GET /users/me", "GET /nothing", "GET /down"};
 #define NROUTES (sizeof routes / sizeof routes[0])
 
-static const struct service_def def = {"test", 0, routes, NROUTES, NULL, NULL};
+static const struct service_def def = {"test", 0, routes, NROUTES, NULL, NULL, 0};
 
 /* ---- a tiny HTTP client -------------------------------------------------- */
 

@@ -42,6 +42,8 @@ struct snap_config {
     char admin_username[SNAP_USERNAME_MAX + 1]; /* SNAPTEXT_ADMIN_USERNAME ("" = none) */
     char admin_password[SNAP_PASSWORD_MAX + 1]; /* SNAPTEXT_ADMIN_PASSWORD        */
     enum snap_log_level log_level;              /* SNAPTEXT_LOG_LEVEL debug|info|warn|error */
+    char pages_root[1024];      /* SNAPTEXT_PAGES_ROOT: the folder the pages
+                                   service serves (site); others ignore it   */
 };
 
 /* Fills cfg from the environment. default_port is the service's own

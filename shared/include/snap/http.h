@@ -96,7 +96,9 @@ struct http_req {
  * Exactly one reply per request; a second call is ignored and logged. */
 int http_reply_json(struct http_req *r, int status, const cJSON *body, const char *headers);
 
-/* Same with a ready-made body of len bytes and the given content type. */
+/* Same with a ready-made body of len bytes and the given content type.
+ * Replies carry "Cache-Control: no-store" unless headers set a Cache-Control
+ * line of their own (static pages do). */
 int http_reply_raw(struct http_req *r, int status, const char *content_type,
                    const char *body, size_t len, const char *headers);
 

@@ -37,6 +37,11 @@ struct snap_ctx {
                                    every reply closes its connection         */
 };
 
+/* service_def.flags */
+#define SERVICE_NO_STORES 0x1u /* opens neither Redis nor the cold store:
+                                  ctx->cold and every worker's hot are NULL,
+                                  and /readyz is ready while it serves   */
+
 struct service_def {
     const char *name;                 /* "ingest": logs, metrics           */
     int default_port;                 /* SNAPTEXT_LISTEN default           */
@@ -47,6 +52,7 @@ struct service_def {
     int (*start)(struct snap_ctx *ctx, struct snap_err *err);
     /* Optional. Runs after the server stopped; releases ctx->data. */
     void (*stop)(struct snap_ctx *ctx);
+    unsigned flags;                   /* SERVICE_NO_STORES                 */
 };
 
 /* Runs the service until SIGTERM/SIGINT. Returns the process exit code:
