@@ -2,9 +2,10 @@
  * scheme of the store URL, runs open + ensure_schema as one step, checks
  * every argument once, and forwards each call to the driver's table of
  * function pointers (struct cold_ops).
- * The drivers may therefore assume: non-NULL pointers, ids > 0, usernames
- * and roles that are non-empty and NUL-terminated within their arrays,
- * texts that are non-NULL and NUL-free, and n > 0 for msg_expire.
+ * The drivers may therefore assume: non-NULL pointers, ids > 0, usernames,
+ * roles, tokens and idem keys that are NUL-terminated within their limits
+ * (non-empty where required), texts that are non-NULL and NUL-free, n > 0
+ * for the calls that take lists, and outputs already zeroed.
  * Not here: any SQL or BSON (cold_sqlite.c, cold_mongo.c). */
 #include "snap/cold_store.h"
 
@@ -157,14 +158,15 @@ static int msg_check(const struct cold_msg *m, const char *fn, struct snap_err *
     if (m->text == NULL) return snap_err_set(err, SNAP_EINVAL, "%s: text is NULL", fn);
     if (memchr(m->text, '\0', m->text_len) != NULL)
         return snap_err_set(err, SNAP_EINVAL, "%s: text holds a NUL byte", fn);
+    if (strnlen(m->idem, sizeof m->idem) >= sizeof m->idem)
+        return snap_err_set(err, SNAP_EINVAL, "%s: idem is not terminated", fn);
     return SNAP_OK;
 }
 
 int cold_msg_put(struct cold_store *cs, const struct cold_msg *m, struct snap_err *err)
 {
-    CHECK_STORE(cs, err, "cold_msg_put");
-    int rc = msg_check(m, "cold_msg_put", err);
-    return rc != SNAP_OK ? rc : cs->ops->msg_put(cs->state, m, err);
+    int rc1;
+    return cold_msg_put_many(cs, m, 1, &rc1, err);
 }
 
 int cold_msg_put_many(struct cold_store *cs, const struct cold_msg *msgs, size_t n, int *rcs,
@@ -193,18 +195,94 @@ int cold_msg_get(struct cold_store *cs, int64_t id, struct cold_msg *out, struct
     return cs->ops->msg_get(cs->state, id, out, err);
 }
 
-int cold_msg_expire(struct cold_store *cs, const int64_t *ids, size_t n, int64_t at_ms,
-                    struct snap_err *err)
+/* ids[0..n) are all positive; fn names the caller. */
+static int ids_check(const int64_t *ids, size_t n, const char *fn, struct snap_err *err)
 {
-    CHECK_STORE(cs, err, "cold_msg_expire");
-    if (n == 0) return SNAP_OK;
-    if (ids == NULL) return snap_err_set(err, SNAP_EINVAL, "cold_msg_expire: ids is NULL");
-    for (size_t i = 0; i < n; i++) {
+    if (ids == NULL) return snap_err_set(err, SNAP_EINVAL, "%s: ids is NULL", fn);
+    for (size_t i = 0; i < n; i++)
         if (ids[i] <= 0)
-            return snap_err_set(err, SNAP_EINVAL, "cold_msg_expire: id %lld is not positive",
+            return snap_err_set(err, SNAP_EINVAL, "%s: id %lld is not positive", fn,
                                 (long long)ids[i]);
+    return SNAP_OK;
+}
+
+int cold_msg_claim(struct cold_store *cs, struct cold_claim *claims, size_t n, int64_t now_ms,
+                   struct snap_err *err)
+{
+    CHECK_STORE(cs, err, "cold_msg_claim");
+    if (n == 0) return SNAP_OK;
+    if (claims == NULL) return snap_err_set(err, SNAP_EINVAL, "cold_msg_claim: claims is NULL");
+    for (size_t i = 0; i < n; i++) {
+        struct cold_claim *c = &claims[i];
+        c->n_claimed = 0;
+        c->rc = SNAP_EINVAL;
+        if (!str_ok(c->username, SNAP_USERNAME_MAX + 1) || !str_ok(c->token, COLD_TOKEN_MAX + 1) ||
+            (c->n > 0 && c->claimed == NULL))
+            return snap_err_set(err, SNAP_EINVAL,
+                                "cold_msg_claim: claim %zu has no username, token or output", i);
+        int rc = ids_check(c->ids, c->n, "cold_msg_claim", err);
+        if (rc != SNAP_OK) return rc;
     }
-    return cs->ops->msg_expire(cs->state, ids, n, at_ms, err);
+    for (size_t i = 0; i < n; i++) claims[i].rc = SNAP_OK;
+    return cs->ops->msg_claim(cs->state, claims, n, now_ms, err);
+}
+
+int cold_msg_claimed(struct cold_store *cs, const char *username, const char *token,
+                     int64_t since_ms, struct cold_msg_list *out, struct snap_err *err)
+{
+    CHECK_STORE(cs, err, "cold_msg_claimed");
+    if (out == NULL) return snap_err_set(err, SNAP_EINVAL, "cold_msg_claimed: out is NULL");
+    *out = (struct cold_msg_list){0};
+    if (!str_ok(username, SNAP_USERNAME_MAX + 1) || !str_ok(token, COLD_TOKEN_MAX + 1))
+        return snap_err_set(err, SNAP_EINVAL, "cold_msg_claimed: no username or token");
+    return cs->ops->msg_claimed(cs->state, username, token, since_ms, out, err);
+}
+
+int cold_msg_close(struct cold_store *cs, const int64_t *ids, size_t n, int to_state,
+                   int64_t at_ms, size_t *n_closed, struct snap_err *err)
+{
+    size_t ignored;
+
+    CHECK_STORE(cs, err, "cold_msg_close");
+    if (n_closed == NULL) n_closed = &ignored;
+    *n_closed = 0;
+    if (to_state != COLD_UNSENT && to_state != COLD_REFUSED)
+        return snap_err_set(err, SNAP_EINVAL, "cold_msg_close: state %d is not unsent or refused",
+                            to_state);
+    if (n == 0) return SNAP_OK;
+    int rc = ids_check(ids, n, "cold_msg_close", err);
+    return rc != SNAP_OK ? rc : cs->ops->msg_close(cs->state, ids, n, to_state, at_ms, n_closed, err);
+}
+
+int cold_msg_find_idem(struct cold_store *cs, const char *idem, struct cold_msg *out,
+                       struct snap_err *err)
+{
+    CHECK_STORE(cs, err, "cold_msg_find_idem");
+    if (out == NULL) return snap_err_set(err, SNAP_EINVAL, "cold_msg_find_idem: out is NULL");
+    memset(out, 0, sizeof *out);
+    if (!str_ok(idem, COLD_IDEM_MAX + 1))
+        return snap_err_set(err, SNAP_EINVAL, "cold_msg_find_idem: key is empty or too long");
+    return cs->ops->msg_find_idem(cs->state, idem, out, err);
+}
+
+int cold_msg_release_idem(struct cold_store *cs, int64_t id, struct snap_err *err)
+{
+    CHECK_STORE(cs, err, "cold_msg_release_idem");
+    if (id <= 0) return snap_err_set(err, SNAP_EINVAL, "cold_msg_release_idem: bad id");
+    return cs->ops->msg_release_idem(cs->state, id, err);
+}
+
+int cold_msg_scan_open(struct cold_store *cs, int64_t since_ms, int64_t now_ms,
+                       int64_t after_exp, int64_t after_id, size_t max,
+                       struct cold_msg_list *out, struct snap_err *err)
+{
+    CHECK_STORE(cs, err, "cold_msg_scan_open");
+    if (out == NULL) return snap_err_set(err, SNAP_EINVAL, "cold_msg_scan_open: out is NULL");
+    *out = (struct cold_msg_list){0};
+    if (max == 0 || max > 100000)
+        return snap_err_set(err, SNAP_EINVAL, "cold_msg_scan_open: page size %zu out of range",
+                            max);
+    return cs->ops->msg_scan_open(cs->state, since_ms, now_ms, after_exp, after_id, max, out, err);
 }
 
 int cold_msg_max_id(struct cold_store *cs, int64_t *out, struct snap_err *err)
@@ -220,6 +298,15 @@ void cold_msg_cleanup(struct cold_msg *m)
     if (m == NULL) return;
     free(m->text);
     memset(m, 0, sizeof *m);
+}
+
+void cold_msg_list_free(struct cold_msg_list *l)
+{
+    if (l == NULL) return;
+    for (size_t i = 0; i < l->len; i++) free(l->items[i].text);
+    free(l->items);
+    l->items = NULL;
+    l->len = 0;
 }
 
 int cold_user_put(struct cold_store *cs, const struct cold_user *u, struct snap_err *err)

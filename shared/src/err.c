@@ -83,6 +83,12 @@ const char *snap_status_name(int code)
         return "invalid";
     case SNAP_EUNAUTH:
         return "unauthorized";
+    case SNAP_EEXIST:
+        return "exists";
+    case SNAP_EFULL:
+        return "full";
+    case SNAP_ETIMEOUT:
+        return "timeout";
     default:
         return "unknown";
     }

@@ -20,9 +20,19 @@
  *     id is that message's SNAP_ECONFLICT (the stored one unchanged, the
  *     others stored, the call SNAP_ECONFLICT); one invalid message refuses
  *     the batch before anything is written;
- *   - expire sets expires_ms = at only where it was later than at, touches
- *     no other field and no other message, skips unknown ids without
- *     creating them, and may be repeated;
+ *   - a put stores COLD_OPEN with closed_ms 0 and its idem; a second
+ *     message with a taken idem is SNAP_EEXIST (not stored) until the
+ *     first one's idem is released; find_idem finds the holder;
+ *   - claim (the arbiter of delivery) wins exactly the candidates that are
+ *     of the inbox, COLD_OPEN and unexpired, records READ, the claim time
+ *     and the token, leaves every other field alone, never wins a message
+ *     twice (also with many threads claiming the same ids at once), and
+ *     claimed() gives back what a token won;
+ *   - close moves only COLD_OPEN unexpired messages to UNSENT / REFUSED,
+ *     counts what moved, and may be repeated; a closed message is never
+ *     claimed;
+ *   - scan_open pages through exactly the claimable messages created since
+ *     a time, in (expires_ms, id) order;
  *   - max_id is at least every id put (exactly it on a fresh store, 0 when
  *     empty);
  *   - users round-trip; a taken username is SNAP_ECONFLICT; usernames are
@@ -142,22 +152,11 @@ static void check_roundtrip(const struct cold_msg *want)
     }
     CHECK_EQ_INT(got.created_ms, want->created_ms);
     CHECK_EQ_INT(got.expires_ms, want->expires_ms);
+    CHECK_EQ_INT(got.state, want->state);
+    CHECK_EQ_INT(got.closed_ms, want->closed_ms);
+    CHECK_EQ_STR(got.idem, want->idem);
     cold_msg_cleanup(&got);
     CHECK(got.text == NULL && got.id == 0);
-}
-
-static int64_t expires_of(int64_t id)
-{
-    struct snap_err err;
-    struct cold_msg got;
-    int64_t v = -1;
-
-    if (cold_msg_get(cs, id, &got, &err) == SNAP_OK)
-        v = got.expires_ms;
-    else
-        fprintf(stderr, "  get %lld: %s\n", (long long)id, err.msg);
-    cold_msg_cleanup(&got);
-    return v;
 }
 
 /* ---- opening ----------------------------------------------------------------- */
@@ -301,9 +300,28 @@ static void test_bad_arguments(void)
     CHECK_EQ_INT(cold_msg_get(cs, 1, NULL, &err), SNAP_EINVAL);
     CHECK_EQ_INT(cold_msg_get(NULL, 1, &got, &err), SNAP_EINVAL);
 
-    CHECK_EQ_INT(cold_msg_expire(cs, ids, 2, t0, &err), SNAP_EINVAL);
-    CHECK_EQ_INT(cold_msg_expire(cs, NULL, 1, t0, &err), SNAP_EINVAL);
-    CHECK_EQ_INT(cold_msg_expire(cs, NULL, 0, t0, &err), SNAP_OK);
+    CHECK_EQ_INT(cold_msg_close(cs, ids, 2, COLD_UNSENT, t0, NULL, &err), SNAP_EINVAL);
+    CHECK_EQ_INT(cold_msg_close(cs, NULL, 1, COLD_UNSENT, t0, NULL, &err), SNAP_EINVAL);
+    CHECK_EQ_INT(cold_msg_close(cs, NULL, 0, COLD_UNSENT, t0, NULL, &err), SNAP_OK);
+    CHECK_EQ_INT(cold_msg_close(cs, ids, 1, COLD_READ, t0, NULL, &err), SNAP_EINVAL);
+    {
+        struct cold_claim c = {.username = "", .token = "t", .ids = ids, .n = 1,
+                               .claimed = ids};
+        struct cold_msg_list l = {0};
+        CHECK_EQ_INT(cold_msg_claim(cs, &c, 1, t0, &err), SNAP_EINVAL);
+        c.username = "someone";
+        c.token = "";
+        CHECK_EQ_INT(cold_msg_claim(cs, &c, 1, t0, &err), SNAP_EINVAL);
+        c.token = "t";
+        c.claimed = NULL;
+        CHECK_EQ_INT(cold_msg_claim(cs, &c, 1, t0, &err), SNAP_EINVAL);
+        CHECK_EQ_INT(cold_msg_claim(cs, NULL, 0, t0, &err), SNAP_OK);
+        CHECK_EQ_INT(cold_msg_claimed(cs, "someone", "", t0, &l, &err), SNAP_EINVAL);
+        CHECK_EQ_INT(cold_msg_claimed(cs, "someone", "t", t0, NULL, &err), SNAP_EINVAL);
+        CHECK_EQ_INT(cold_msg_find_idem(cs, "", &got, &err), SNAP_EINVAL);
+        CHECK_EQ_INT(cold_msg_scan_open(cs, 0, t0, 0, 0, 0, &l, &err), SNAP_EINVAL);
+        cold_msg_list_free(NULL);
+    }
     CHECK_EQ_INT(cold_msg_max_id(cs, NULL, &err), SNAP_EINVAL);
     CHECK_EQ_INT(cold_msg_max_id(NULL, &max, &err), SNAP_EINVAL);
 
@@ -546,80 +564,324 @@ static void test_msg_put_many_arguments(void)
     }
 }
 
-/* expire sets expires_ms = at only where it was later, and nothing else. */
-static void test_msg_expire_semantics(void)
+/* Claims ids[0..n) for user with token at now; returns how many were won,
+ * the won ids in won[] (room for n). */
+static size_t claim_ids(const char *user, const char *token, const int64_t *ids, size_t n,
+                        int64_t now, int64_t *won, int *rc)
 {
     struct snap_err err;
-    struct cold_msg late, early, bystander;
-    char text[] = "to be read once";
-    int64_t batch[2];
+    struct cold_claim c = {.username = user, .token = token, .ids = ids, .n = n, .claimed = won};
 
-    msg_init(&late, new_id(), "exp", "bob", text, strlen(text), t0, t0 + 60000);
-    msg_init(&early, new_id(), "exp", NULL, text, strlen(text), t0, t0 + 500);
-    msg_init(&bystander, new_id(), "exp", NULL, text, strlen(text), t0, t0 + 60000);
-    CHECK_EQ_INT(put(&late, &err), SNAP_OK);
-    CHECK_EQ_INT(put(&early, &err), SNAP_OK);
-    CHECK_EQ_INT(put(&bystander, &err), SNAP_OK);
-
-    batch[0] = late.id;
-    batch[1] = early.id;
-    CHECK_EQ_INT(cold_msg_expire(cs, batch, 2, t0 + 1000, &err), SNAP_OK);
-    late.expires_ms = t0 + 1000;   /* was later: moved to the read time */
-    check_roundtrip(&late);        /* every other field unchanged */
-    check_roundtrip(&early);       /* already earlier: untouched */
-    check_roundtrip(&bystander);   /* not in the batch: untouched */
-
-    /* A later at does not push an expiry back out... */
-    CHECK_EQ_INT(cold_msg_expire(cs, &late.id, 1, t0 + 2000, &err), SNAP_OK);
-    CHECK_EQ_INT(expires_of(late.id), t0 + 1000);
-    /* ...an earlier one brings it forward. */
-    CHECK_EQ_INT(cold_msg_expire(cs, &late.id, 1, t0 + 900, &err), SNAP_OK);
-    CHECK_EQ_INT(expires_of(late.id), t0 + 900);
+    *rc = cold_msg_claim(cs, &c, 1, now, &err);
+    if (*rc != SNAP_OK) fprintf(stderr, "  claim: %s\n", err.msg);
+    CHECK_EQ_INT(c.rc, *rc);
+    return c.n_claimed;
 }
 
-/* The same call twice (a retry), and an id twice in one call, are harmless. */
-static void test_msg_expire_repeatable(void)
+static void test_msg_put_is_open(void)
 {
     struct snap_err err;
-    struct cold_msg a, b;
-    char text[] = "retry me";
-    int64_t batch[3];
+    struct cold_msg m;
+    char text[] = "fresh";
 
-    msg_init(&a, new_id(), "rep", NULL, text, strlen(text), t0, t0 + 60000);
-    msg_init(&b, new_id(), "rep", NULL, text, strlen(text), t0, t0 + 60000);
+    msg_init(&m, new_id(), "open", NULL, text, strlen(text), t0, t0 + 60000);
+    m.state = COLD_READ; /* ignored: a put is always open */
+    m.closed_ms = t0 + 5;
+    CHECK_EQ_INT(put(&m, &err), SNAP_OK);
+    m.state = COLD_OPEN;
+    m.closed_ms = 0;
+    check_roundtrip(&m);
+}
+
+/* The claim wins exactly the candidates a read may have. */
+static void test_claim_semantics(void)
+{
+    struct cold_msg a, gone, other, d, unsent;
+    struct snap_err err;
+    char text[] = "read me once";
+    int64_t cand[6], won[8];
+    int rc;
+
+    msg_init(&a, new_id(), "cl", "bob", text, strlen(text), t0, t0 + 60000);
+    msg_init(&gone, new_id(), "cl", NULL, text, strlen(text), t0, t0 + 500);
+    msg_init(&other, new_id(), "cl-other", NULL, text, strlen(text), t0, t0 + 60000);
+    msg_init(&d, new_id(), "cl", NULL, text, strlen(text), t0, t0 + 60000);
+    msg_init(&unsent, new_id(), "cl", NULL, text, strlen(text), t0, t0 + 60000);
+    CHECK_EQ_INT(put(&a, &err), SNAP_OK);
+    CHECK_EQ_INT(put(&gone, &err), SNAP_OK);
+    CHECK_EQ_INT(put(&other, &err), SNAP_OK);
+    CHECK_EQ_INT(put(&d, &err), SNAP_OK);
+    CHECK_EQ_INT(put(&unsent, &err), SNAP_OK);
+    CHECK_EQ_INT(cold_msg_close(cs, &unsent.id, 1, COLD_UNSENT, t0 + 900, NULL, &err), SNAP_OK);
+
+    /* Given in any order, with an unknown id among them. */
+    cand[0] = d.id;
+    cand[1] = gone.id;
+    cand[2] = new_id();
+    cand[3] = other.id;
+    cand[4] = unsent.id;
+    cand[5] = a.id;
+    CHECK_EQ_INT(claim_ids(a.username, "tok-1", cand, 6, t0 + 1000, won, &rc), 2);
+    CHECK_EQ_INT(rc, SNAP_OK);
+    CHECK_EQ_INT(won[0], a.id); /* ascending */
+    CHECK_EQ_INT(won[1], d.id);
+    a.state = d.state = COLD_READ;
+    a.closed_ms = d.closed_ms = t0 + 1000;
+    check_roundtrip(&a); /* text, from, expires_ms untouched */
+    check_roundtrip(&d);
+    check_roundtrip(&gone);  /* expired unread: stays open, never won */
+    check_roundtrip(&other); /* another inbox */
+    unsent.state = COLD_UNSENT;
+    unsent.closed_ms = t0 + 900;
+    check_roundtrip(&unsent);
+
+    /* Never twice: not by another token, not by the same one. */
+    CHECK_EQ_INT(claim_ids(a.username, "tok-2", cand, 6, t0 + 1001, won, &rc), 0);
+    CHECK_EQ_INT(claim_ids(a.username, "tok-1", cand, 6, t0 + 1002, won, &rc), 0);
+    check_roundtrip(&a);
+    /* The other inbox's message is still there for its own reader. */
+    CHECK_EQ_INT(claim_ids(other.username, "tok-3", cand, 6, t0 + 1003, won, &rc), 1);
+    CHECK_EQ_INT(won[0], other.id);
+}
+
+/* claimed(): what a token won, oldest first, for the retry of a read. */
+static void test_claimed_lookup(void)
+{
+    struct cold_msg a, b;
+    struct cold_msg_list l = {0};
+    struct snap_err err;
+    char ta[] = "first \xf0\x9f\x93\xa8", tb[] = "second";
+    int64_t cand[2], won[4];
+    int rc;
+
+    msg_init(&a, new_id(), "clk", NULL, ta, strlen(ta), t0, t0 + 60000);
+    msg_init(&b, new_id(), "clk", "carol", tb, strlen(tb), t0, t0 + 60000);
+    CHECK_EQ_INT(put(&b, &err), SNAP_OK);
+    CHECK_EQ_INT(put(&a, &err), SNAP_OK);
+    cand[0] = b.id;
+    cand[1] = a.id;
+    CHECK_EQ_INT(claim_ids(a.username, "key-A", cand, 2, t0 + 2000, won, &rc), 2);
+
+    CHECK_EQ_INT(cold_msg_claimed(cs, a.username, "key-A", t0 + 1000, &l, &err), SNAP_OK);
+    CHECK_EQ_INT(l.len, 2);
+    if (l.len == 2) {
+        CHECK_EQ_INT(l.items[0].id, a.id);
+        CHECK_EQ_INT(l.items[0].text_len, strlen(ta));
+        CHECK(memcmp(l.items[0].text, ta, strlen(ta)) == 0);
+        CHECK_EQ_INT(l.items[1].id, b.id);
+        CHECK_EQ_STR(l.items[1].text, tb);
+        CHECK_EQ_INT(l.items[1].state, COLD_READ);
+        CHECK_EQ_INT(l.items[1].closed_ms, t0 + 2000);
+    }
+    cold_msg_list_free(&l);
+    CHECK(l.items == NULL && l.len == 0);
+    /* Too old for the window, another token, another inbox: nothing. */
+    CHECK_EQ_INT(cold_msg_claimed(cs, a.username, "key-A", t0 + 2001, &l, &err), SNAP_OK);
+    CHECK_EQ_INT(l.len, 0);
+    CHECK_EQ_INT(cold_msg_claimed(cs, a.username, "key-B", t0, &l, &err), SNAP_OK);
+    CHECK_EQ_INT(l.len, 0);
+    CHECK_EQ_INT(cold_msg_claimed(cs, "clk-nobody", "key-A", t0, &l, &err), SNAP_OK);
+    CHECK_EQ_INT(l.len, 0);
+    cold_msg_list_free(&l);
+}
+
+/* close(): unsend and refusal only ever end an open, unexpired message. */
+static void test_close_semantics(void)
+{
+    struct cold_msg a, b, late, read;
+    struct snap_err err;
+    char text[] = "maybe not";
+    int64_t batch[3], won[4];
+    size_t moved = 99;
+    int rc;
+
+    msg_init(&a, new_id(), "cls", NULL, text, strlen(text), t0, t0 + 60000);
+    msg_init(&b, new_id(), "cls", NULL, text, strlen(text), t0, t0 + 60000);
+    msg_init(&late, new_id(), "cls", NULL, text, strlen(text), t0, t0 + 100);
+    msg_init(&read, new_id(), "cls", NULL, text, strlen(text), t0, t0 + 60000);
     CHECK_EQ_INT(put(&a, &err), SNAP_OK);
     CHECK_EQ_INT(put(&b, &err), SNAP_OK);
-    batch[0] = a.id;
-    batch[1] = b.id;
-    batch[2] = a.id;
-    CHECK_EQ_INT(cold_msg_expire(cs, batch, 3, t0 + 3000, &err), SNAP_OK);
-    CHECK_EQ_INT(cold_msg_expire(cs, batch, 3, t0 + 3000, &err), SNAP_OK);
-    a.expires_ms = b.expires_ms = t0 + 3000;
+    CHECK_EQ_INT(put(&late, &err), SNAP_OK);
+    CHECK_EQ_INT(put(&read, &err), SNAP_OK);
+    CHECK_EQ_INT(claim_ids(read.username, "r", &read.id, 1, t0 + 10, won, &rc), 1);
+
+    CHECK_EQ_INT(cold_msg_close(cs, &a.id, 1, COLD_UNSENT, t0 + 500, &moved, &err), SNAP_OK);
+    CHECK_EQ_INT(moved, 1);
+    a.state = COLD_UNSENT;
+    a.closed_ms = t0 + 500;
     check_roundtrip(&a);
+    /* Repeated, or of something read or expired: nothing moves. */
+    batch[0] = a.id;
+    batch[1] = late.id;
+    batch[2] = read.id;
+    CHECK_EQ_INT(cold_msg_close(cs, batch, 3, COLD_REFUSED, t0 + 600, &moved, &err), SNAP_OK);
+    CHECK_EQ_INT(moved, 0);
+    check_roundtrip(&a);
+    check_roundtrip(&late);
+    read.state = COLD_READ;
+    read.closed_ms = t0 + 10;
+    check_roundtrip(&read);
+    /* Refused (with an unknown id beside it): never claimed afterwards. */
+    batch[0] = b.id;
+    batch[1] = new_id();
+    CHECK_EQ_INT(cold_msg_close(cs, batch, 2, COLD_REFUSED, t0 + 700, &moved, &err), SNAP_OK);
+    CHECK_EQ_INT(moved, 1);
+    CHECK_EQ_INT(cold_msg_get(cs, batch[1], &read, &err), SNAP_ENOTFOUND);
+    b.state = COLD_REFUSED;
+    b.closed_ms = t0 + 700;
+    check_roundtrip(&b);
+    CHECK_EQ_INT(claim_ids(b.username, "r2", &b.id, 1, t0 + 800, won, &rc), 0);
     check_roundtrip(&b);
 }
 
-/* Unknown ids are skipped: the known ones in the same batch are still
- * expired, and no message springs into existence. */
-static void test_msg_expire_unknown_ids(void)
+/* The Idempotency-Key of a send is unique while it is held. */
+static void test_idem_keys(void)
 {
+    struct cold_msg a, b, got;
     struct snap_err err;
-    struct cold_msg known, got;
-    char text[] = "known";
-    int64_t ghost1 = new_id(), ghost2 = new_id();
-    int64_t batch[3];
+    char ta[] = "once", tb[] = "once again";
+    char idem[COLD_IDEM_MAX + 1];
+    int rcs[1];
 
-    msg_init(&known, new_id(), "ghost", NULL, text, strlen(text), t0, t0 + 60000);
-    CHECK_EQ_INT(put(&known, &err), SNAP_OK);
-    batch[0] = ghost1;
-    batch[1] = known.id;
-    batch[2] = ghost2;
-    CHECK_EQ_INT(cold_msg_expire(cs, batch, 3, t0 + 10, &err), SNAP_OK);
-    CHECK_EQ_INT(cold_msg_expire(cs, &ghost1, 1, t0 + 10, &err), SNAP_OK);
-    CHECK_EQ_INT(cold_msg_get(cs, ghost1, &got, &err), SNAP_ENOTFOUND);
-    CHECK_EQ_INT(cold_msg_get(cs, ghost2, &got, &err), SNAP_ENOTFOUND);
-    known.expires_ms = t0 + 10;
-    check_roundtrip(&known);
+    snprintf(idem, sizeof idem, "ct%s-sender/key-1", tag);
+    msg_init(&a, new_id(), "idem", "sender", ta, strlen(ta), t0, t0 + 60000);
+    snprintf(a.idem, sizeof a.idem, "%s", idem);
+    CHECK_EQ_INT(put(&a, &err), SNAP_OK);
+    check_roundtrip(&a);
+    CHECK_EQ_INT(cold_msg_find_idem(cs, idem, &got, &err), SNAP_OK);
+    CHECK_EQ_INT(got.id, a.id);
+    CHECK_EQ_STR(got.text, ta);
+    CHECK_EQ_STR(got.idem, idem);
+    cold_msg_cleanup(&got);
+
+    msg_init(&b, new_id(), "idem", "sender", tb, strlen(tb), t0, t0 + 60000);
+    snprintf(b.idem, sizeof b.idem, "%s", idem);
+    CHECK_EQ_INT(put_many(&b, 1, rcs, &err), SNAP_EEXIST);
+    CHECK_EQ_INT(rcs[0], SNAP_EEXIST);
+    CHECK_EQ_INT(cold_msg_get(cs, b.id, &got, &err), SNAP_ENOTFOUND);
+
+    CHECK_EQ_INT(cold_msg_find_idem(cs, "ct-nobody/none", &got, &err), SNAP_ENOTFOUND);
+    CHECK_EQ_INT(cold_msg_release_idem(cs, a.id, &err), SNAP_OK);
+    CHECK_EQ_INT(cold_msg_release_idem(cs, new_id(), &err), SNAP_OK);
+    CHECK_EQ_INT(cold_msg_find_idem(cs, idem, &got, &err), SNAP_ENOTFOUND);
+    a.idem[0] = '\0';
+    check_roundtrip(&a);
+    CHECK_EQ_INT(put(&b, &err), SNAP_OK);
+    check_roundtrip(&b);
+}
+
+/* scan_open(): the rebuild of the hot index sees exactly what a read could
+ * claim. Created far in the future, so that nothing else matches. */
+static void test_scan_open(void)
+{
+    enum { N = 7 };
+    struct cold_msg m[N];
+    struct snap_err err;
+    char text[] = "rebuild me";
+    int64_t fut = t0 + 100LL * 86400 * 1000, now = fut + 1000, won[2];
+    int64_t ae = 0, ai = 0;
+    int want[N] = {1, 1, 0, 1, 0, 0, 1}, seen[N] = {0}, rc;
+    size_t pages = 0, total = 0;
+
+    for (int i = 0; i < N; i++) {
+        /* expiries out of id order, to check the (expires_ms, id) order */
+        msg_init(&m[i], new_id(), "scan", NULL, text, strlen(text), fut + (i == 5 ? -1 : 0),
+                 now + 10000 - 100 * (i % 3));
+        CHECK_EQ_INT(put(&m[i], &err), SNAP_OK);
+    }
+    m[2].expires_ms = now; /* expired at now: not claimable */
+    CHECK_EQ_INT(cold_msg_close(cs, &m[2].id, 1, COLD_REFUSED, fut, NULL, &err), SNAP_OK);
+    CHECK_EQ_INT(claim_ids(m[4].username, "s", &m[4].id, 1, fut, won, &rc), 1);
+    /* m[5] was created before since. */
+    for (;;) {
+        struct cold_msg_list l = {0};
+        int64_t pe = ae, pi = ai;
+        CHECK_EQ_INT(cold_msg_scan_open(cs, fut, now, ae, ai, 2, &l, &err), SNAP_OK);
+        if (l.len == 0) break;
+        CHECK(l.len <= 2);
+        for (size_t k = 0; k < l.len; k++) {
+            const struct cold_msg *x = &l.items[k];
+            CHECK(x->expires_ms > pe || (x->expires_ms == pe && x->id > pi));
+            pe = x->expires_ms;
+            pi = x->id;
+            CHECK_EQ_INT(x->state, COLD_OPEN);
+            for (int i = 0; i < N; i++)
+                if (x->id == m[i].id) {
+                    seen[i]++;
+                    CHECK_EQ_STR(x->text, text);
+                    CHECK_EQ_STR(x->username, m[i].username);
+                    CHECK_EQ_INT(x->expires_ms, m[i].expires_ms);
+                }
+            total++;
+        }
+        ae = pe;
+        ai = pi;
+        cold_msg_list_free(&l);
+        if (++pages > 100) break;
+    }
+    for (int i = 0; i < N; i++) CHECK_EQ_INT(seen[i], want[i]);
+    (void)total;
+}
+
+struct claim_race {
+    const char *user;
+    const int64_t *ids;
+    size_t n;
+    char token[16];
+    int64_t won[64];
+    size_t n_won;
+    int rc;
+};
+
+static void *claim_racer(void *p)
+{
+    struct claim_race *r = p;
+    struct snap_err err;
+
+    for (size_t start = 0; start < r->n; start += 16) {
+        struct cold_claim c = {.username = r->user, .token = r->token, .ids = r->ids,
+                               .n = r->n, .claimed = r->won + r->n_won};
+        /* every racer offers all ids, again and again */
+        c.n = r->n;
+        if (cold_msg_claim(cs, &c, 1, t0 + 5000, &err) != SNAP_OK) r->rc = c.rc;
+        r->n_won += c.n_claimed;
+    }
+    return NULL;
+}
+
+/* Exactly once under contention: 8 threads claim the same 32 messages. */
+static void test_claim_concurrent(void)
+{
+    enum { NM = 32 };
+    struct cold_msg m;
+    struct claim_race races[CONC_THREADS];
+    pthread_t th[CONC_THREADS];
+    int64_t ids[NM];
+    int count[NM] = {0};
+    struct snap_err err;
+    char text[] = "race";
+
+    for (int i = 0; i < NM; i++) {
+        msg_init(&m, new_id(), "race", NULL, text, strlen(text), t0, t0 + 60000);
+        CHECK_EQ_INT(put(&m, &err), SNAP_OK);
+        ids[i] = m.id;
+    }
+    for (int t = 0; t < CONC_THREADS; t++) {
+        memset(&races[t], 0, sizeof races[t]);
+        races[t].user = m.username;
+        races[t].ids = ids;
+        races[t].n = NM;
+        snprintf(races[t].token, sizeof races[t].token, "racer-%d", t);
+        CHECK(pthread_create(&th[t], NULL, claim_racer, &races[t]) == 0);
+    }
+    for (int t = 0; t < CONC_THREADS; t++) {
+        (void)pthread_join(th[t], NULL);
+        CHECK_EQ_INT(races[t].rc, SNAP_OK);
+        for (size_t k = 0; k < races[t].n_won; k++)
+            for (int i = 0; i < NM; i++)
+                if (races[t].won[k] == ids[i]) count[i]++;
+    }
+    for (int i = 0; i < NM; i++) CHECK_EQ_INT(count[i], 1);
 }
 
 static void test_msg_max_id(void)
@@ -896,9 +1158,13 @@ int main(void)
     RUN(test_msg_put_many_roundtrip);
     RUN(test_msg_put_many_conflict);
     RUN(test_msg_put_many_arguments);
-    RUN(test_msg_expire_semantics);
-    RUN(test_msg_expire_repeatable);
-    RUN(test_msg_expire_unknown_ids);
+    RUN(test_msg_put_is_open);
+    RUN(test_claim_semantics);
+    RUN(test_claimed_lookup);
+    RUN(test_close_semantics);
+    RUN(test_idem_keys);
+    RUN(test_scan_open);
+    RUN(test_claim_concurrent);
     RUN(test_user_roundtrip);
     RUN(test_user_conflict);
     RUN(test_user_names_are_exact);

@@ -17,7 +17,10 @@ enum snap_status {
     SNAP_EUNAVAIL = -3,   /* a server (Redis, cold store) cannot be reached */
     SNAP_ECONFLICT = -4,  /* unique key already taken                       */
     SNAP_EINVAL = -5,     /* the caller passed something invalid            */
-    SNAP_EUNAUTH = -6     /* credentials or token not accepted              */
+    SNAP_EUNAUTH = -6,    /* credentials or token not accepted              */
+    SNAP_EEXIST = -7,     /* a second unique key (an Idempotency-Key) taken */
+    SNAP_EFULL = -8,      /* a bound was reached (a full inbox)             */
+    SNAP_ETIMEOUT = -9    /* the request's deadline passed first            */
 };
 
 struct snap_err {
