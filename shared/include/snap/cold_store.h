@@ -2,7 +2,116 @@
  *
  * One interface, several drivers: cold_open() reads the scheme of
  * SNAPTEXT_STORE and picks the SQLite driver (sqlite:///path) or the MongoDB
- * driver (mongodb://...). Services only see struct cold_store;
+ * driver (mongodb://...). Services only see struct cold_store; no file but
+ * the driver itself includes sqlite3.h or mongoc.h.
+ *
+ * Thread safety: a struct cold_store is shared by all worker threads; every
+ * operation may be called concurrently (each driver pools its connections).
+ * Times are Unix epoch milliseconds (UTC).
+ * Failures: SNAP_EUNAVAIL when the store cannot be reached or refuses the
+ * write (the caller answers 503), SNAP_ENOTFOUND / SNAP_ECONFLICT as named
+ * below. err->msg may hold driver text: log it, never send it to a client.
+ * Not here: the hot copy in Redis (hot_store.h). */
+#ifndef SNAP_COLD_STORE_H
+#define SNAP_COLD_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "snap/config.h"
+#include "snap/err.h"
+
+#define COLD_ROLE_MAX  15
+#define COLD_HASH_MAX  255
+#define COLD_TOKEN_MAX 64                        /* a claim token's bytes     */
+#define COLD_IDEM_MAX  (SNAP_USERNAME_MAX + 1 + COLD_TOKEN_MAX) /* "<from>/<key>" */
+
+/* What became of a message. Only a COLD_OPEN message whose expires_ms is
+ * still ahead can be claimed by a read or unsent: every other state is
+ * final. closed_ms says when it left COLD_OPEN. */
+enum cold_state {
+    COLD_OPEN = 0,    /* stored and unread: deliverable until expires_ms      */
+    COLD_READ = 1,    /* claimed by a read (its token in the store) at closed */
+    COLD_UNSENT = 2,  /* withdrawn by its sender or an admin at closed        */
+    COLD_REFUSED = 3, /* its send was not answered 201: never deliverable     */
+};
+
+/* One message. In results (cold_msg_get, lists), text is heap memory owned
+ * by the struct: release with cold_msg_cleanup() / cold_msg_list_free().
+ * For puts the caller owns everything and the store copies what it keeps. */
+struct cold_msg {
+    int64_t id;                              /* from the Redis counter, > 0   */
+    char username[SNAP_USERNAME_MAX + 1];    /* recipient                     */
+    char from[SNAP_USERNAME_MAX + 1];        /* sender; "" when has_from == 0 */
+    int has_from;                            /* 0: sent in open mode (null)   */
+    char *text;                              /* UTF-8, NUL-free               */
+    size_t text_len;
+    int64_t created_ms;
+    int64_t expires_ms;                      /* end of its timeout, never moved */
+    int state;                               /* enum cold_state; puts: OPEN   */
+    int64_t closed_ms;                       /* left COLD_OPEN at; 0 if open  */
+    char idem[COLD_IDEM_MAX + 1];            /* "" or the send's Idempotency-Key,
+                                                scoped: "<from>/<key>"         */
+};
+
+struct cold_msg_list {
+    struct cold_msg *items; /* ascending order (see each call) */
+    size_t len;
+};
+
+struct cold_user {
+    char username[SNAP_USERNAME_MAX + 1];
+    char password_hash[COLD_HASH_MAX + 1];   /* crypt(3) string, never a password */
+    char role[COLD_ROLE_MAX + 1];            /* "user" | "admin"              */
+    int64_t created_ms;
+};
+
+/* One read's claim, for cold_msg_claim(). The caller fills the inputs;
+ * claimed must have room for n ids. */
+struct cold_claim {
+    const char *username;  /* the inbox read                                 */
+    const char *token;     /* 1..COLD_TOKEN_MAX bytes: recorded on each won
+                              message (cold_msg_claimed finds them by it)    */
+    const int64_t *ids;    /* candidates (from the hot index), any order     */
+    size_t n;
+    int64_t *claimed;      /* out: the ids this claim won, ascending         */
+    size_t n_claimed;      /* out                                            */
+    int rc;                /* out: SNAP_OK or why this claim failed          */
+};
+
+/* A driver: each cold_<name>.c exports one const instance and nothing else.
+ * state is the driver's own handle, made by open and released by close.
+ * Drivers may assume the checks of cold_store.c (see there). */
+struct cold_ops {
+    const char *name;                        /* "sqlite", "mongodb"           */
+    const char *scheme;                      /* "sqlite://", "mongodb://"     */
+    int (*open)(const char *url, void **state, struct snap_err *err);
+    void (*close)(void *state);              /* NULL state is fine            */
+    int (*ensure_schema)(void *state, struct snap_err *err); /* idempotent    */
+    int (*ping)(void *state, struct snap_err *err);
+    int (*msg_put_many)(void *state, const struct cold_msg *msgs, size_t n, int *rcs,
+                        struct snap_err *err);
+    int (*msg_get)(void *state, int64_t id, struct cold_msg *out, struct snap_err *err);
+    int (*msg_claim)(void *state, struct cold_claim *claims, size_t n, int64_t now_ms,
+                     struct snap_err *err);
+    int (*msg_claimed)(void *state, const char *username, const char *token, int64_t since_ms,
+                       struct cold_msg_list *out, struct snap_err *err);
+    int (*msg_close)(void *state, const int64_t *ids, size_t n, int to_state, int64_t at_ms,
+                     size_t *n_closed, struct snap_err *err);
+    int (*msg_find_idem)(void *state, const char *idem, struct cold_msg *out,
+                         struct snap_err *err);
+    int (*msg_release_idem)(void *state, int64_t id, struct snap_err *err);
+    int (*msg_scan_open)(void *state, int64_t since_ms, int64_t now_ms, int64_t after_exp,
+                         int64_t after_id, size_t max, struct cold_msg_list *out,
+                         struct snap_err *err);
+    int (*msg_max_id)(void *state, int64_t *out, struct snap_err *err);
+    int (*user_put)(void *state, const struct cold_user *u, struct snap_err *err);
+    int (*user_get)(void *state, const char *username, struct cold_user *out,
+                    struct snap_err *err);
+    int (*user_set_role)(void *state, const char *username, const char *role,
+                         struct snap_err *err);
+};
+
+struct cold_store;
 
 /* Opens the store named by url and makes sure its schema and indexes exist.
  * On success *out belongs to the caller: release it with cold_close().
