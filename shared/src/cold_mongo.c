@@ -9,8 +9,9 @@
  * Layout in the url's database (default "snaptext"), docs/MONGODB.md:
  *   messages  {_id: int64 id, username, from: string|null, text,
  *              created_at: date, expires_at: date, state: int32,
- *              closed_at: date, claim: string, idem: string}
- *             (closed_at, claim and idem absent until set)
+ *              closed_at: date, claim: string, claim_op: ObjectId,
+ *              idem: string} (closed_at, claim, claim_op, idem absent
+ *              until set)
  *             indexes username_1; idem_1 (unique, partial: idem exists);
  *             username_1_claim_1 (partial: claim exists);
  *             state_1_expires_at_1__id_1
@@ -29,8 +30,8 @@
  *   msg_claim      one update, ordered: false, one statement per claim:
  *                  {_id: {$in: ids}, username, state: 0, expires_at: {$gt:
  *                  now}} -> {$set: {state: 1, closed_at: now, claim:
- *                  token}}, multi; then per claim find {_id: {$in: ids},
- *                  username, claim: token, state: 1}, _id only, by _id
+ *                  token, claim_op: a new ObjectId}}, multi; then per
+ *                  claim find {_id: {$in: ids}, claim_op}, _id only, by _id
  *   msg_claimed    find {username, claim: token, state: 1, closed_at:
  *                  {$gte: since}}, by _id
  *   msg_close      update {_id: {$in: ids}, state: 0, expires_at: {$gt:
@@ -856,9 +857,12 @@ static bool find_opts(bson_t *opts, const char *k1, const char *k2, int64_t limi
 /* ---- messages: the claim and the other state changes ------------------------ */
 
 /* {_id: {$in: ids}, username, state: 0, expires_at: {$gt: now}} and
- * {$set: {state: 1, closed_at: now, claim: token}}: the one conditional
- * write that decides who reads a message. */
-static bool claim_statement(const struct cold_claim *c, int64_t now_ms, bson_t *q, bson_t *u)
+ * {$set: {state: 1, closed_at: now, claim: token, claim_op: op}}: the one
+ * conditional write that decides who reads a message. op is new for every
+ * claim of every call, so that what this claim won can be told apart from
+ * what an earlier claim with the same token won. */
+static bool claim_statement(const struct cold_claim *c, int64_t now_ms, const bson_oid_t *op,
+                            bson_t *q, bson_t *u)
 {
     bson_t gt, set;
     bool ok = true;
@@ -873,15 +877,15 @@ static bool claim_statement(const struct cold_claim *c, int64_t now_ms, bson_t *
     ok = ok && BSON_APPEND_INT32(&set, MDOC_STATE, COLD_READ);
     ok = ok && BSON_APPEND_DATE_TIME(&set, MDOC_CLOSED, now_ms);
     ok = ok && BSON_APPEND_UTF8(&set, MDOC_CLAIM, c->token);
+    ok = ok && BSON_APPEND_OID(&set, MDOC_CLAIM_OP, op);
     ok = ok && bson_append_document_end(u, &set);
     return ok;
 }
 
-/* What claim c won: find {_id: {$in: ids}, username, claim: token,
- * state: 1}, _id only, sorted by _id, from the primary. Restricting it to
- * the candidates bounds the answer by c->n. */
+/* What claim c won: find {_id: {$in: ids}, claim_op: op}, _id only,
+ * sorted by _id, from the primary. Bounded by c->n. */
 static int claim_outcome(struct mongo_store *s, struct lease *l, struct cold_claim *c,
-                         struct snap_err *err)
+                         const bson_oid_t *op, struct snap_err *err)
 {
     bson_t filter, opts;
     bson_error_t e;
@@ -893,9 +897,7 @@ static int claim_outcome(struct mongo_store *s, struct lease *l, struct cold_cla
     bson_init(&filter);
     bson_init(&opts);
     ok = ok && mongo_doc_append_in(&filter, MDOC_ID, c->ids, c->n);
-    ok = ok && BSON_APPEND_UTF8(&filter, MDOC_USER, c->username);
-    ok = ok && BSON_APPEND_UTF8(&filter, MDOC_CLAIM, c->token);
-    ok = ok && BSON_APPEND_INT32(&filter, MDOC_STATE, COLD_READ);
+    ok = ok && BSON_APPEND_OID(&filter, MDOC_CLAIM_OP, op);
     ok = ok && find_opts(&opts, MDOC_ID, NULL, 0, true);
     if (!ok) {
         bson_destroy(&opts);
@@ -935,6 +937,7 @@ static int mongo_msg_claim(void *state, struct cold_claim *claims, size_t n, int
     struct snap_err first, one;
     size_t first_at = SIZE_MAX, nstmt = 0;
     size_t *claim_of = NULL; /* statement -> claim */
+    bson_oid_t *ops = NULL;  /* statement -> its claim_op */
     int *rcs = NULL;
     bson_t opts, reply;
     bson_error_t e;
@@ -943,9 +946,11 @@ static int mongo_msg_claim(void *state, struct cold_claim *claims, size_t n, int
     snap_err_clear(&first);
     claim_of = calloc(n, sizeof *claim_of);
     rcs = calloc(n, sizeof *rcs);
-    if (!claim_of || !rcs) {
+    ops = calloc(n, sizeof *ops);
+    if (!claim_of || !rcs || !ops) {
         free(claim_of);
         free(rcs);
+        free(ops);
         return snap_err_set(err, SNAP_ERR, "mongodb msg_claim: out of memory");
     }
     rc = lease_begin(s, MONGO_COLL_MESSAGES, &l, err);
@@ -953,6 +958,7 @@ static int mongo_msg_claim(void *state, struct cold_claim *claims, size_t n, int
         for (size_t i = 0; i < n; i++) claims[i].rc = rc;
         free(claim_of);
         free(rcs);
+        free(ops);
         return rc;
     }
 
@@ -964,7 +970,8 @@ static int mongo_msg_claim(void *state, struct cold_claim *claims, size_t n, int
         if (claims[i].n == 0) continue;
         bson_init(&q);
         bson_init(&u);
-        if (!claim_statement(&claims[i], now_ms, &q, &u))
+        bson_oid_init(&ops[nstmt], NULL); /* unique across processes */
+        if (!claim_statement(&claims[i], now_ms, &ops[nstmt], &q, &u))
             rc = fail_build(err, "msg_claim");
         else if (!mongoc_bulk_operation_update_many_with_opts(bulk, &q, &u, NULL, &e))
             rc = fail(err, &e, "msg_claim");
@@ -994,7 +1001,7 @@ static int mongo_msg_claim(void *state, struct cold_claim *claims, size_t n, int
     for (size_t k = 0; k < nstmt; k++) {
         struct cold_claim *c = &claims[claim_of[k]];
         if (c->rc != SNAP_OK) continue;
-        c->rc = claim_outcome(s, &l, c, &one);
+        c->rc = claim_outcome(s, &l, c, &ops[k], &one);
         if (c->rc != SNAP_OK && claim_of[k] < first_at) {
             first = one;
             first_at = claim_of[k];
@@ -1005,6 +1012,7 @@ static int mongo_msg_claim(void *state, struct cold_claim *claims, size_t n, int
     lease_end(s, &l);
     free(claim_of);
     free(rcs);
+    free(ops);
     if (rc != SNAP_OK) return rc;
     if (first_at == SIZE_MAX) return SNAP_OK;
     return snap_err_set(err, first.code, "%s", first.msg);

@@ -6,7 +6,8 @@
  * The message document (docs/MONGODB.md):
  *   {_id: int64, username, from: string|null, text, created_at: date,
  *    expires_at: date, state: int32, closed_at: date (absent while open),
- *    claim: string (absent until claimed), idem: string (absent if none)}
+ *    claim: string and claim_op: ObjectId (absent until claimed), idem:
+ *    string (absent if none)}
  * Not here: users (cold_mongo.c reads them with the helpers below). */
 #ifndef SNAP_COLD_MONGO_DOC_H
 #define SNAP_COLD_MONGO_DOC_H
@@ -29,6 +30,7 @@
 #define MDOC_STATE   "state"
 #define MDOC_CLOSED  "closed_at"
 #define MDOC_CLAIM   "claim"
+#define MDOC_CLAIM_OP "claim_op"
 #define MDOC_IDEM    "idem"
 
 /* Copies the UTF-8 field key of doc into out (cap bytes with the NUL).
