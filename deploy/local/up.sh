@@ -64,7 +64,7 @@ fi
 # Redis: AOF with fsync on every write, so an acknowledged message survives a
 # crash of Redis itself (see README, "Durability").
 redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$state/redis" \
-    --appendonly yes --appendfsync always --save "" --maxmemory-policy noeviction \
+    --appendonly yes --appendfsync everysec --save "" --maxmemory-policy noeviction \
     --daemonize yes --pidfile "$state/pids/redis.pid" --logfile "$state/logs/redis.log"
 for _ in $(seq 100); do alive "$state/pids/redis.pid" && port_busy "$redis_port" && break; sleep 0.05; done
 

@@ -1,18 +1,28 @@
-/* handlers.c: the two read routes of the fetch service.
+/* handlers.c: the read routes of the fetch service — the read-once inbox
+ * read (GET /chats/{username}) and the admin lookup (GET /chat/{id}).
  *
- * GET /chats/{username} hands its inbox to the read batcher (reads.c): one
- * atomic Redis step per inbox empties it, so concurrent readers on any
- * instance each get a disjoint set (exactly once), and what was taken is
- * expired in the cold store at the read time before the answer goes out. */
+ * A read hands its inbox to the read batcher (reads.c), which claims the
+ * candidates in the cold store: concurrent readers on any instance each get
+ * a disjoint set (exactly once), and what a read returns is already marked
+ * read there, at the read time, before the answer goes out. With an
+ * Idempotency-Key, a read first asks the cold store what a read with that
+ * key claimed in the last 10 minutes; if anything, that is the answer. */
 #include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include <civetweb.h>
 
 #include "fetch.h"
 #include "snap/clock.h"
 #include "snap/cold_store.h"
+#include "snap/deadline.h"
 #include "snap/hot_store.h"
 #include "snap/log.h"
 #include "snap/metrics.h"
 #include "snap/validate.h"
+
+#define READ_KEY_WINDOW_MS (10LL * 60 * 1000) /* API.md: a read's key answers 10 minutes */
 
 /* Adds "key": <int64> exactly (cJSON numbers are doubles). */
 static cJSON *add_int64(cJSON *obj, const char *key, int64_t v)
@@ -22,9 +32,82 @@ static cJSON *add_int64(cJSON *obj, const char *key, int64_t v)
     return cJSON_AddRawToObject(obj, key, buf);
 }
 
+/* One message of a read's reply array. */
+static int add_message(cJSON *arr, int64_t id, const char *text)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o || !cJSON_AddItemToArray(arr, o)) {
+        cJSON_Delete(o);
+        return -1;
+    }
+    return add_int64(o, "id", id) && cJSON_AddStringToObject(o, "text", text) ? 0 : -1;
+}
+
+/* Sends arr (which it deletes) as a read's 200; n messages were claimed. */
+static void reply_read(struct http_req *r, cJSON *arr, size_t n, int more)
+{
+    if (arr == NULL) {
+        /* Only on out-of-memory; the messages are claimed, so say which. A
+         * retry with the same Idempotency-Key still gets them. */
+        log_event(SNAP_LOG_ERROR, r->request_id, "lost_read",
+                  "out of memory building the reply of %zu claimed messages", n);
+        http_reply_error(r, HTTP_E_INTERNAL, "out of memory");
+        return;
+    }
+    metrics_add(r->ctx->metrics, METRIC_MESSAGES_READ, n);
+    http_reply_json(r, 200, arr, more ? "X-More-Messages: true\r\n" : NULL);
+    cJSON_Delete(arr);
+}
+
+/* The retry of a read: answers what the first read with this key claimed.
+ * Returns 1 when it answered. */
+static int replay(struct http_req *r, const char *key)
+{
+    struct cold_msg_list l;
+    struct snap_err err;
+    int rc = cold_msg_claimed(r->ctx->cold, r->param, key, clock_now_ms() - READ_KEY_WINDOW_MS,
+                              &l, &err);
+
+    if (rc != SNAP_OK) {
+        http_reply_store_error(r, "cold", "looking up the Idempotency-Key", &err);
+        return 1;
+    }
+    if (l.len == 0) return 0;
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; arr && i < l.len; i++)
+        if (add_message(arr, l.items[i].id, l.items[i].text) != 0) {
+            cJSON_Delete(arr);
+            arr = NULL;
+        }
+    reply_read(r, arr, l.len, 0);
+    cold_msg_list_free(&l);
+    return 1;
+}
+
+/* A token no Idempotency-Key can be: '~' is not in a key's alphabet. */
+static void random_token(char out[COLD_TOKEN_MAX + 1])
+{
+    unsigned char b[16] = {0};
+    static const char hex[] = "0123456789abcdef";
+
+    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
+        int64_t t = clock_mono_ns();
+        memcpy(b, &t, sizeof t);
+    }
+    out[0] = '~';
+    for (size_t i = 0; i < sizeof b; i++) {
+        out[1 + 2 * i] = hex[b[i] >> 4];
+        out[2 + 2 * i] = hex[b[i] & 15];
+    }
+    out[1 + 2 * sizeof b] = '\0';
+}
+
 void fetch_chats_read(struct http_req *r)
 {
     const struct fetch_state *fs = r->ctx->data;
+    const char *key = mg_get_header(r->conn, "Idempotency-Key");
+    long limit = r->ctx->cfg.read_max;
+    char token[COLD_TOKEN_MAX + 1];
 
     if (!username_valid(r->param, r->param_len)) {
         http_reply_error(r, HTTP_E_INVALID_FIELD,
@@ -32,34 +115,37 @@ void fetch_chats_read(struct http_req *r)
                          "whitespace, control characters or '/'");
         return;
     }
-    struct read_job job = {.user = r->param};
+    if (key != NULL && !idem_key_valid(key)) {
+        http_reply_error(r, HTTP_E_INVALID_FIELD,
+                         "Idempotency-Key must be 1 to 64 characters of A-Z a-z 0-9 _ -");
+        return;
+    }
+    if (query_long(r->ri->query_string, "limit", 1, r->ctx->cfg.read_max, &limit) < 0) {
+        http_reply_error(r, HTTP_E_INVALID_FIELD, "limit must be an integer between 1 and %ld",
+                         r->ctx->cfg.read_max);
+        return;
+    }
+    if (key != NULL) {
+        if (replay(r, key)) return;
+        snprintf(token, sizeof token, "%s", key);
+    } else {
+        random_token(token);
+    }
+    struct read_job job = {.user = r->param, .limit = (size_t)limit, .token = token,
+                           .deadline = deadline_get()};
     if (reads_take(fs->reads, &job) != SNAP_OK) {
-        http_reply_store_error(r, "redis", "reading the inbox", &job.err);
+        http_reply_store_error(r, job.store ? job.store : "fetch", "reading the inbox", &job.err);
         return;
     }
     struct hot_msg_list l = job.msgs;
-    size_t n_expired = job.n_expired;
-
     cJSON *arr = cJSON_CreateArray();
-    for (size_t i = 0; arr && i < l.len; i++) {
-        cJSON *o = cJSON_CreateObject();
-        if (!o || !cJSON_AddItemToArray(arr, o) || !add_int64(o, "id", l.items[i].id) ||
-            !cJSON_AddStringToObject(o, "text", l.items[i].text)) {
+    for (size_t i = 0; arr && i < l.len; i++)
+        if (add_message(arr, l.items[i].id, l.items[i].text) != 0) {
             cJSON_Delete(arr);
             arr = NULL;
         }
-    }
-    if (!arr) {
-        /* Only on out-of-memory; the messages are taken, so say which. */
-        log_event(SNAP_LOG_ERROR, r->request_id, "lost_read",
-                  "out of memory building the reply of %zu taken messages", l.len);
-        http_reply_error(r, HTTP_E_INTERNAL, "out of memory");
-    } else {
-        metrics_add(r->ctx->metrics, METRIC_MESSAGES_READ, l.len);
-        metrics_add(r->ctx->metrics, METRIC_MESSAGES_EXPIRED, n_expired);
-        http_reply_json(r, 200, arr, NULL);
-        cJSON_Delete(arr);
-    }
+    metrics_add(r->ctx->metrics, METRIC_MESSAGES_EXPIRED, job.n_expired);
+    reply_read(r, arr, l.len, job.more);
     hot_msg_list_free(&l);
 }
 
@@ -82,13 +168,16 @@ void fetch_chat_lookup(struct http_req *r)
         http_reply_store_error(r, "cold", "looking up the message", &err);
         return;
     }
+    /* expiration_date: when it stopped being deliverable — its read (or
+     * unsend) time if that came first, else the end of its timeout. */
     char when[SNAP_TIME_STR_LEN];
+    int64_t exp = m.state != COLD_OPEN && m.closed_ms > 0 ? m.closed_ms : m.expires_ms;
     cJSON *o = cJSON_CreateObject();
     int ok = o && add_int64(o, "id", m.id) && cJSON_AddStringToObject(o, "username", m.username) &&
              (m.has_from ? cJSON_AddStringToObject(o, "from", m.from) != NULL
                          : cJSON_AddNullToObject(o, "from") != NULL) &&
              cJSON_AddStringToObject(o, "text", m.text) &&
-             cJSON_AddStringToObject(o, "expiration_date", clock_format_utc(m.expires_ms, when));
+             cJSON_AddStringToObject(o, "expiration_date", clock_format_utc(exp, when));
     if (ok)
         http_reply_json(r, 200, o, NULL);
     else

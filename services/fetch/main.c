@@ -1,8 +1,7 @@
 /* fetch: the service that delivers snaps (GET /chats/{username}, read-once)
  * and the admin lookup (GET /chat/{id}). Its surface is the route table
- * below; handlers are in handlers.c, the batched inbox reads in reads.c,
- * the retry of cold-store expiry updates in expire_retry.c, everything else
- * in shared/ (service.h). */
+ * below; handlers are in handlers.c, the batched inbox claims in reads.c,
+ * everything else in shared/ (service.h). */
 #include <stdlib.h>
 
 #include "fetch.h"
@@ -12,16 +11,14 @@ static const struct http_route routes[] = {
     {"GET", "/chat/{}", fetch_chat_lookup, HTTP_AUTH_ADMIN, 0},
 };
 
-/* Starts the two background threads; ctx->data is their struct fetch_state. */
+/* Starts the read batcher; ctx->data is the struct fetch_state. */
 static int fetch_start(struct snap_ctx *ctx, struct snap_err *err)
 {
     struct fetch_state *fs = calloc(1, sizeof *fs);
 
     if (fs == NULL) return snap_err_set(err, SNAP_ERR, "out of memory for the fetch state");
-    fs->retry = expire_retry_start(ctx, err);
-    if (fs->retry != NULL) fs->reads = reads_start(ctx, fs->retry, err);
+    fs->reads = reads_start(ctx, err);
     if (fs->reads == NULL) {
-        expire_retry_stop(fs->retry);
         free(fs);
         return SNAP_ERR;
     }
@@ -29,15 +26,12 @@ static int fetch_start(struct snap_ctx *ctx, struct snap_err *err)
     return SNAP_OK;
 }
 
-/* Reads first: what they still defer goes to the retry worker, which then
- * pushes anything it could not apply to Redis as it stops. */
 static void fetch_stop(struct snap_ctx *ctx)
 {
     struct fetch_state *fs = ctx->data;
 
     if (fs == NULL) return;
-    reads_stop(fs->reads);
-    expire_retry_stop(fs->retry);
+    reads_stop(fs->reads); /* serves what is queued first */
     free(fs);
     ctx->data = NULL;
 }

@@ -1,14 +1,21 @@
 /* handlers.c: POST /chat — send a snap.
  *
  * The handler checks the request and hands the message to the pipeline
- * (pipeline.c), which keeps the order of API.md's promise ("201 means
- * durable and deliverable; anything else means never delivered"):
- *   1. id from the Redis counter;
- *   2. durable insert in the cold store — after this the admin lookup finds it;
- *   3. hot copy in the recipient's inbox, with its expiry.
- * The answer waits for all three. */
+ * (pipeline.c), which keeps API.md's promise ("201 means durable and
+ * deliverable; anything else means never delivered"): an id from the Redis
+ * counter, the durable record in the cold store (after which the message
+ * is claimable and the admin lookup finds it), then its hot copy in the
+ * recipient's inbox index.
+ *
+ * Idempotency-Key: the key, scoped by the sender ("<from>/<key>"; "/<key>"
+ * without a token), is stored with the message, and the store keeps it
+ * unique. A retry finds the message by it and gets the same 201; the same
+ * key with another message is 409. A key older than 24 hours is released
+ * and may be used again. */
 #include <stdio.h>
 #include <string.h>
+
+#include <civetweb.h>
 
 #include "ingest.h"
 #include "snap/clock.h"
@@ -17,10 +24,62 @@
 #include "snap/validate.h"
 
 #define DEFAULT_TIMEOUT_S 60
+#define IDEM_KEEP_MS      (24LL * 3600 * 1000) /* API.md: a send's key lives 24 hours */
+
+/* 201 {"id"} with Location for message id. */
+static void reply_created(struct http_req *r, int64_t id)
+{
+    char location[48], num[24];
+    snprintf(location, sizeof location, "Location: /chat/%lld\r\n", (long long)id);
+    snprintf(num, sizeof num, "%lld", (long long)id); /* exact, not via double */
+    cJSON *out = cJSON_CreateObject();
+    if (!out || !cJSON_AddRawToObject(out, "id", num)) {
+        cJSON_Delete(out);
+        http_reply_error(r, HTTP_E_INTERNAL, "out of memory");
+        return;
+    }
+    http_reply_json(r, 201, out, location);
+    cJSON_Delete(out);
+}
+
+/* The retry of a send: answers from the message that holds m->idem, if a
+ * live one does. Returns 1 when it answered, 0 when the key is free (a
+ * stale holder is released first). */
+static int replay(struct http_req *r, const struct cold_msg *m, int64_t timeout_s)
+{
+    struct cold_msg old;
+    struct snap_err err;
+    int rc = cold_msg_find_idem(r->ctx->cold, m->idem, &old, &err);
+
+    if (rc == SNAP_ENOTFOUND) return 0;
+    if (rc != SNAP_OK) {
+        http_reply_store_error(r, "cold", "looking up the Idempotency-Key", &err);
+        return 1;
+    }
+    if (old.created_ms < clock_now_ms() - IDEM_KEEP_MS) {
+        rc = cold_msg_release_idem(r->ctx->cold, old.id, &err);
+        cold_msg_cleanup(&old);
+        if (rc == SNAP_OK) return 0;
+        http_reply_store_error(r, "cold", "releasing an old Idempotency-Key", &err);
+        return 1;
+    }
+    if (strcmp(old.username, m->username) == 0 && old.text_len == m->text_len &&
+        memcmp(old.text, m->text, m->text_len) == 0 &&
+        old.expires_ms - old.created_ms == timeout_s * 1000)
+        reply_created(r, old.id);
+    else
+        http_reply_error(r, HTTP_E_CONFLICT,
+                         "this Idempotency-Key was already used for a different message; "
+                         "use a new key for a new message");
+    cold_msg_cleanup(&old);
+    return 1;
+}
 
 void ingest_chat_send(struct http_req *r)
 {
     const struct snap_config *cfg = &r->ctx->cfg;
+    const struct ingest_state *st = r->ctx->data;
+    const char *key = mg_get_header(r->conn, "Idempotency-Key");
     char msg[200];
     struct cold_msg m;
     memset(&m, 0, sizeof m);
@@ -28,6 +87,11 @@ void ingest_chat_send(struct http_req *r)
     long timeout;
     long dflt = cfg->max_timeout < DEFAULT_TIMEOUT_S ? cfg->max_timeout : DEFAULT_TIMEOUT_S;
 
+    if (key != NULL && !idem_key_valid(key)) {
+        http_reply_error(r, HTTP_E_INVALID_FIELD,
+                         "Idempotency-Key must be 1 to 64 characters of A-Z a-z 0-9 _ -");
+        return;
+    }
     if (field_username(r->body, "username", m.username, msg, sizeof msg) != 0 ||
         field_string(r->body, "text", 1, (size_t)cfg->max_text_bytes, &text, &m.text_len, msg,
                      sizeof msg) != 0 ||
@@ -40,28 +104,31 @@ void ingest_chat_send(struct http_req *r)
         m.has_from = 1;
         snprintf(m.from, sizeof m.from, "%s", r->who.username);
     }
+    if (key != NULL) {
+        snprintf(m.idem, sizeof m.idem, "%s/%s", m.has_from ? m.from : "", key);
+        if (replay(r, &m, timeout)) return;
+    }
     m.created_ms = clock_now_ms();
     m.expires_ms = m.created_ms + (int64_t)timeout * 1000;
 
     struct send_job job = {.msg = m, .request_id = r->request_id};
-    if (pipeline_send(r->ctx->data, &job) != SNAP_OK) {
+    int rc = pipeline_send(st->pipeline, &job);
+    if (rc == SNAP_EEXIST) { /* a concurrent send with the same key won */
+        if (!replay(r, &m, timeout))
+            http_reply_error(r, HTTP_E_CONFLICT, "this Idempotency-Key is in use; retry");
+        return;
+    }
+    if (rc == SNAP_EFULL) {
+        http_reply_error(r, HTTP_E_INBOX_FULL,
+                         "%s already holds %ld unread messages; nothing was stored", m.username,
+                         cfg->max_inbox);
+        return;
+    }
+    if (rc != SNAP_OK) {
         http_reply_store_error(r, job.store ? job.store : "ingest",
                                job.what ? job.what : "queueing the message", &job.err);
         return;
     }
-    m.id = job.msg.id;
-
     metrics_add(r->ctx->metrics, METRIC_MESSAGES_SENT, 1);
-    char location[48];
-    snprintf(location, sizeof location, "Location: /chat/%lld\r\n", (long long)m.id);
-    char id[24];
-    snprintf(id, sizeof id, "%lld", (long long)m.id); /* exact, not via double */
-    cJSON *out = cJSON_CreateObject();
-    if (!out || !cJSON_AddRawToObject(out, "id", id)) {
-        cJSON_Delete(out);
-        http_reply_error(r, HTTP_E_INTERNAL, "out of memory");
-        return;
-    }
-    http_reply_json(r, 201, out, location);
-    cJSON_Delete(out);
+    reply_created(r, job.msg.id);
 }

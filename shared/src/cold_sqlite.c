@@ -34,13 +34,15 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include "snap/deadline.h"
+
 #define SQ_SCHEME   "sqlite://"
 #define SQ_PATH_MAX 4096 /* longest database path accepted            */
 #define SQ_BUSY_TIMEOUT_MS                                                                         \
     2000                     /* wait this long for another process's lock: well                    \
                               * inside HAProxy's 10 s server timeout */
 #define SQ_IDLE_MAX       32 /* idle connections kept; extra ones closed  */
-#define SQ_SCHEMA_VERSION 1  /* PRAGMA user_version this code writes      */
+#define SQ_SCHEMA_VERSION 2  /* PRAGMA user_version this code writes      */
 #define SQ_CACHE_KIB_NEG  -256 /* page cache per connection: 256 KiB      */
 #define SQ_CHECKPOINT_MS  200  /* background WAL checkpoint period        */
 /* SQLite's own checkpoint, run inside a commit, only as a fallback when
@@ -60,13 +62,21 @@ enum sq_stmt {
     ST_PING,
     ST_MSG_PUT,
     ST_MSG_GET,
-    ST_MSG_EXPIRE,
+    ST_MSG_CLAIM,
+    ST_MSG_CLAIMED,
+    ST_MSG_CLOSE,
+    ST_MSG_FIND_IDEM,
+    ST_MSG_RELEASE_IDEM,
+    ST_MSG_SCAN_OPEN,
     ST_MSG_MAX_ID,
     ST_USER_PUT,
     ST_USER_GET,
     ST_USER_SET_ROLE,
     ST__COUNT
 };
+
+/* The columns row_to_msg() reads, in its order. */
+#define SQ_MSG_COLS "id, username, sender, text, created_ms, expires_ms, state, closed_ms, idem"
 
 static const char *const stmt_sql[ST__COUNT] = {
     /* IMMEDIATE takes the write lock at BEGIN, where the busy timeout
@@ -75,11 +85,26 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_PING] = "SELECT count(*) FROM sqlite_master",
-    [ST_MSG_PUT] = "INSERT INTO messages (id, username, sender, text, created_ms, expires_ms)"
-                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    [ST_MSG_GET] = "SELECT username, sender, text, created_ms, expires_ms"
-                   " FROM messages WHERE id = ?1",
-    [ST_MSG_EXPIRE] = "UPDATE messages SET expires_ms = ?1 WHERE id = ?2 AND expires_ms > ?1",
+    [ST_MSG_PUT] = "INSERT INTO messages (id, username, sender, text, created_ms, expires_ms,"
+                   " state, idem) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)",
+    [ST_MSG_GET] = "SELECT " SQ_MSG_COLS " FROM messages WHERE id = ?1",
+    /* The claim: one conditional write per read. ?3 is a JSON array of the
+     * candidate ids; only open, unexpired messages of the inbox are won. */
+    [ST_MSG_CLAIM] = "UPDATE messages SET state = 1, closed_ms = ?1, claim = ?2"
+                     " WHERE id IN (SELECT value FROM json_each(?3)) AND username = ?4"
+                     " AND state = 0 AND expires_ms > ?1 RETURNING id",
+    [ST_MSG_CLAIMED] = "SELECT " SQ_MSG_COLS " FROM messages WHERE username = ?1 AND claim = ?2"
+                       " AND state = 1 AND closed_ms >= ?3 ORDER BY id",
+    [ST_MSG_CLOSE] = "UPDATE messages SET state = ?1, closed_ms = ?2"
+                     " WHERE id IN (SELECT value FROM json_each(?3))"
+                     " AND state = 0 AND expires_ms > ?2",
+    [ST_MSG_FIND_IDEM] = "SELECT " SQ_MSG_COLS " FROM messages WHERE idem = ?1",
+    [ST_MSG_RELEASE_IDEM] = "UPDATE messages SET idem = NULL WHERE id = ?1",
+    /* "state = 0" as written here lets SQLite use the partial index
+     * messages_open, which holds only what a read could still claim. */
+    [ST_MSG_SCAN_OPEN] = "SELECT " SQ_MSG_COLS " FROM messages WHERE state = 0"
+                         " AND expires_ms > ?1 AND created_ms >= ?2"
+                         " AND (expires_ms, id) > (?3, ?4) ORDER BY expires_ms, id LIMIT ?5",
     [ST_MSG_MAX_ID] = "SELECT max(id) FROM messages",
     [ST_USER_PUT] = "INSERT INTO users (username, password_hash, role, created_ms)"
                     " VALUES (?1, ?2, ?3, ?4)",
@@ -87,23 +112,44 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_USER_SET_ROLE] = "UPDATE users SET role = ?2 WHERE username = ?1",
 };
 
-/* Version 1 of the schema. Run inside one transaction by ensure_schema;
- * every statement is a no-op on a database that already has it. */
-static const char schema_v1[] =
+/* The schema, version 2. A new file gets all of it; a version 1 file (no
+ * message states) is brought up to date by schema_v2_from_v1. Both run
+ * inside one transaction by ensure_schema.
+ *   state      0 open, 1 read, 2 unsent, 3 refused (enum cold_state)
+ *   closed_ms  when it left state 0 (read, unsent, refused); NULL while open
+ *   claim      the token of the read that claimed it
+ *   idem       the scoped Idempotency-Key of its send, while held */
+static const char schema_v2[] =
     "CREATE TABLE IF NOT EXISTS messages ("
     " id INTEGER PRIMARY KEY," /* the rowid: the Redis counter's id  */
     " username TEXT NOT NULL," /* recipient                          */
     " sender TEXT,"            /* NULL for a message sent in open mode */
     " text TEXT NOT NULL,"
     " created_ms INTEGER NOT NULL,"
-    " expires_ms INTEGER NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS messages_username ON messages (username);"
+    " expires_ms INTEGER NOT NULL,"
+    " state INTEGER NOT NULL DEFAULT 0,"
+    " closed_ms INTEGER,"
+    " claim TEXT,"
+    " idem TEXT);"
     "CREATE TABLE IF NOT EXISTS users ("
     " username TEXT PRIMARY KEY NOT NULL," /* NOT NULL: SQLite would allow a
                                               NULL key otherwise              */
     " password_hash TEXT NOT NULL,"
     " role TEXT NOT NULL,"
-    " created_ms INTEGER NOT NULL);"
+    " created_ms INTEGER NOT NULL);";
+
+static const char schema_v2_from_v1[] =
+    "ALTER TABLE messages ADD COLUMN state INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE messages ADD COLUMN closed_ms INTEGER;"
+    "ALTER TABLE messages ADD COLUMN claim TEXT;"
+    "ALTER TABLE messages ADD COLUMN idem TEXT;";
+
+static const char schema_v2_indexes[] =
+    "CREATE INDEX IF NOT EXISTS messages_username ON messages (username);"
+    "CREATE INDEX IF NOT EXISTS messages_claim ON messages (username, claim)"
+    " WHERE claim IS NOT NULL;"
+    "CREATE UNIQUE INDEX IF NOT EXISTS messages_idem ON messages (idem) WHERE idem IS NOT NULL;"
+    "CREATE INDEX IF NOT EXISTS messages_open ON messages (expires_ms, id) WHERE state = 0;"
     "PRAGMA user_version = " SQ_STR(SQ_SCHEMA_VERSION) ";";
 
 /* ---- state ---------------------------------------------------------------- */
@@ -136,13 +182,17 @@ struct sq_state {
     int ckpt_stop;
 };
 
-/* One caller's write, on its stack while it waits in group_commit: the
- * insert of msgs[0..n) with each outcome in rcs[], or (msgs == NULL) the
- * expiry of ids[0..n) at at_ms. */
+/* One caller's write, on its stack while it waits in group_commit. */
+enum write_kind { W_PUT, W_CLAIM, W_CLOSE };
+
 struct write_req {
-    const struct cold_msg *msgs;
+    enum write_kind kind;
+    const struct cold_msg *msgs; /* W_PUT: msgs[0..n), outcomes in rcs[]  */
     int *rcs;
-    const int64_t *ids;
+    struct cold_claim *claims;   /* W_CLAIM: claims[0..n) at at_ms        */
+    const int64_t *ids;          /* W_CLOSE: ids[0..n) to to_state at at_ms */
+    int to_state;
+    size_t n_closed;
     size_t n;
     int64_t at_ms;
     int rc; /* its outcome, valid once done           */
@@ -206,15 +256,20 @@ static int sq_fail(struct sq_conn *c, int rc, const char *what, struct snap_err 
  * when the flock is unavailable. SQLite's own busy_timeout backs off to
  * sleeps of up to 100 ms, which a transaction of a few hundred
  * microseconds turns into pure latency; poll every 200 us instead, up to
- * SQ_BUSY_TIMEOUT_MS in total. arg is the store's sq_state. */
+ * SQ_BUSY_TIMEOUT_MS in total, and never past the thread's deadline
+ * (deadline.h). arg is the store's sq_state. */
 #define SQ_BUSY_POLL_US 200
 
 static void writer_yield(const struct sq_state *st);
+static __thread int64_t busy_until; /* deadline_now() ms: stop waiting then */
 
 static int busy_wait(void *arg, int count)
 {
-    if (count == 0) writer_yield(arg);
-    if ((long)count * SQ_BUSY_POLL_US >= (long)SQ_BUSY_TIMEOUT_MS * 1000) return 0;
+    if (count == 0) {
+        writer_yield(arg);
+        busy_until = deadline_now() + deadline_left(SQ_BUSY_TIMEOUT_MS);
+    }
+    if (deadline_now() >= busy_until) return 0;
     struct timespec ts = {0, SQ_BUSY_POLL_US * 1000L};
     (void)nanosleep(&ts, NULL);
     return 1;
@@ -439,16 +494,53 @@ static int column_copy(sqlite3_stmt *s, int col, char *out, size_t cap)
  * sleeps in the kernel until it is released. SQLite's own locking still
  * guards the data; anything else writing the file (the sqlite3 shell, a
  * backup) is still met by busy_wait and its time limit. Without the side
- * file (read-only directory), writers just poll as before. */
+ * file (read-only directory), writers just poll as before.
+ *
+ * Every wait here is bounded: by the thread's deadline (deadline.h), and by
+ * SQ_BUSY_TIMEOUT_MS when there is none. The flock is tried without
+ * blocking and then polled with sleeps growing from 50 us to 800 us, so a
+ * process that holds the side file forever (stopped, or not ours) costs a
+ * 503 within the deadline, never a request that outlives it. */
 static __thread int writer_held; /* this thread holds the flock */
 
-static void writer_enter(struct sq_state *st)
+#define SQ_LOCK_POLL_MIN_US 50
+#define SQ_LOCK_POLL_MAX_US 800
+
+static int writer_enter(struct sq_state *st, struct snap_err *err)
 {
-    (void)pthread_mutex_lock(&st->write_lock);
-    if (st->writer_fd < 0) return;
-    while (flock(st->writer_fd, LOCK_EX) != 0)
-        if (errno != EINTR) return; /* no turn-taking this time: SQLite still locks */
+    int64_t left = deadline_left(SQ_BUSY_TIMEOUT_MS), until = deadline_now() + left;
+    struct timespec abs;
+    long pause_us = SQ_LOCK_POLL_MIN_US;
+
+    (void)clock_gettime(CLOCK_REALTIME, &abs);
+    abs.tv_sec += left / 1000;
+    abs.tv_nsec += (left % 1000) * 1000000L;
+    if (abs.tv_nsec >= 1000000000L) {
+        abs.tv_sec++;
+        abs.tv_nsec -= 1000000000L;
+    }
+    if (pthread_mutex_timedlock(&st->write_lock, &abs) != 0)
+        return snap_err_set(err, SNAP_EUNAVAIL,
+                            "sqlite \"%s\": this process's writers are queued past the deadline",
+                            st->path);
+    if (st->writer_fd < 0) return SNAP_OK;
+    for (;;) {
+        if (flock(st->writer_fd, LOCK_EX | LOCK_NB) == 0) break;
+        if (errno == EINTR) continue;
+        if (errno != EWOULDBLOCK) return SNAP_OK; /* no turn-taking: SQLite still locks */
+        if (deadline_now() >= until) {
+            (void)pthread_mutex_unlock(&st->write_lock);
+            return snap_err_set(err, SNAP_EUNAVAIL,
+                                "sqlite \"%s\": another process held %s-writer.lock past the "
+                                "deadline",
+                                st->path, st->path);
+        }
+        struct timespec ts = {0, pause_us * 1000L};
+        (void)nanosleep(&ts, NULL);
+        if (pause_us < SQ_LOCK_POLL_MAX_US) pause_us *= 2;
+    }
     writer_held = 1;
+    return SNAP_OK;
 }
 
 /* Gives the turn back early: called when SQLite's lock is held by a writer
@@ -656,7 +748,11 @@ static int sq_ensure_schema(void *state, struct snap_err *err)
 
     rc = pool_take(st, &c, err);
     if (rc != SNAP_OK) return rc;
-    writer_enter(st);
+    rc = writer_enter(st, err);
+    if (rc != SNAP_OK) {
+        pool_give(st, c);
+        return rc;
+    }
     rc = stmt_run(c, ST_BEGIN, "begin schema", err);
     if (rc != SNAP_OK) goto done;
     /* Read once at start, so not worth a cached statement. */
@@ -673,7 +769,11 @@ static int sq_ensure_schema(void *state, struct snap_err *err)
                           st->path, version, SQ_SCHEMA_VERSION);
         goto done;
     }
-    rc = conn_exec(c, schema_v1, "create schema", err);
+    /* Version 1 had no message states: its messages become open ones (those
+     * it read carry their read time as expires_ms, so they show expired). */
+    rc = version == 1 ? conn_exec(c, schema_v2_from_v1, "upgrade schema to v2", err)
+                      : conn_exec(c, schema_v2, "create schema", err);
+    if (rc == SNAP_OK) rc = conn_exec(c, schema_v2_indexes, "create indexes", err);
     if (rc == SNAP_OK) rc = stmt_run(c, ST_COMMIT, "commit schema", err);
 done:
     (void)sqlite3_finalize(s);
@@ -705,8 +805,27 @@ static int sq_ping(void *state, struct snap_err *err)
     return rc;
 }
 
+/* ids[0..n) as a JSON array ("[1,2,3]") for json_each(), in *out (heap,
+ * the caller frees). */
+static int ids_json(const int64_t *ids, size_t n, char **out, size_t *len, struct snap_err *err)
+{
+    size_t cap = 2 + n * 21, used = 0;
+    char *buf = malloc(cap);
+
+    *out = NULL;
+    if (buf == NULL) return snap_err_set(err, SNAP_ERR, "sqlite: out of memory for %zu ids", n);
+    buf[used++] = '[';
+    for (size_t i = 0; i < n; i++)
+        used += (size_t)snprintf(buf + used, cap - used, i ? ",%lld" : "%lld", (long long)ids[i]);
+    buf[used++] = ']';
+    *out = buf;
+    *len = used;
+    return SNAP_OK;
+}
+
 /* Binds and runs the insert of m on c (inside the caller's transaction).
- * A constraint failure undoes only this statement. */
+ * A constraint failure undoes only this statement: a taken id is
+ * SNAP_ECONFLICT, a taken idem SNAP_EEXIST. */
 static int insert_one(struct sq_conn *c, const struct cold_msg *m, struct snap_err *err)
 {
     sqlite3_stmt *s = NULL;
@@ -720,34 +839,87 @@ static int insert_one(struct sq_conn *c, const struct cold_msg *m, struct snap_e
     if (q == SQLITE_OK) q = bind_text(s, 4, m->text, m->text_len);
     if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 5, m->created_ms);
     if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 6, m->expires_ms);
+    if (q == SQLITE_OK)
+        q = m->idem[0] ? bind_text(s, 7, m->idem, strlen(m->idem)) : sqlite3_bind_null(s, 7);
     if (q == SQLITE_OK) q = sqlite3_step(s);
-    rc = q == SQLITE_DONE ? SNAP_OK : sq_fail(c, q, "insert message", err);
+    if (q == SQLITE_DONE)
+        rc = SNAP_OK;
+    else if (q == SQLITE_CONSTRAINT_UNIQUE) /* the only UNIQUE index is messages_idem */
+        rc = snap_err_set(err, SNAP_EEXIST, "sqlite: idempotency key already used");
+    else
+        rc = sq_fail(c, q, "insert message", err);
     stmt_done(s);
     return rc;
 }
 
-/* Sets expires_ms = at_ms on ids[0..n) that expire later (inside the
- * caller's transaction). An unknown id, or one that already expires
- * earlier, changes no row: that is success. */
-static int expire_ids(struct sq_conn *c, const int64_t *ids, size_t n, int64_t at_ms,
-                      struct snap_err *err)
+/* Runs one claim on c (inside the caller's transaction): the conditional
+ * UPDATE ... RETURNING of ST_MSG_CLAIM. */
+static int claim_one(struct sq_conn *c, struct cold_claim *cl, int64_t at_ms, struct snap_err *err)
 {
     sqlite3_stmt *s = NULL;
-    int rc = stmt_get(c, ST_MSG_EXPIRE, &s, err);
+    char *json = NULL;
+    size_t json_len = 0;
+    int rc = cl->n == 0 ? SNAP_OK : stmt_get(c, ST_MSG_CLAIM, &s, err);
 
-    for (size_t i = 0; rc == SNAP_OK && i < n; i++) {
-        int q = sqlite3_bind_int64(s, 1, at_ms);
-        if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 2, ids[i]);
-        if (q == SQLITE_OK) q = sqlite3_step(s);
-        rc = q == SQLITE_DONE ? SNAP_OK : sq_fail(c, q, "expire message", err);
-        stmt_done(s);
+    cl->n_claimed = 0;
+    if (cl->n == 0 || rc != SNAP_OK) return rc;
+    rc = ids_json(cl->ids, cl->n, &json, &json_len, err);
+    if (rc != SNAP_OK) return rc;
+    int q = sqlite3_bind_int64(s, 1, at_ms);
+    if (q == SQLITE_OK) q = bind_text(s, 2, cl->token, strlen(cl->token));
+    if (q == SQLITE_OK) q = bind_text(s, 3, json, json_len);
+    if (q == SQLITE_OK) q = bind_text(s, 4, cl->username, strlen(cl->username));
+    while (q == SQLITE_OK || q == SQLITE_ROW) {
+        q = sqlite3_step(s);
+        if (q == SQLITE_ROW && cl->n_claimed < cl->n)
+            cl->claimed[cl->n_claimed++] = sqlite3_column_int64(s, 0);
     }
+    rc = q == SQLITE_DONE ? SNAP_OK : sq_fail(c, q, "claim messages", err);
+    stmt_done(s);
+    free(json);
+    if (rc != SNAP_OK) {
+        cl->n_claimed = 0;
+        return rc;
+    }
+    /* RETURNING gives rows in no promised order. */
+    for (size_t i = 1; i < cl->n_claimed; i++)
+        for (size_t j = i; j > 0 && cl->claimed[j - 1] > cl->claimed[j]; j--) {
+            int64_t t = cl->claimed[j];
+            cl->claimed[j] = cl->claimed[j - 1];
+            cl->claimed[j - 1] = t;
+        }
+    return SNAP_OK;
+}
+
+/* Runs r's close (unsend / refuse) on c, inside the caller's transaction. */
+static int close_ids(struct sq_conn *c, struct write_req *r, struct snap_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    char *json = NULL;
+    size_t json_len = 0;
+    int rc = stmt_get(c, ST_MSG_CLOSE, &s, err);
+
+    if (rc == SNAP_OK) rc = ids_json(r->ids, r->n, &json, &json_len, err);
+    if (rc != SNAP_OK) return rc;
+    int q = sqlite3_bind_int(s, 1, r->to_state);
+    if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 2, r->at_ms);
+    if (q == SQLITE_OK) q = bind_text(s, 3, json, json_len);
+    if (q == SQLITE_OK) q = sqlite3_step(s);
+    if (q == SQLITE_DONE) {
+        r->n_closed = (size_t)sqlite3_changes(c->db);
+        rc = SNAP_OK;
+    } else {
+        rc = sq_fail(c, q, "close messages", err);
+    }
+    stmt_done(s);
+    free(json);
     return rc;
 }
 
 /* Inserts r's messages on c (inside the caller's transaction), each
- * outcome in r->rcs[]. r->rc becomes SNAP_OK, SNAP_ECONFLICT when some id
- * was taken (the others still go in), or the failure that stops the batch. */
+ * outcome in r->rcs[]. r->rc becomes SNAP_OK, the first conflict
+ * (SNAP_ECONFLICT / SNAP_EEXIST: the others still go in), or the failure
+ * that stops the batch. */
 static void insert_req(struct sq_conn *c, struct write_req *r)
 {
     struct snap_err one;
@@ -755,19 +927,44 @@ static void insert_req(struct sq_conn *c, struct write_req *r)
     r->rc = SNAP_OK;
     for (size_t i = 0; i < r->n; i++) {
         int rc = insert_one(c, &r->msgs[i], &one);
+        int conflict = rc == SNAP_ECONFLICT || rc == SNAP_EEXIST;
         r->rcs[i] = rc;
         if (rc == SNAP_OK) continue;
-        if (r->rc == SNAP_OK || (r->rc == SNAP_ECONFLICT && rc != SNAP_ECONFLICT)) {
+        if (r->rc == SNAP_OK || (!conflict && (r->rc == SNAP_ECONFLICT || r->rc == SNAP_EEXIST))) {
             r->rc = rc;
             r->err = one;
         }
-        if (rc != SNAP_ECONFLICT) return;
+        if (!conflict) return;
     }
 }
 
+/* Runs r's claims on c (inside the caller's transaction). A failure stops
+ * the whole transaction, so every claim of it then won nothing. */
+static void claim_req(struct sq_conn *c, struct write_req *r)
+{
+    r->rc = SNAP_OK;
+    for (size_t i = 0; i < r->n && r->rc == SNAP_OK; i++) {
+        r->claims[i].rc = claim_one(c, &r->claims[i], r->at_ms, &r->err);
+        r->rc = r->claims[i].rc;
+    }
+}
+
+/* Sets the failure rc (err) on r and on every part of it. */
+static void req_fail(struct write_req *r, int rc, const struct snap_err *err)
+{
+    r->rc = rc;
+    r->err = *err;
+    for (size_t i = 0; r->kind == W_PUT && i < r->n; i++) r->rcs[i] = rc;
+    for (size_t i = 0; r->kind == W_CLAIM && i < r->n; i++) {
+        r->claims[i].rc = rc;
+        r->claims[i].n_claimed = 0;
+    }
+    r->n_closed = 0;
+}
+
 /* Commits batch (a list of queued writes) in one transaction and sets each
- * one's outcome: SNAP_ECONFLICT for an insert of a taken id (the others
- * still commit), otherwise the transaction's. */
+ * one's outcome: a conflict for an insert of a taken id or idem (the
+ * others still commit), otherwise the transaction's. */
 static void commit_batch(struct sq_state *st, struct write_req *batch)
 {
     struct sq_conn *c = NULL;
@@ -775,39 +972,36 @@ static void commit_batch(struct sq_state *st, struct write_req *batch)
     struct write_req *r;
     int rc = pool_take(st, &c, &err);
 
+    if (rc == SNAP_OK) rc = writer_enter(st, &err);
     if (rc == SNAP_OK) {
-        writer_enter(st);
-        rc = stmt_run(c, ST_BEGIN, "begin insert", &err);
+        rc = stmt_run(c, ST_BEGIN, "begin write", &err);
         for (r = batch; rc == SNAP_OK && r != NULL; r = r->next) {
-            if (r->msgs != NULL)
+            if (r->kind == W_PUT)
                 insert_req(c, r);
+            else if (r->kind == W_CLAIM)
+                claim_req(c, r);
             else
-                r->rc = expire_ids(c, r->ids, r->n, r->at_ms, &r->err);
-            if (r->rc != SNAP_OK && r->rc != SNAP_ECONFLICT) {
+                r->rc = close_ids(c, r, &r->err);
+            if (r->rc != SNAP_OK && r->rc != SNAP_ECONFLICT && r->rc != SNAP_EEXIST) {
                 rc = r->rc; /* the disk or the file failed: nothing commits */
                 err = r->err;
             }
         }
-        if (rc == SNAP_OK) rc = stmt_run(c, ST_COMMIT, "commit insert", &err);
+        if (rc == SNAP_OK) rc = stmt_run(c, ST_COMMIT, "commit write", &err);
         if (rc == SNAP_OK) rc = check_not_moved(c, st, &err);
         if (rc != SNAP_OK && !sqlite3_get_autocommit(c->db)) {
             struct snap_err ignored;
-            (void)stmt_run(c, ST_ROLLBACK, "rollback insert", &ignored);
+            (void)stmt_run(c, ST_ROLLBACK, "rollback write", &ignored);
         }
         writer_leave(st);
-        pool_give(st, c);
     }
-    for (r = batch; r != NULL; r = r->next) {
-        if (rc != SNAP_OK) {
-            r->rc = rc;
-            r->err = err;
-            for (size_t i = 0; r->msgs != NULL && i < r->n; i++) r->rcs[i] = rc;
-        }
-    }
+    pool_give(st, c);
+    for (r = batch; r != NULL; r = r->next)
+        if (rc != SNAP_OK) req_fail(r, rc, &err);
 }
 
 /* Group commit: a reply must wait for the fsync of its write (a 201 for an
- * insert, a read's 200 for the expiry of what it returns), and one fsync
+ * insert, a read's 200 for the claim of what it returns), and one fsync
  * costs far more than a write, so writes that arrive while a commit is
  * running are queued and committed together by the next one. The first
  * caller to find no commit running becomes the leader: it takes the whole
@@ -815,7 +1009,8 @@ static void commit_batch(struct sq_state *st, struct write_req *batch)
  * waiter sleeps on its own semaphore, so a commit wakes exactly the
  * threads it finished (a shared condition variable woke every waiter for
  * each batch); then the leader hands over to the oldest write still queued,
- * which wakes up as the next leader. A lone write is committed at once. */
+ * which wakes up as the next leader. A lone write is committed at once.
+ * The leader's deadline bounds the lock waits of the whole batch. */
 static int group_commit(struct sq_state *st, struct write_req *req, struct snap_err *err)
 {
     int lead;
@@ -863,40 +1058,58 @@ static int group_commit(struct sq_state *st, struct write_req *req, struct snap_
 static int sq_msg_put_many(void *state, const struct cold_msg *msgs, size_t n, int *rcs,
                            struct snap_err *err)
 {
-    struct write_req req = {.msgs = msgs, .rcs = rcs, .n = n, .rc = SNAP_ERR};
+    struct write_req req = {.kind = W_PUT, .msgs = msgs, .rcs = rcs, .n = n, .rc = SNAP_ERR};
     return group_commit(state, &req, err);
 }
 
-static int sq_msg_put(void *state, const struct cold_msg *m, struct snap_err *err)
+static int sq_msg_claim(void *state, struct cold_claim *claims, size_t n, int64_t now_ms,
+                        struct snap_err *err)
 {
-    int rc1;
-    return sq_msg_put_many(state, m, 1, &rc1, err);
+    struct write_req req = {.kind = W_CLAIM, .claims = claims, .n = n, .at_ms = now_ms,
+                            .rc = SNAP_ERR};
+    return group_commit(state, &req, err);
 }
 
-/* Fills out from the current row of ST_MSG_GET. out->text is heap memory
- * owned by out; on failure out holds nothing to free. */
-static int row_to_msg(sqlite3_stmt *s, int64_t id, struct cold_msg *out, struct snap_err *err)
+static int sq_msg_close(void *state, const int64_t *ids, size_t n, int to_state, int64_t at_ms,
+                        size_t *n_closed, struct snap_err *err)
+{
+    struct write_req req = {.kind = W_CLOSE, .ids = ids, .n = n, .to_state = to_state,
+                            .at_ms = at_ms, .rc = SNAP_ERR};
+    int rc = group_commit(state, &req, err);
+    *n_closed = req.n_closed;
+    return rc;
+}
+
+/* Fills out from the current row of a statement that selects SQ_MSG_COLS.
+ * out->text is heap memory owned by out; on failure out holds nothing to
+ * free. */
+static int row_to_msg(sqlite3_stmt *s, struct cold_msg *out, struct snap_err *err)
 {
     const unsigned char *text;
+    int64_t id = sqlite3_column_int64(s, 0);
     int n;
 
+    memset(out, 0, sizeof *out);
     out->id = id;
-    if (column_copy(s, 0, out->username, sizeof out->username) != 0)
+    if (column_copy(s, 1, out->username, sizeof out->username) != 0)
         return snap_err_set(err, SNAP_ERR, "sqlite: message %lld has a bad username",
                             (long long)id);
-    if (sqlite3_column_type(s, 1) == SQLITE_NULL) {
-        out->has_from = 0;
-        out->from[0] = '\0';
-    } else if (column_copy(s, 1, out->from, sizeof out->from) != 0) {
-        return snap_err_set(err, SNAP_ERR, "sqlite: message %lld has a bad sender", (long long)id);
-    } else {
+    if (sqlite3_column_type(s, 2) != SQLITE_NULL) {
+        if (column_copy(s, 2, out->from, sizeof out->from) != 0)
+            return snap_err_set(err, SNAP_ERR, "sqlite: message %lld has a bad sender",
+                                (long long)id);
         out->has_from = 1;
     }
-    out->created_ms = sqlite3_column_int64(s, 3);
-    out->expires_ms = sqlite3_column_int64(s, 4);
+    out->created_ms = sqlite3_column_int64(s, 4);
+    out->expires_ms = sqlite3_column_int64(s, 5);
+    out->state = sqlite3_column_int(s, 6);
+    out->closed_ms = sqlite3_column_int64(s, 7); /* NULL reads as 0 */
+    if (sqlite3_column_type(s, 8) != SQLITE_NULL &&
+        column_copy(s, 8, out->idem, sizeof out->idem) != 0)
+        return snap_err_set(err, SNAP_ERR, "sqlite: message %lld has a bad idem", (long long)id);
     /* Text last, so no earlier failure leaves it allocated. */
-    text = sqlite3_column_text(s, 2);
-    n = sqlite3_column_bytes(s, 2);
+    text = sqlite3_column_text(s, 3);
+    n = sqlite3_column_bytes(s, 3);
     if (text == NULL || n < 0)
         return snap_err_set(err, SNAP_ERR, "sqlite: message %lld text unreadable", (long long)id);
     out->text = malloc((size_t)n + 1);
@@ -907,42 +1120,140 @@ static int row_to_msg(sqlite3_stmt *s, int64_t id, struct cold_msg *out, struct 
     return SNAP_OK;
 }
 
-static int sq_msg_get(void *state, int64_t id, struct cold_msg *out, struct snap_err *err)
+/* Steps s (bound by the caller) and appends every row to out, at most max
+ * (0: no limit). On failure out is emptied. */
+static int rows_to_list(struct sq_conn *c, sqlite3_stmt *s, size_t max, struct cold_msg_list *out,
+                        struct snap_err *err)
 {
-    struct sq_state *st = state;
+    size_t cap = 0;
+    int rc = SNAP_OK, q;
+
+    while (rc == SNAP_OK && (q = sqlite3_step(s)) == SQLITE_ROW) {
+        if (max > 0 && out->len >= max) break;
+        if (out->len == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            struct cold_msg *items = realloc(out->items, ncap * sizeof *items);
+            if (items == NULL) {
+                rc = snap_err_set(err, SNAP_ERR, "sqlite: out of memory for %zu messages", ncap);
+                break;
+            }
+            out->items = items;
+            cap = ncap;
+        }
+        rc = row_to_msg(s, &out->items[out->len], err);
+        if (rc == SNAP_OK) out->len++;
+    }
+    if (rc == SNAP_OK && q != SQLITE_ROW && q != SQLITE_DONE) rc = sq_fail(c, q, "select", err);
+    if (rc != SNAP_OK) cold_msg_list_free(out);
+    return rc;
+}
+
+/* Runs a one-row lookup (which, bound by bind) into *out: SNAP_ENOTFOUND
+ * when there is no row. */
+static int select_one(struct sq_state *st, enum sq_stmt which, int64_t id, const char *key,
+                      struct cold_msg *out, struct snap_err *err)
+{
     struct sq_conn *c;
     sqlite3_stmt *s = NULL;
-    int rc;
+    int rc = pool_take(st, &c, err);
 
-    rc = pool_take(st, &c, err);
     if (rc != SNAP_OK) return rc;
-    rc = stmt_get(c, ST_MSG_GET, &s, err);
+    rc = stmt_get(c, which, &s, err);
     if (rc == SNAP_OK) {
-        int q = sqlite3_bind_int64(s, 1, id);
+        int q = key != NULL ? bind_text(s, 1, key, strlen(key)) : sqlite3_bind_int64(s, 1, id);
         if (q == SQLITE_OK) q = sqlite3_step(s);
         if (q == SQLITE_ROW)
-            rc = row_to_msg(s, id, out, err);
+            rc = row_to_msg(s, out, err);
         else if (q == SQLITE_DONE)
-            rc = snap_err_set(err, SNAP_ENOTFOUND, "message %lld not found", (long long)id);
+            rc = snap_err_set(err, SNAP_ENOTFOUND, "message not found");
         else
             rc = sq_fail(c, q, "select message", err);
         stmt_done(s);
     }
     pool_give(st, c);
-    if (rc != SNAP_OK) {
-        /* Nothing half-filled goes back to the caller. */
-        free(out->text);
-        memset(out, 0, sizeof *out);
-    }
+    if (rc != SNAP_OK) cold_msg_cleanup(out);
     return rc;
 }
 
-static int sq_msg_expire(void *state, const int64_t *ids, size_t n, int64_t at_ms,
-                         struct snap_err *err)
+static int sq_msg_get(void *state, int64_t id, struct cold_msg *out, struct snap_err *err)
 {
-    /* All of a read's ids in the same transaction: all or nothing. */
-    struct write_req req = {.ids = ids, .n = n, .at_ms = at_ms, .rc = SNAP_ERR};
-    return group_commit(state, &req, err);
+    return select_one(state, ST_MSG_GET, id, NULL, out, err);
+}
+
+static int sq_msg_find_idem(void *state, const char *idem, struct cold_msg *out,
+                            struct snap_err *err)
+{
+    return select_one(state, ST_MSG_FIND_IDEM, 0, idem, out, err);
+}
+
+static int sq_msg_claimed(void *state, const char *username, const char *token, int64_t since_ms,
+                          struct cold_msg_list *out, struct snap_err *err)
+{
+    struct sq_state *st = state;
+    struct sq_conn *c;
+    sqlite3_stmt *s = NULL;
+    int rc = pool_take(st, &c, err);
+
+    if (rc != SNAP_OK) return rc;
+    rc = stmt_get(c, ST_MSG_CLAIMED, &s, err);
+    if (rc == SNAP_OK) {
+        int q = bind_text(s, 1, username, strlen(username));
+        if (q == SQLITE_OK) q = bind_text(s, 2, token, strlen(token));
+        if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 3, since_ms);
+        rc = q == SQLITE_OK ? rows_to_list(c, s, 0, out, err) : sq_fail(c, q, "bind", err);
+        stmt_done(s);
+    }
+    pool_give(st, c);
+    return rc;
+}
+
+static int sq_msg_scan_open(void *state, int64_t since_ms, int64_t now_ms, int64_t after_exp,
+                            int64_t after_id, size_t max, struct cold_msg_list *out,
+                            struct snap_err *err)
+{
+    struct sq_state *st = state;
+    struct sq_conn *c;
+    sqlite3_stmt *s = NULL;
+    int rc = pool_take(st, &c, err);
+
+    if (rc != SNAP_OK) return rc;
+    rc = stmt_get(c, ST_MSG_SCAN_OPEN, &s, err);
+    if (rc == SNAP_OK) {
+        int q = sqlite3_bind_int64(s, 1, now_ms);
+        if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 2, since_ms);
+        if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 3, after_exp);
+        if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 4, after_id);
+        if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 5, (sqlite3_int64)max);
+        rc = q == SQLITE_OK ? rows_to_list(c, s, max, out, err) : sq_fail(c, q, "bind", err);
+        stmt_done(s);
+    }
+    pool_give(st, c);
+    return rc;
+}
+
+/* A single-statement write outside the group commit (rare calls). */
+static int sq_msg_release_idem(void *state, int64_t id, struct snap_err *err)
+{
+    struct sq_state *st = state;
+    struct sq_conn *c;
+    sqlite3_stmt *s = NULL;
+    int rc = pool_take(st, &c, err);
+
+    if (rc != SNAP_OK) return rc;
+    rc = writer_enter(st, err);
+    if (rc == SNAP_OK) {
+        rc = stmt_get(c, ST_MSG_RELEASE_IDEM, &s, err);
+        if (rc == SNAP_OK) {
+            int q = sqlite3_bind_int64(s, 1, id);
+            if (q == SQLITE_OK) q = sqlite3_step(s);
+            rc = q == SQLITE_DONE ? SNAP_OK : sq_fail(c, q, "release idem", err);
+            stmt_done(s);
+            if (rc == SNAP_OK) rc = check_not_moved(c, st, err);
+        }
+        writer_leave(st);
+    }
+    pool_give(st, c);
+    return rc;
 }
 
 static int sq_msg_max_id(void *state, int64_t *out, struct snap_err *err)
@@ -976,7 +1287,11 @@ static int sq_user_put(void *state, const struct cold_user *u, struct snap_err *
 
     rc = pool_take(st, &c, err);
     if (rc != SNAP_OK) return rc;
-    writer_enter(st);
+    rc = writer_enter(st, err);
+    if (rc != SNAP_OK) {
+        pool_give(st, c);
+        return rc;
+    }
     rc = stmt_get(c, ST_USER_PUT, &s, err);
     if (rc == SNAP_OK) {
         int q = bind_text(s, 1, u->username, strlen(u->username));
@@ -1038,7 +1353,11 @@ static int sq_user_set_role(void *state, const char *username, const char *role,
 
     rc = pool_take(st, &c, err);
     if (rc != SNAP_OK) return rc;
-    writer_enter(st);
+    rc = writer_enter(st, err);
+    if (rc != SNAP_OK) {
+        pool_give(st, c);
+        return rc;
+    }
     rc = stmt_get(c, ST_USER_SET_ROLE, &s, err);
     if (rc == SNAP_OK) {
         int q = bind_text(s, 1, username, strlen(username));
@@ -1063,10 +1382,14 @@ const struct cold_ops cold_sqlite_ops = {
     .close = sq_close,
     .ensure_schema = sq_ensure_schema,
     .ping = sq_ping,
-    .msg_put = sq_msg_put,
     .msg_put_many = sq_msg_put_many,
     .msg_get = sq_msg_get,
-    .msg_expire = sq_msg_expire,
+    .msg_claim = sq_msg_claim,
+    .msg_claimed = sq_msg_claimed,
+    .msg_close = sq_msg_close,
+    .msg_find_idem = sq_msg_find_idem,
+    .msg_release_idem = sq_msg_release_idem,
+    .msg_scan_open = sq_msg_scan_open,
     .msg_max_id = sq_msg_max_id,
     .user_put = sq_user_put,
     .user_get = sq_user_get,

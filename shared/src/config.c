@@ -316,6 +316,8 @@ static const struct cfg_row cfg_rows[] = {
     {"SNAPTEXT_MAX_TEXT_BYTES", "4096", parse_long, 1, 1048576, CFG_FIELD(max_text_bytes), NULL, 0},
     {"SNAPTEXT_MAX_TIMEOUT", "2592000", parse_long, 1, 315360000, CFG_FIELD(max_timeout), NULL, 0},
     {"SNAPTEXT_SESSION_TTL", "2592000", parse_long, 60, 315360000, CFG_FIELD(session_ttl), NULL, 0},
+    {"SNAPTEXT_READ_MAX", "1000", parse_long, 1, 100000, CFG_FIELD(read_max), NULL, 0},
+    {"SNAPTEXT_MAX_INBOX", "10000", parse_long, 1, 10000000, CFG_FIELD(max_inbox), NULL, 0},
     {"SNAPTEXT_DRAIN_MS", "1500", parse_long, 0, 60000, CFG_FIELD(drain_ms), NULL, 0},
     {"SNAPTEXT_ADMIN_USERNAME", "", parse_admin_user, 0, 0, CFG_FIELD(admin_username), NULL, 0},
     {"SNAPTEXT_ADMIN_PASSWORD", "", parse_admin_password, 0, 0, CFG_FIELD(admin_password), NULL, 1},

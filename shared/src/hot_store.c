@@ -70,12 +70,14 @@
  * 512 MB bulk limit: anything larger is a caller bug, not a message. */
 #define HOT_TEXT_MAX ((size_t)64 * 1024 * 1024)
 #define HOT_ARGS_MAX 8
+#define HOT_SCORE_MAX ((int64_t)1 << 53) /* ids a sorted-set score holds exactly */
+#define HOT_PEEK_MAX  100000             /* most candidates one peek returns */
 
 static const char KEY_NEXT_ID[] = "snap:next_id";
-static const char KEY_RETRY[] = "snap:expire_retry";
+static const char KEY_EPOCH[] = "snap:epoch";
 static const char KEY_SESSION_PREFIX[] = "snap:session:";
 static const char KEY_INBOX_PREFIX[] = "snap:{";
-static const char KEY_INBOX_SUFFIX[] = "}:inbox";
+static const char KEY_INBOX_SUFFIX[] = "}:msgs";
 
 /* Raises KEYS[1] to ARGV[1] when it is lower (or unset); never lowers it.
  * Compares as decimal strings, digit by digit: Lua numbers are doubles and
@@ -119,7 +121,18 @@ struct hot_store {
     char master_name[HOT_MASTER_NAME_MAX];
 
     char floor_sha[41]; /* SHA1 of FLOOR_LUA once loaded, "" before */
+    int64_t last_ok_ms; /* wall clock of the last completed round trip; 0: none yet */
 };
+
+/* The process's hook for a lost connection (hot_on_connection_lost). */
+static void (*lost_hook)(int64_t since_ms, void *arg);
+static void *lost_hook_arg;
+
+void hot_on_connection_lost(void (*fn)(int64_t since_ms, void *arg), void *arg)
+{
+    lost_hook = fn;
+    lost_hook_arg = arg;
+}
 
 /* One command of a pipeline: argv with explicit lengths (binary-safe). */
 struct hot_cmd {
@@ -151,11 +164,15 @@ static struct timeval ms_tv(int ms)
     return tv;
 }
 
+/* Closes the connection after a failure. Whatever this handle wrote since
+ * its last completed round trip may or may not have reached Redis (and a
+ * new connection may reach another server): the hook hears of it. */
 static void drop(struct hot_store *h)
 {
     if (h->c != NULL) {
         redisFree(h->c);
         h->c = NULL;
+        if (lost_hook != NULL && h->last_ok_ms > 0) lost_hook(h->last_ok_ms, lost_hook_arg);
     }
     h->fresh = false;
 }
@@ -425,7 +442,7 @@ struct hot_store *hot_new(const struct snap_config *cfg, struct snap_err *err)
 void hot_free(struct hot_store *h)
 {
     if (h == NULL) return;
-    drop(h);
+    if (h->c != NULL) redisFree(h->c); /* a clean close: no hook */
     /* The password lived here: do not leave it in freed memory. */
     explicit_bzero(h, sizeof *h);
     free(h);
@@ -654,6 +671,7 @@ static int roundtrip_ex(struct hot_store *h, struct hot_cmd *cmds, size_t n, red
         }
         if (got == n) {
             h->fresh = false;
+            h->last_ok_ms = clock_now_ms();
             return SNAP_OK;
         }
         for (size_t i = 0; i < got; i++) {
@@ -876,9 +894,10 @@ static int inbox_key(const char *user, char *key, size_t *key_len, struct snap_e
 
 /* Behind Sentinel, a failover promotes a replica, and Redis replicates
  * asynchronously: a write acknowledged before it reached a replica would
- * vanish with the old primary (a message, a login, a logout). So in
- * Sentinel mode every write a client is told about waits (WAIT) until at
- * least one replica has it. If none confirms in time, undo (when given) takes
+ * vanish with the old primary (a login, a logout). So in Sentinel mode
+ * every session write waits (WAIT) until at least one replica has it.
+ * Inbox entries do not: the hot index may lose them, and the repair
+ * (hot_on_connection_lost) puts them back from the cold store. If none confirms in time, undo (when given) takes
  * the write back out — replicated like any write — and the call fails, so
  * the client gets a 503 and nothing it was not told about survives. */
 #define HOT_WAIT_REPLICAS_MS "500"
@@ -895,7 +914,9 @@ static int wait_replicated(struct hot_store *h, struct hot_cmd *undo, const char
     cmd_adds(&cmd, "WAIT");
     cmd_adds(&cmd, "1");
     cmd_adds(&cmd, HOT_WAIT_REPLICAS_MS);
-    rc = roundtrip(h, &cmd, 1, &r, err);
+    /* Never resent: WAIT counts replicas that have this connection's own
+     * writes, so on a fresh connection it would vouch for nothing. */
+    rc = roundtrip_ex(h, &cmd, 1, &r, false, err);
     if (rc != SNAP_OK) return rc;
     int acked = r->type == REDIS_REPLY_INTEGER && r->integer >= 1;
     freeReplyObject(r);
@@ -908,105 +929,104 @@ static int wait_replicated(struct hot_store *h, struct hot_cmd *undo, const char
 }
 
 /* The five commands that put p into its inbox, built in c[0..5) over the
- * buffers of b (which must outlive the round trip; b->value is heap memory
- * the caller frees).
+ * buffers of b (which must outlive the round trip; b->member is heap
+ * memory the caller frees).
  *
- * One MULTI ... EXEC, applied atomically. NX gives a new inbox its first
- * TTL; GT then only ever moves an existing TTL later, so the key lives
- * exactly until its last message expires. MULTI rather than a script:
- * plain commands need no script cache to (re)load after a restart or a
- * failover, and read as themselves in MONITOR and SLOWLOG. Every command
- * names the one hash-tagged key, so it also holds on Cluster. A message
- * already expired when put into a new inbox makes PEXPIREAT delete the key
- * at once: nothing deliverable is lost. */
+ * One MULTI ... EXEC, applied atomically. The inbox is a sorted set scored
+ * by id (oldest first, bounded reads take a prefix) whose members are
+ * "<id> <expires_ms> <text>": the id keeps members unique, so putting the
+ * same message again (a repair) changes nothing. NX gives a new inbox its
+ * first TTL; GT then only ever moves an existing TTL later, so the key
+ * lives exactly until its last message expires. MULTI rather than a
+ * script: plain commands need no script cache to (re)load after a restart
+ * or a failover, and read as themselves in MONITOR and SLOWLOG. Every
+ * command names the one hash-tagged key, so it also holds on Cluster. A
+ * message already expired when put into a new inbox makes PEXPIREAT delete
+ * the key at once: nothing deliverable is lost. Scores are doubles, exact
+ * for ids below 2^53. */
 struct put_bufs {
-    char key[HOT_INBOX_KEY_MAX], field[24], exp[24];
-    size_t key_len, field_len;
-    char *value;
+    char key[HOT_INBOX_KEY_MAX], score[24], exp[24];
+    size_t key_len, score_len, exp_len;
+    char *member;
+    size_t member_len;
 };
+
+/* "<id> <expires_ms> <text>" into *out (heap, the caller's). */
+static int member_build(int64_t id, int64_t expires_ms, const char *text, size_t text_len,
+                        char **out, size_t *out_len, struct snap_err *err)
+{
+    char a[24], b[24];
+    size_t al = fmt_i64(a, id), bl = fmt_i64(b, expires_ms), len = al + 1 + bl + 1 + text_len;
+    char *m = malloc(len);
+
+    *out = NULL;
+    if (m == NULL) return snap_err_set(err, SNAP_ERR, "inbox: out of memory (%zu bytes)", len);
+    memcpy(m, a, al);
+    m[al] = ' ';
+    memcpy(m + al + 1, b, bl);
+    m[al + 1 + bl] = ' ';
+    if (text_len > 0) memcpy(m + al + 2 + bl, text, text_len);
+    *out = m;
+    *out_len = len;
+    return SNAP_OK;
+}
 
 static int put_build(const struct hot_put *p, struct put_bufs *b, struct hot_cmd c[5],
                      struct snap_err *err)
 {
-    size_t exp_len, value_len;
     int rc = inbox_key(p->user, b->key, &b->key_len, err);
 
-    b->value = NULL;
+    b->member = NULL;
     if (rc != SNAP_OK) return rc;
-    if (p->id <= 0 || p->expires_ms <= 0)
+    if (p->id <= 0 || p->id > HOT_SCORE_MAX || p->expires_ms <= 0)
         return snap_err_set(err, SNAP_EINVAL, "inbox put: id and expiry must be positive");
     if ((p->text == NULL && p->text_len > 0) || p->text_len > HOT_TEXT_MAX)
         return snap_err_set(err, SNAP_EINVAL, "inbox put: bad text (%zu bytes)", p->text_len);
-
-    b->field_len = fmt_i64(b->field, p->id);
-    exp_len = fmt_i64(b->exp, p->expires_ms);
-    value_len = exp_len + 1 + p->text_len;
-    b->value = malloc(value_len);
-    if (b->value == NULL)
-        return snap_err_set(err, SNAP_ERR, "inbox put: out of memory (%zu bytes)", value_len);
-    memcpy(b->value, b->exp, exp_len);
-    b->value[exp_len] = ' ';
-    if (p->text_len > 0) memcpy(b->value + exp_len + 1, p->text, p->text_len);
+    b->score_len = fmt_i64(b->score, p->id);
+    b->exp_len = fmt_i64(b->exp, p->expires_ms);
+    rc = member_build(p->id, p->expires_ms, p->text, p->text_len, &b->member, &b->member_len, err);
+    if (rc != SNAP_OK) return rc;
 
     memset(c, 0, 5 * sizeof *c);
     cmd_adds(&c[0], "MULTI");
-    cmd_adds(&c[1], "HSET");
+    cmd_adds(&c[1], "ZADD");
     cmd_add(&c[1], b->key, b->key_len);
-    cmd_add(&c[1], b->field, b->field_len);
-    cmd_add(&c[1], b->value, value_len);
+    cmd_add(&c[1], b->score, b->score_len);
+    cmd_add(&c[1], b->member, b->member_len);
     for (int i = 2; i <= 3; i++) {
         cmd_adds(&c[i], "PEXPIREAT");
         cmd_add(&c[i], b->key, b->key_len);
-        cmd_add(&c[i], b->exp, exp_len);
+        cmd_add(&c[i], b->exp, b->exp_len);
         cmd_adds(&c[i], i == 2 ? "NX" : "GT");
     }
     cmd_adds(&c[4], "EXEC");
     return SNAP_OK;
 }
 
-/* Sentinel mode: one WAIT covers every put of the batch that succeeded
- * (see wait_replicated); if no replica confirms, each of them is taken
- * back (HDEL) and fails. */
-static void puts_replicated(struct hot_store *h, const struct put_bufs *b, size_t n, int *rcs,
-                            struct snap_err *err)
-{
-    size_t i, ok = 0;
-
-    for (i = 0; i < n; i++) ok += rcs[i] == SNAP_OK;
-    if (h->n_sentinels == 0 || ok == 0) return;
-    if (wait_replicated(h, NULL, "inbox put", err) == SNAP_OK) return;
-    for (i = 0; i < n; i++) {
-        struct hot_cmd undo = {0};
-        redisReply *r = NULL;
-
-        if (rcs[i] != SNAP_OK) continue;
-        cmd_adds(&undo, "HDEL");
-        cmd_add(&undo, b[i].key, b[i].key_len);
-        cmd_add(&undo, b[i].field, b[i].field_len);
-        if (roundtrip(h, &undo, 1, &r, NULL) == SNAP_OK) freeReplyObject(r);
-        rcs[i] = SNAP_EUNAVAIL;
-    }
-}
-
 int hot_inbox_put_many(struct hot_store *h, const struct hot_put *puts, size_t n, int *rcs,
-                       size_t reserve, int64_t *first_id, struct snap_err *err)
+                       size_t reserve, int64_t *first_id, const char *const *count_users,
+                       size_t ncount, int64_t *counts, struct snap_err *err)
 {
     struct put_bufs *b = NULL;
+    char(*ckeys)[HOT_INBOX_KEY_MAX] = NULL;
     struct hot_cmd *cmds = NULL;
     redisReply **r = NULL;
-    size_t ncmds = 5 * n + (reserve > 0), i;
+    size_t ncmds = 5 * n + (reserve > 0) + ncount, i, at;
     char count[24];
     int rc = check_handle(h, err), first_fail = SNAP_OK;
 
     if (rc != SNAP_OK) return rc;
     if ((n > 0 && (puts == NULL || rcs == NULL)) || (reserve > 0 && first_id == NULL) ||
-        reserve > (size_t)INT64_MAX || ncmds == 0)
+        (ncount > 0 && (count_users == NULL || counts == NULL)) || reserve > (size_t)INT64_MAX ||
+        ncmds == 0)
         return snap_err_set(err, SNAP_EINVAL, "inbox put: nothing to do or no output");
     if (first_id != NULL) *first_id = 0;
+    for (i = 0; i < ncount; i++) counts[i] = -1;
     b = calloc(n ? n : 1, sizeof *b);
+    ckeys = calloc(ncount ? ncount : 1, sizeof *ckeys);
     cmds = calloc(ncmds, sizeof *cmds);
     r = calloc(ncmds, sizeof *r);
-    if (b == NULL || cmds == NULL || r == NULL) {
+    if (b == NULL || ckeys == NULL || cmds == NULL || r == NULL) {
         rc = snap_err_set(err, SNAP_ERR, "inbox put: out of memory for %zu puts", n);
         goto out;
     }
@@ -1014,11 +1034,22 @@ int hot_inbox_put_many(struct hot_store *h, const struct hot_put *puts, size_t n
         rc = put_build(&puts[i], &b[i], &cmds[5 * i], err);
         if (rc != SNAP_OK) goto out; /* a caller bug: nothing is sent */
     }
+    at = 5 * n;
     if (reserve > 0) {
-        cmd_adds(&cmds[5 * n], "INCRBY");
-        cmd_add(&cmds[5 * n], KEY_NEXT_ID, sizeof KEY_NEXT_ID - 1);
-        cmd_add(&cmds[5 * n], count, fmt_i64(count, (int64_t)reserve));
+        cmd_adds(&cmds[at], "INCRBY");
+        cmd_add(&cmds[at], KEY_NEXT_ID, sizeof KEY_NEXT_ID - 1);
+        cmd_add(&cmds[at], count, fmt_i64(count, (int64_t)reserve));
+        at++;
     }
+    for (i = 0; i < ncount; i++, at++) {
+        size_t key_len;
+        rc = inbox_key(count_users[i], ckeys[i], &key_len, err);
+        if (rc != SNAP_OK) goto out;
+        cmd_adds(&cmds[at], "ZCARD");
+        cmd_add(&cmds[at], ckeys[i], key_len);
+    }
+    /* Resent on a stale connection like any idempotent write: a put is a
+     * ZADD of the same member, and an INCRBY that ran twice only skips ids. */
     rc = roundtrip(h, cmds, ncmds, r, err);
     if (rc != SNAP_OK) {
         for (i = 0; i < n; i++) rcs[i] = rc;
@@ -1032,8 +1063,9 @@ int hot_inbox_put_many(struct hot_store *h, const struct hot_put *puts, size_t n
             *err = one;
         }
     }
+    at = 5 * n;
     if (reserve > 0) {
-        const redisReply *ir = r[5 * n];
+        const redisReply *ir = r[at++];
         struct snap_err one;
         int irc = reply_ok(h, ir, "INCRBY", &one);
         if (irc == SNAP_OK && (ir->type != REDIS_REPLY_INTEGER || ir->integer < (long long)reserve))
@@ -1045,20 +1077,14 @@ int hot_inbox_put_many(struct hot_store *h, const struct hot_put *puts, size_t n
             *err = one;
         }
     }
-    if (n > 0) {
-        struct snap_err one;
-        puts_replicated(h, b, n, rcs, &one);
-        for (i = 0; i < n && first_fail == SNAP_OK; i++)
-            if (rcs[i] != SNAP_OK) {
-                first_fail = rcs[i];
-                *err = one;
-            }
-    }
+    for (i = 0; i < ncount; i++, at++)
+        if (r[at]->type == REDIS_REPLY_INTEGER) counts[i] = (int64_t)r[at]->integer;
     rc = first_fail;
 out:
     if (r != NULL) free_replies(r, ncmds);
-    for (i = 0; b != NULL && i < n; i++) free(b[i].value);
+    for (i = 0; b != NULL && i < n; i++) free(b[i].member);
     free(b);
+    free(ckeys);
     free(cmds);
     free(r);
     return rc;
@@ -1070,150 +1096,196 @@ int hot_inbox_put(struct hot_store *h, const char *user, int64_t id, int64_t exp
     struct hot_put p = {user, id, expires_ms, text, text_len};
     int rc1;
 
-    return hot_inbox_put_many(h, &p, 1, &rc1, 0, NULL, err);
+    return hot_inbox_put_many(h, &p, 1, &rc1, 0, NULL, NULL, 0, NULL, err);
 }
 
-static int by_id(const void *a, const void *b)
+/* Appends id to p's dead list. */
+static int dead_add(struct hot_peek *p, size_t cap, int64_t id)
 {
-    int64_t x = ((const struct hot_msg *)a)->id, y = ((const struct hot_msg *)b)->id;
-
-    return (x > y) - (x < y);
+    if (p->n_dead < cap) p->dead[p->n_dead++] = id;
+    return SNAP_OK;
 }
 
-/* Turns HGETALL's flat [field, value, ...] into out, keeping the messages
- * that expire after now_ms. A field or value that is not "<id>" /
- * "<expires_ms> <text>" is dropped and counted as expired. */
-static int collect(const redisReply *all, int64_t now_ms, struct hot_msg_list *out,
-                   size_t *n_expired, struct snap_err *err)
+/* Turns ZRANGE ... WITHSCORES' flat [member, score, ...] into p: the
+ * members that expire after now_ms become candidates (in id order, as
+ * Redis returns them); expired or malformed ones go to p->dead by their
+ * score, so the caller can drop them. */
+static int collect(const redisReply *all, int64_t now_ms, struct hot_peek *p, struct snap_err *err)
 {
     size_t pairs = all->elements / 2;
 
     if (pairs == 0) return SNAP_OK;
-    out->items = calloc(pairs, sizeof *out->items);
-    if (out->items == NULL)
-        return snap_err_set(err, SNAP_ERR, "inbox take: out of memory (%zu messages)", pairs);
+    p->msgs.items = calloc(pairs, sizeof *p->msgs.items);
+    p->dead = calloc(pairs, sizeof *p->dead);
+    if (p->msgs.items == NULL || p->dead == NULL)
+        return snap_err_set(err, SNAP_ERR, "inbox peek: out of memory (%zu messages)", pairs);
     for (size_t i = 0; i < pairs; i++) {
-        const redisReply *f = all->element[2 * i], *v = all->element[2 * i + 1];
-        const char *space;
-        struct hot_msg *m = &out->items[out->len];
+        const redisReply *v = all->element[2 * i], *sc = all->element[2 * i + 1];
+        struct hot_msg *m = &p->msgs.items[p->msgs.len];
+        const char *sp1, *sp2;
+        int64_t score_id = 0;
         size_t text_len;
 
-        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
-            !parse_i64(f->str, f->len, &m->id) || m->id <= 0 ||
-            (space = memchr(v->str, ' ', v->len)) == NULL ||
-            !parse_i64(v->str, (size_t)(space - v->str), &m->expires_ms) ||
+        if (sc->type != REDIS_REPLY_STRING || !parse_i64(sc->str, sc->len, &score_id) ||
+            score_id <= 0)
+            continue; /* not ours at all (a score with a fraction): left alone */
+        if (v->type != REDIS_REPLY_STRING || (sp1 = memchr(v->str, ' ', v->len)) == NULL ||
+            !parse_i64(v->str, (size_t)(sp1 - v->str), &m->id) || m->id != score_id ||
+            (sp2 = memchr(sp1 + 1, ' ', v->len - (size_t)(sp1 + 1 - v->str))) == NULL ||
+            !parse_i64(sp1 + 1, (size_t)(sp2 - sp1 - 1), &m->expires_ms) ||
             m->expires_ms <= now_ms) {
-            (*n_expired)++;
+            (void)dead_add(p, pairs, score_id);
             continue;
         }
-        text_len = v->len - (size_t)(space - v->str) - 1;
+        text_len = v->len - (size_t)(sp2 + 1 - v->str);
         m->text = malloc(text_len + 1);
         if (m->text == NULL)
-            return snap_err_set(err, SNAP_ERR, "inbox take: out of memory (%zu bytes)",
+            return snap_err_set(err, SNAP_ERR, "inbox peek: out of memory (%zu bytes)",
                                 text_len + 1);
-        memcpy(m->text, space + 1, text_len);
+        memcpy(m->text, sp2 + 1, text_len);
         m->text[text_len] = '\0';
         m->text_len = text_len;
-        out->len++;
+        p->msgs.len++;
     }
-    qsort(out->items, out->len, sizeof *out->items, by_id);
     return SNAP_OK;
 }
 
-int hot_inbox_take_many(struct hot_store *h, const char *const *users, size_t n, int64_t now_ms,
-                        struct hot_take *outs, struct snap_err *err)
+int hot_inbox_peek_many(struct hot_store *h, const char *const *users, const size_t *limits,
+                        size_t n, int64_t now_ms, struct hot_peek *outs, struct snap_err *err)
 {
     char(*keys)[HOT_INBOX_KEY_MAX] = NULL;
+    char(*stops)[24] = NULL;
     struct hot_cmd *cmds = NULL;
     redisReply **r = NULL;
     size_t i;
     int rc = check_handle(h, err), first_fail = SNAP_OK;
 
-    for (i = 0; outs != NULL && i < n; i++) outs[i] = (struct hot_take){.rc = SNAP_ERR};
+    for (i = 0; outs != NULL && i < n; i++) outs[i] = (struct hot_peek){.rc = SNAP_ERR};
     if (rc != SNAP_OK) return rc;
     if (n == 0) return SNAP_OK;
-    if (users == NULL || outs == NULL)
-        return snap_err_set(err, SNAP_EINVAL, "inbox take: no users or no output");
+    if (users == NULL || limits == NULL || outs == NULL)
+        return snap_err_set(err, SNAP_EINVAL, "inbox peek: no users, limits or output");
     keys = calloc(n, sizeof *keys);
-    cmds = calloc(4 * n, sizeof *cmds);
-    r = calloc(4 * n, sizeof *r);
-    if (keys == NULL || cmds == NULL || r == NULL) {
-        rc = snap_err_set(err, SNAP_ERR, "inbox take: out of memory for %zu inboxes", n);
+    stops = calloc(n, sizeof *stops);
+    cmds = calloc(2 * n, sizeof *cmds);
+    r = calloc(2 * n, sizeof *r);
+    if (keys == NULL || stops == NULL || cmds == NULL || r == NULL) {
+        rc = snap_err_set(err, SNAP_ERR, "inbox peek: out of memory for %zu inboxes", n);
         goto out;
     }
-    /* Each inbox: read and delete in one transaction, so whoever's EXEC runs
-     * first gets every message and the others an empty hash. */
     for (i = 0; i < n; i++) {
         size_t key_len;
-        struct hot_cmd *c = &cmds[4 * i];
+        struct hot_cmd *c = &cmds[2 * i];
 
         rc = inbox_key(users[i], keys[i], &key_len, err);
+        if (rc == SNAP_OK && (limits[i] == 0 || limits[i] > HOT_PEEK_MAX))
+            rc = snap_err_set(err, SNAP_EINVAL, "inbox peek: limit %zu out of range", limits[i]);
         if (rc != SNAP_OK) goto out; /* a caller bug: nothing is sent */
-        cmd_adds(&c[0], "MULTI");
-        cmd_adds(&c[1], "HGETALL");
+        cmd_adds(&c[0], "ZRANGE");
+        cmd_add(&c[0], keys[i], key_len);
+        cmd_adds(&c[0], "0");
+        cmd_add(&c[0], stops[i], fmt_i64(stops[i], (int64_t)limits[i] - 1));
+        cmd_adds(&c[0], "WITHSCORES");
+        cmd_adds(&c[1], "ZCARD");
         cmd_add(&c[1], keys[i], key_len);
-        cmd_adds(&c[2], "DEL");
-        cmd_add(&c[2], keys[i], key_len);
-        cmd_adds(&c[3], "EXEC");
     }
-    /* Never resent: if the first attempt ran and only its reply was lost,
-     * a second one would find the inboxes empty and answer [] for messages
-     * that are gone. A failed take is a 503 and, at worst, a message read
-     * by nobody (at most once), never a silent empty read. */
-    rc = roundtrip_ex(h, cmds, 4 * n, r, false, err);
+    /* Reads only: safe to resend on a stale connection. */
+    rc = roundtrip(h, cmds, 2 * n, r, err);
     if (rc != SNAP_OK) {
         for (i = 0; i < n; i++) outs[i].rc = rc;
         goto out;
     }
     for (i = 0; i < n; i++) {
-        struct hot_take *t = &outs[i];
+        struct hot_peek *p = &outs[i];
         struct snap_err one;
+        const redisReply *all = r[2 * i], *card = r[2 * i + 1];
 
-        t->rc = transaction_ok(h, &r[4 * i], 4, "inbox take", &one);
-        if (t->rc == SNAP_OK) {
-            const redisReply *all = r[4 * i + 3]->element[0];
-            if (all->type != REDIS_REPLY_ARRAY || all->elements % 2 != 0)
-                t->rc = unexpected(h, "inbox take", &one);
-            else
-                t->rc = collect(all, now_ms, &t->msgs, &t->n_expired, &one);
+        p->rc = reply_ok(h, all, "inbox peek", &one);
+        if (p->rc == SNAP_OK) p->rc = reply_ok(h, card, "inbox peek", &one);
+        if (p->rc == SNAP_OK && (all->type != REDIS_REPLY_ARRAY || all->elements % 2 != 0 ||
+                                 card->type != REDIS_REPLY_INTEGER))
+            p->rc = unexpected(h, "inbox peek", &one);
+        if (p->rc == SNAP_OK) {
+            p->total = (int64_t)card->integer;
+            p->rc = collect(all, now_ms, p, &one);
         }
-        if (t->rc != SNAP_OK) {
-            /* The messages are gone from Redis either way; the caller learns
-             * it failed and returns none of them. */
-            hot_msg_list_free(&t->msgs);
-            t->n_expired = 0;
+        if (p->rc != SNAP_OK) {
+            hot_peek_free(p);
+            p->rc = p->rc == SNAP_OK ? SNAP_ERR : p->rc;
             if (first_fail == SNAP_OK) {
-                first_fail = t->rc;
+                first_fail = p->rc;
                 *err = one;
             }
         }
     }
     rc = first_fail;
 out:
-    if (r != NULL) free_replies(r, 4 * n);
+    if (r != NULL) free_replies(r, 2 * n);
     free(keys);
+    free(stops);
     free(cmds);
     free(r);
     return rc;
 }
 
-int hot_inbox_take(struct hot_store *h, const char *user, int64_t now_ms, struct hot_msg_list *out,
-                   size_t *n_expired, struct snap_err *err)
+void hot_peek_free(struct hot_peek *p)
 {
-    struct hot_take t;
-    int rc;
+    if (p == NULL) return;
+    hot_msg_list_free(&p->msgs);
+    free(p->dead);
+    p->dead = NULL;
+    p->n_dead = 0;
+}
 
-    if (out != NULL) *out = (struct hot_msg_list){0};
-    if (n_expired != NULL) *n_expired = 0;
-    if (out == NULL) {
-        rc = check_handle(h, err);
-        return rc != SNAP_OK ? rc : snap_err_set(err, SNAP_EINVAL, "inbox take: no output list");
-    }
-    rc = hot_inbox_take_many(h, &user, 1, now_ms, &t, err);
+int hot_inbox_drop_many(struct hot_store *h, const struct hot_drop *drops, size_t n,
+                        struct snap_err *err)
+{
+    char(*keys)[HOT_INBOX_KEY_MAX] = NULL;
+    char(*nums)[24] = NULL;
+    struct hot_cmd *cmds = NULL;
+    redisReply **r = NULL;
+    size_t total = 0, i, j, k = 0;
+    int rc = check_handle(h, err);
+
     if (rc != SNAP_OK) return rc;
-    *out = t.msgs;
-    if (n_expired != NULL) *n_expired = t.n_expired;
-    return SNAP_OK;
+    if (n > 0 && drops == NULL) return snap_err_set(err, SNAP_EINVAL, "inbox drop: no drops");
+    for (i = 0; i < n; i++) {
+        if (drops[i].n > 0 && drops[i].ids == NULL)
+            return snap_err_set(err, SNAP_EINVAL, "inbox drop: no ids");
+        total += drops[i].n;
+    }
+    if (total == 0) return SNAP_OK;
+    keys = calloc(n, sizeof *keys);
+    nums = calloc(total, sizeof *nums);
+    cmds = calloc(total, sizeof *cmds);
+    r = calloc(total, sizeof *r);
+    if (keys == NULL || nums == NULL || cmds == NULL || r == NULL) {
+        rc = snap_err_set(err, SNAP_ERR, "inbox drop: out of memory for %zu ids", total);
+        goto out;
+    }
+    /* By score, one command per id: exactly the entries given, whatever
+     * their member holds, and nothing put meanwhile with another id. */
+    for (i = 0; i < n; i++) {
+        size_t key_len;
+        rc = inbox_key(drops[i].user, keys[i], &key_len, err);
+        if (rc != SNAP_OK) goto out;
+        for (j = 0; j < drops[i].n; j++, k++) {
+            size_t len = fmt_i64(nums[k], drops[i].ids[j]);
+            cmd_adds(&cmds[k], "ZREMRANGEBYSCORE");
+            cmd_add(&cmds[k], keys[i], key_len);
+            cmd_add(&cmds[k], nums[k], len);
+            cmd_add(&cmds[k], nums[k], len);
+        }
+    }
+    rc = roundtrip(h, cmds, total, r, err); /* idempotent */
+    for (k = 0; rc == SNAP_OK && k < total; k++) rc = reply_ok(h, r[k], "inbox drop", err);
+out:
+    if (r != NULL) free_replies(r, total);
+    free(keys);
+    free(nums);
+    free(cmds);
+    free(r);
+    return rc;
 }
 
 void hot_msg_list_free(struct hot_msg_list *l)
@@ -1223,6 +1295,54 @@ void hot_msg_list_free(struct hot_msg_list *l)
     free(l->items);
     l->items = NULL;
     l->len = 0;
+}
+
+/* The epoch: a random value Redis holds as long as it holds its data. A
+ * Redis that comes back without it (restarted empty, a new machine) has
+ * lost the hot index, and the repair rebuilds all of it. */
+int hot_epoch_get(struct hot_store *h, char *out, size_t cap, struct snap_err *err)
+{
+    struct hot_cmd cmd = {0};
+    redisReply *r = NULL;
+    int rc = check_handle(h, err);
+
+    if (rc != SNAP_OK) return rc;
+    if (out == NULL || cap == 0) return snap_err_set(err, SNAP_EINVAL, "epoch: no output");
+    out[0] = '\0';
+    cmd_adds(&cmd, "GET");
+    cmd_add(&cmd, KEY_EPOCH, sizeof KEY_EPOCH - 1);
+    rc = command(h, &cmd, &r, err);
+    if (rc != SNAP_OK) return rc;
+    if (r->type == REDIS_REPLY_NIL)
+        rc = snap_err_set(err, SNAP_ENOTFOUND, "epoch: not set");
+    else if (r->type != REDIS_REPLY_STRING || r->len >= cap)
+        rc = unexpected(h, "GET epoch", err);
+    else {
+        memcpy(out, r->str, r->len);
+        out[r->len] = '\0';
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+int hot_epoch_set(struct hot_store *h, const char *value, struct snap_err *err)
+{
+    struct hot_cmd cmd = {0};
+    redisReply *r = NULL;
+    int rc = check_handle(h, err);
+
+    if (rc != SNAP_OK) return rc;
+    if (value == NULL || value[0] == '\0') return snap_err_set(err, SNAP_EINVAL, "epoch: empty");
+    cmd_adds(&cmd, "SET");
+    cmd_add(&cmd, KEY_EPOCH, sizeof KEY_EPOCH - 1);
+    cmd_adds(&cmd, value);
+    cmd_adds(&cmd, "NX"); /* the first process to set it wins; the others adopt it */
+    rc = command(h, &cmd, &r, err);
+    if (rc != SNAP_OK) return rc;
+    if (r->type != REDIS_REPLY_STATUS && r->type != REDIS_REPLY_NIL)
+        rc = unexpected(h, "SET epoch", err);
+    freeReplyObject(r);
+    return rc;
 }
 
 /* key = "snap:session:" hash; key holds HOT_SESSION_KEY_MAX bytes. */
@@ -1335,54 +1455,5 @@ int hot_session_del(struct hot_store *h, const char *token_hash, struct snap_err
     if (r->type != REDIS_REPLY_INTEGER) rc = unexpected(h, "DEL", err);
     freeReplyObject(r);
     if (rc == SNAP_OK) rc = wait_replicated(h, NULL, "session delete", err);
-    return rc;
-}
-
-int hot_retry_push(struct hot_store *h, int64_t id, int64_t at_ms, struct snap_err *err)
-{
-    char value[48];
-    size_t n;
-    struct hot_cmd cmd = {0};
-    redisReply *r = NULL;
-    int rc = check_handle(h, err);
-
-    if (rc != SNAP_OK) return rc;
-    if (id <= 0) return snap_err_set(err, SNAP_EINVAL, "retry push: id must be positive");
-    n = fmt_i64(value, id);
-    value[n++] = ' ';
-    n += fmt_i64(value + n, at_ms);
-    cmd_adds(&cmd, "RPUSH");
-    cmd_add(&cmd, KEY_RETRY, sizeof KEY_RETRY - 1);
-    cmd_add(&cmd, value, n);
-    rc = command(h, &cmd, &r, err);
-    if (rc != SNAP_OK) return rc;
-    if (r->type != REDIS_REPLY_INTEGER) rc = unexpected(h, "RPUSH", err);
-    freeReplyObject(r);
-    return rc;
-}
-
-int hot_retry_pop(struct hot_store *h, int64_t *id, int64_t *at_ms, struct snap_err *err)
-{
-    struct hot_cmd cmd = {0};
-    redisReply *r = NULL;
-    const char *space;
-    int rc = check_handle(h, err);
-
-    if (rc != SNAP_OK) return rc;
-    if (id == NULL || at_ms == NULL) return snap_err_set(err, SNAP_EINVAL, "retry pop: no output");
-    cmd_adds(&cmd, "LPOP");
-    cmd_add(&cmd, KEY_RETRY, sizeof KEY_RETRY - 1);
-    rc = command(h, &cmd, &r, err);
-    if (rc != SNAP_OK) return rc;
-    if (r->type == REDIS_REPLY_NIL) {
-        rc = snap_err_set(err, SNAP_ENOTFOUND, "retry queue empty");
-    } else if (r->type != REDIS_REPLY_STRING) {
-        rc = unexpected(h, "LPOP", err);
-    } else if ((space = memchr(r->str, ' ', r->len)) == NULL ||
-               !parse_i64(r->str, (size_t)(space - r->str), id) ||
-               !parse_i64(space + 1, r->len - (size_t)(space - r->str) - 1, at_ms)) {
-        rc = snap_err_set(err, SNAP_ERR, "retry pop: malformed entry dropped");
-    }
-    freeReplyObject(r);
     return rc;
 }

@@ -31,6 +31,7 @@
 #include "snap/auth.h"
 #include "snap/clock.h"
 #include "snap/cold_store.h"
+#include "snap/deadline.h"
 #include "snap/err.h"
 #include "snap/hot_store.h"
 #include "snap/log.h"
@@ -986,6 +987,9 @@ int http_dispatch(struct mg_connection *conn, void *cbdata)
     double secs;
 
     memset(&req, 0, sizeof req);
+    /* Everything this request waits for must be done before HAProxy's
+     * `timeout server` gives up on it (deadline.h). */
+    deadline_set(deadline_now() + SNAP_DEADLINE_MS);
     req.conn = conn;
     req.ri = mg_get_request_info(conn);
     req.ctx = cbdata;
@@ -1018,6 +1022,7 @@ int http_dispatch(struct mg_connection *conn, void *cbdata)
                     req.status, secs * 1000.0, req.request_id);
     cJSON_Delete(req.body);
     req.body = NULL;
+    deadline_set(0);
     return req.status > 0 ? req.status : 500;
 }
 
@@ -1026,7 +1031,7 @@ int http_dispatch(struct mg_connection *conn, void *cbdata)
 int http_reply_store_error(struct http_req *r, const char *store, const char *what,
                            const struct snap_err *err)
 {
-    int unavailable = err != NULL && err->code == SNAP_EUNAVAIL;
+    int unavailable = err != NULL && (err->code == SNAP_EUNAVAIL || err->code == SNAP_ETIMEOUT);
 
     log_event(SNAP_LOG_ERROR, r->request_id, "store_error", "%s while %s: %s (%s)", store, what,
               err != NULL ? err->msg : "no detail", snap_status_name(err ? err->code : SNAP_ERR));

@@ -198,3 +198,48 @@ int id_parse(const char *s, size_t len, int64_t *out)
     *out = v;
     return 0;
 }
+
+int idem_key_valid(const char *s)
+{
+    size_t i;
+
+    if (s == NULL) return 0;
+    for (i = 0; s[i] != '\0'; i++) {
+        char c = s[i];
+        int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                 c == '_' || c == '-';
+        if (!ok || i >= SNAP_IDEM_KEY_MAX) return 0;
+    }
+    return i > 0;
+}
+
+/* The query is "a=1&b=2" (no '?'). Only plain digits are numbers here:
+ * "limit=+5", "limit=5.0", "limit=" and a repeated name are refused. */
+int query_long(const char *query, const char *name, long min, long max, long *out)
+{
+    size_t nlen = strlen(name);
+    const char *p = query;
+    int found = 0;
+    long v = 0;
+
+    while (p != NULL && *p != '\0') {
+        const char *end = strchr(p, '&');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
+            const char *d = p + nlen + 1;
+            size_t dl = len - nlen - 1, i;
+            if (found++ || dl == 0 || dl > 9) return -1;
+            for (v = 0, i = 0; i < dl; i++) {
+                if (d[i] < '0' || d[i] > '9') return -1;
+                v = v * 10 + (d[i] - '0');
+            }
+        } else if (len == nlen && strncmp(p, name, nlen) == 0) {
+            return -1; /* "limit" without a value */
+        }
+        p = end ? end + 1 : NULL;
+    }
+    if (!found) return 1;
+    if (v < min || v > max) return -1;
+    *out = v;
+    return 0;
+}

@@ -196,7 +196,7 @@ static void test_newer_schema(void)
     struct cold_store *cs = NULL;
     struct snap_err err;
     char path[600], url[640];
-    unsigned char v2[4] = {0, 0, 0, 2};
+    unsigned char v2[4] = {0, 0, 0, 3}; /* one past this build's version 2 */
     int fd;
 
     CHECK_EQ_INT(open_store("newer.db", &cs), SNAP_OK);

@@ -225,8 +225,8 @@ def check_services(cfg):
     if isinstance(redis_cmd, str):
         redis_cmd = redis_cmd.split()
     joined = " ".join(map(str, redis_cmd))
-    if "--appendonly yes" not in joined or "--appendfsync always" not in joined:
-        problems.append("redis should run with --appendonly yes --appendfsync always, runs %r" % joined)
+    if "--appendonly yes" not in joined or "--appendfsync everysec" not in joined:
+        problems.append("redis should run with --appendonly yes --appendfsync everysec, runs %r" % joined)
     if "mongosh" not in json.dumps(svcs.get("mongo", {}).get("healthcheck")):
         problems.append("mongo's healthcheck should ping through mongosh")
     return problems

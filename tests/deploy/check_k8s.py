@@ -347,8 +347,8 @@ def policy_stores(objs):
     if not redis or not mongo:
         return ["Redis and MongoDB StatefulSets are missing"]
     args = " ".join(map(str, pod_template(redis)["spec"]["containers"][0].get("args") or []))
-    if "--appendonly yes" not in args or "--appendfsync always" not in args:
-        problems.append("redis should run with --appendonly yes --appendfsync always: %r" % args)
+    if "--appendonly yes" not in args or "--appendfsync everysec" not in args:
+        problems.append("redis should run with --appendonly yes --appendfsync everysec: %r" % args)
     for s in (redis, mongo):
         vct = s["spec"].get("volumeClaimTemplates") or []
         mounts = {m["name"] for m in pod_template(s)["spec"]["containers"][0].get("volumeMounts") or []}

@@ -145,7 +145,7 @@ class Proc:
 
 # ---------------------------------------------------------------- servers --
 
-def start_redis(root=None, port=None, appendonly=True, extra=None, name="redis"):
+def start_redis(root=None, port=None, appendonly=True, extra=None, name="redis", fsync="everysec"):
     """redis-server on a free loopback port with its own dir; retries if
     the port was taken between choosing and binding."""
     binary = which_or_fail("redis-server")
@@ -154,7 +154,7 @@ def start_redis(root=None, port=None, appendonly=True, extra=None, name="redis")
         p = port or free_port()
         argv = [binary, "--port", str(p), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "yes" if appendonly else "no",
-                "--appendfsync", "always", "--daemonize", "no",
+                "--appendfsync", fsync, "--daemonize", "no",
                 "--maxmemory-policy", "noeviction", "--protected-mode", "no"]
         argv += extra or []
         # Its data dir (AOF) is separate from the log dir, so a restart

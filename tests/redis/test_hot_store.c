@@ -1,11 +1,11 @@
 /* test_hot_store.c: hot_store.c against a real redis-server started by
  * tests/harness/with_redis.py (SNAPTEXT_REDIS_URL, SNAP_REDIS_PORT).
- * Covers the id counter, inbox put/take (binary text, order, expiry, key
- * TTL, odd usernames, exactly-once under concurrent takers, the batch
- * put and take), sessions, the
- * retry queue, URL parsing, unreachable and stuck servers, reconnecting
- * after the server drops us, and error replies (WRONGTYPE, READONLY,
- * NOAUTH). A second, raw hiredis connection inspects and pokes the server.
+ * Covers the id counter, the inbox index (put, peek and drop: binary text,
+ * order, bounded peeks, expiry, key TTL, odd usernames, the batch calls with
+ * inbox sizes), the epoch, sessions, URL parsing, unreachable and stuck
+ * servers, reconnecting after the server drops us (and the lost-connection
+ * hook), and error replies (WRONGTYPE, READONLY, NOAUTH). Exactly-once is
+ * not Redis's job any more: the cold-store contract suite checks the claim. A second, raw hiredis connection inspects and pokes the server.
  * Sentinel needs several servers: `--sentinel-probe` only serves
  * tests/redis/sentinel_check.py, which sets that topology up. */
 #include <arpa/inet.h>
@@ -121,6 +121,32 @@ static int closed_port(int *fd)
         getsockname(*fd, (struct sockaddr *)&a, &alen) != 0)
         return -1;
     return ntohs(a.sin_port);
+}
+
+/* Reads and empties user's inbox index as a read does once it settled
+ * everything: peek at all of it, then drop what it saw. */
+static int test_take(struct hot_store *h, const char *user, int64_t now_ms,
+                     struct hot_msg_list *out, size_t *n_expired, struct snap_err *err)
+{
+    struct hot_peek pk;
+    size_t limit = 100000;
+    int rc = hot_inbox_peek_many(h, &user, &limit, 1, now_ms, &pk, err);
+
+    *out = (struct hot_msg_list){NULL, 0};
+    if (n_expired != NULL) *n_expired = 0;
+    if (rc != SNAP_OK) return rc;
+    int64_t *ids = calloc(pk.msgs.len + pk.n_dead + 1, sizeof *ids);
+    size_t n = 0;
+    for (size_t i = 0; i < pk.msgs.len; i++) ids[n++] = pk.msgs.items[i].id;
+    for (size_t i = 0; i < pk.n_dead; i++) ids[n++] = pk.dead[i];
+    struct hot_drop d = {user, ids, n};
+    rc = hot_inbox_drop_many(h, &d, 1, err);
+    free(ids);
+    *out = pk.msgs;
+    pk.msgs = (struct hot_msg_list){NULL, 0};
+    if (n_expired != NULL) *n_expired = pk.n_dead;
+    hot_peek_free(&pk);
+    return rc;
 }
 
 /* ------------------------------------------------------------ tests -- */
@@ -281,7 +307,7 @@ static void test_roundtrip_binary(void)
         CHECK_EQ_INT(hot_inbox_put(h, user, ids[i], now + 60000, texts[i], lens[i], &err), SNAP_OK);
     CHECK_EQ_INT(hot_inbox_put(h, user, 50, now + 60000, "", 0, &err), SNAP_OK);
 
-    CHECK_EQ_INT(hot_inbox_take(h, user, clock_now_ms(), &out, &expired, &err), SNAP_OK);
+    CHECK_EQ_INT(test_take(h, user, clock_now_ms(), &out, &expired, &err), SNAP_OK);
     CHECK_EQ_INT(out.len, 5);
     CHECK_EQ_INT(expired, 0);
     if (out.len == 5) {
@@ -303,28 +329,31 @@ static void test_roundtrip_binary(void)
     CHECK(out.items == NULL && out.len == 0);
 
     /* Read-once: the inbox is gone. */
-    CHECK_EQ_INT(hot_inbox_take(h, user, clock_now_ms(), &out, &expired, &err), SNAP_OK);
+    CHECK_EQ_INT(test_take(h, user, clock_now_ms(), &out, &expired, &err), SNAP_OK);
     CHECK_EQ_INT(out.len, 0);
     CHECK(out.items == NULL);
     hot_msg_list_free(&out);
-    CHECK_EQ_INT(hot_inbox_take(h, user, clock_now_ms(), &out, NULL, &err), SNAP_OK);
+    CHECK_EQ_INT(test_take(h, user, clock_now_ms(), &out, NULL, &err), SNAP_OK);
     CHECK_EQ_INT(out.len, 0);
     hot_msg_list_free(&out);
     hot_free(h);
 }
 
-/* The batch calls the ingest and fetch batchers use: hot copies and an id
- * reservation in one round trip, each put with its own outcome; takes of
- * several inboxes in one round trip, each inbox still taken once. */
+/* The batch calls the ingest and fetch batchers use: hot copies, an id
+ * reservation and inbox sizes in one round trip, each put with its own
+ * outcome; peeks at several inboxes in one round trip, bounded, removing
+ * nothing; drops of exactly the ids given. */
 static void test_batches(void)
 {
     struct hot_store *h = open_hot(&g_cfg);
     redisContext *raw = raw_open();
     struct snap_err err;
-    int64_t now = clock_now_ms(), before = 0, first = -1, after = 0;
+    int64_t now = clock_now_ms(), before = 0, first = -1, after = 0, counts[3] = {0, 0, 0};
     int rcs[3] = {-1, -1, -1};
-    struct hot_take outs[3];
+    struct hot_peek outs[3];
     const char *users[3] = {"batch-a", "batch-b", "batch-a"};
+    const char *count_users[3] = {"batch-a", "batch-none", "batch-bad"};
+    size_t limits[3] = {10, 10, 1};
 
     CHECK(h != NULL && raw != NULL);
     if (h == NULL || raw == NULL) {
@@ -332,26 +361,35 @@ static void test_batches(void)
         redisFree(raw);
         return;
     }
-    freeReplyObject(raw_cmd(raw, "SET", "snap:{batch-bad}:inbox", "not a hash", (const char *)NULL));
+    freeReplyObject(raw_cmd(raw, "SET", "snap:{batch-bad}:msgs", "not a set", (const char *)NULL));
     struct hot_put puts[3] = {{"batch-a", 101, now + 60000, "one", 3},
                               {"batch-bad", 102, now + 60000, "lost", 4},
                               {"batch-a", 103, now + 60000, "three", 5}};
 
     CHECK_EQ_INT(hot_next_id(h, &before, &err), SNAP_OK);
-    /* The inbox that is not a hash fails alone (WRONGTYPE inside its EXEC). */
-    CHECK_EQ_INT(hot_inbox_put_many(h, puts, 3, rcs, 5, &first, &err), SNAP_EUNAVAIL);
+    /* The inbox that is not a sorted set fails alone (WRONGTYPE in its EXEC). */
+    CHECK_EQ_INT(hot_inbox_put_many(h, puts, 3, rcs, 5, &first, count_users, 3, counts, &err),
+                 SNAP_EUNAVAIL);
     CHECK_EQ_INT(rcs[0], SNAP_OK);
     CHECK_EQ_INT(rcs[1], SNAP_EUNAVAIL);
     CHECK_EQ_INT(rcs[2], SNAP_OK);
     CHECK_EQ_INT(first, before + 1); /* the reservation went through anyway */
+    CHECK_EQ_INT(counts[0], 2);      /* after the puts of the same round trip */
+    CHECK_EQ_INT(counts[1], 0);
+    CHECK_EQ_INT(counts[2], -1);     /* unknown */
     CHECK_EQ_INT(hot_next_id(h, &after, &err), SNAP_OK);
     CHECK_EQ_INT(after, before + 6); /* ids first .. first + 4 were taken */
-    CHECK_EQ_INT(hot_inbox_put_many(h, &puts[0], 0, rcs, 0, NULL, &err), SNAP_EINVAL);
+    CHECK_EQ_INT(hot_inbox_put_many(h, &puts[0], 0, rcs, 0, NULL, NULL, 0, NULL, &err),
+                 SNAP_EINVAL);
+    /* Putting the same message again changes nothing. */
+    CHECK_EQ_INT(hot_inbox_put(h, "batch-a", 101, now + 60000, "one", 3, &err), SNAP_OK);
+    CHECK_EQ_INT(raw_int(raw, "ZCARD", "snap:{batch-a}:msgs"), 2);
 
     CHECK_EQ_INT(hot_inbox_put(h, "batch-b", 201, now + 60000, "bee", 3, &err), SNAP_OK);
-    CHECK_EQ_INT(hot_inbox_take_many(h, users, 3, clock_now_ms(), outs, &err), SNAP_OK);
+    CHECK_EQ_INT(hot_inbox_peek_many(h, users, limits, 3, clock_now_ms(), outs, &err), SNAP_OK);
     CHECK_EQ_INT(outs[0].rc, SNAP_OK);
     CHECK_EQ_INT(outs[0].msgs.len, 2);
+    CHECK_EQ_INT(outs[0].total, 2);
     if (outs[0].msgs.len == 2) {
         CHECK_EQ_INT(outs[0].msgs.items[0].id, 101);
         CHECK_EQ_STR(outs[0].msgs.items[0].text, "one");
@@ -360,12 +398,49 @@ static void test_batches(void)
     }
     CHECK_EQ_INT(outs[1].rc, SNAP_OK);
     CHECK_EQ_INT(outs[1].msgs.len, 1);
+    /* The same inbox twice sees the same candidates (a peek removes
+     * nothing), here bounded to the oldest one. */
     CHECK_EQ_INT(outs[2].rc, SNAP_OK);
-    CHECK_EQ_INT(outs[2].msgs.len, 0); /* the same inbox twice: the second finds it empty */
-    for (int i = 0; i < 3; i++) hot_msg_list_free(&outs[i].msgs);
-    CHECK_EQ_INT(raw_int(raw, "EXISTS", "snap:{batch-a}:inbox"), 0);
+    CHECK_EQ_INT(outs[2].msgs.len, 1);
+    CHECK_EQ_INT(outs[2].total, 2);
+    if (outs[2].msgs.len == 1) CHECK_EQ_INT(outs[2].msgs.items[0].id, 101);
+    for (int i = 0; i < 3; i++) hot_peek_free(&outs[i]);
 
-    freeReplyObject(raw_cmd(raw, "DEL", "snap:{batch-bad}:inbox", (const char *)NULL));
+    /* Drops remove exactly the ids given. */
+    int64_t gone[2] = {101, 999};
+    struct hot_drop d[2] = {{"batch-a", gone, 2}, {"batch-b", NULL, 0}};
+    CHECK_EQ_INT(hot_inbox_drop_many(h, d, 2, &err), SNAP_OK);
+    CHECK_EQ_INT(raw_int(raw, "ZCARD", "snap:{batch-a}:msgs"), 1);
+    CHECK_EQ_INT(raw_int(raw, "ZCARD", "snap:{batch-b}:msgs"), 1);
+    CHECK_EQ_INT(hot_inbox_drop_many(h, d, 2, &err), SNAP_OK); /* idempotent */
+
+    freeReplyObject(raw_cmd(raw, "DEL", "snap:{batch-a}:msgs", "snap:{batch-b}:msgs",
+                            "snap:{batch-bad}:msgs", (const char *)NULL));
+    redisFree(raw);
+    hot_free(h);
+}
+
+/* The epoch is set once (NX) and read back; gone means Redis lost it. */
+static void test_epoch(void)
+{
+    struct hot_store *h = open_hot(&g_cfg);
+    redisContext *raw = raw_open();
+    struct snap_err err;
+    char e[64];
+
+    CHECK(h != NULL && raw != NULL);
+    if (h == NULL || raw == NULL) {
+        hot_free(h);
+        redisFree(raw);
+        return;
+    }
+    freeReplyObject(raw_cmd(raw, "DEL", "snap:epoch", (const char *)NULL));
+    CHECK_EQ_INT(hot_epoch_get(h, e, sizeof e, &err), SNAP_ENOTFOUND);
+    CHECK_EQ_INT(hot_epoch_set(h, "first", &err), SNAP_OK);
+    CHECK_EQ_INT(hot_epoch_set(h, "second", &err), SNAP_OK); /* NX: the first one stays */
+    CHECK_EQ_INT(hot_epoch_get(h, e, sizeof e, &err), SNAP_OK);
+    CHECK_EQ_STR(e, "first");
+    freeReplyObject(raw_cmd(raw, "DEL", "snap:epoch", (const char *)NULL));
     redisFree(raw);
     hot_free(h);
 }
@@ -386,7 +461,7 @@ static void test_expired_dropped(void)
     /* Already expired when put (the inbox lives on for the other one). */
     CHECK_EQ_INT(hot_inbox_put(h, "bob", 1, now + 60000, "fresh", 5, &err), SNAP_OK);
     CHECK_EQ_INT(hot_inbox_put(h, "bob", 2, now - 1000, "stale", 5, &err), SNAP_OK);
-    CHECK_EQ_INT(hot_inbox_take(h, "bob", clock_now_ms(), &out, &expired, &err), SNAP_OK);
+    CHECK_EQ_INT(test_take(h, "bob", clock_now_ms(), &out, &expired, &err), SNAP_OK);
     CHECK_EQ_INT(out.len, 1);
     CHECK_EQ_INT(expired, 1);
     if (out.len == 1)
@@ -399,7 +474,7 @@ static void test_expired_dropped(void)
     CHECK_EQ_INT(hot_inbox_put(h, "bob", 3, now + 5000, "a", 1, &err), SNAP_OK);
     CHECK_EQ_INT(hot_inbox_put(h, "bob", 4, now + 10000, "b", 1, &err), SNAP_OK);
     CHECK_EQ_INT(hot_inbox_put(h, "bob", 5, now + 30000, "c", 1, &err), SNAP_OK);
-    CHECK_EQ_INT(hot_inbox_take(h, "bob", now + 10000, &out, &expired, &err), SNAP_OK);
+    CHECK_EQ_INT(test_take(h, "bob", now + 10000, &out, &expired, &err), SNAP_OK);
     CHECK_EQ_INT(out.len, 1);
     CHECK_EQ_INT(expired, 2);
     if (out.len == 1)
@@ -407,11 +482,11 @@ static void test_expired_dropped(void)
     hot_msg_list_free(&out);
 
     /* Malformed values (should never exist) are skipped, not crashed on. */
-    r = raw_cmd(raw, "HSET", "snap:{bob}:inbox", "7", "no-space-here", "x8", "123 bad id", "9",
-                "12x text", "10", "99999999999999 fine", (const char *)NULL);
+    r = raw_cmd(raw, "ZADD", "snap:{bob}:msgs", "7", "no-space-here", "8", "123 1 bad id", "9",
+                "12x text", "10", "10 99999999999999 fine", (const char *)NULL);
     CHECK(r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 4);
     freeReplyObject(r);
-    CHECK_EQ_INT(hot_inbox_take(h, "bob", clock_now_ms(), &out, &expired, &err), SNAP_OK);
+    CHECK_EQ_INT(test_take(h, "bob", clock_now_ms(), &out, &expired, &err), SNAP_OK);
     CHECK_EQ_INT(out.len, 1);
     CHECK_EQ_INT(expired, 3);
     if (out.len == 1) {
@@ -436,22 +511,22 @@ static void test_inbox_ttl(void)
     if (h == NULL || raw == NULL)
         goto done;
     CHECK_EQ_INT(hot_inbox_put(h, "carol", 1, now + 10000, "x", 1, &err), SNAP_OK);
-    pttl = raw_int(raw, "PTTL", "snap:{carol}:inbox");
+    pttl = raw_int(raw, "PTTL", "snap:{carol}:msgs");
     CHECK(pttl > 8000 && pttl <= 10000);
     CHECK_EQ_INT(hot_inbox_put(h, "carol", 2, now + 60000, "x", 1, &err), SNAP_OK);
-    pttl = raw_int(raw, "PTTL", "snap:{carol}:inbox");
+    pttl = raw_int(raw, "PTTL", "snap:{carol}:msgs");
     CHECK(pttl > 58000 && pttl <= 60000);
     /* An earlier expiry never shortens the inbox's life. */
     CHECK_EQ_INT(hot_inbox_put(h, "carol", 3, now + 30000, "x", 1, &err), SNAP_OK);
     CHECK_EQ_INT(hot_inbox_put(h, "carol", 4, now - 5000, "x", 1, &err), SNAP_OK);
-    pttl = raw_int(raw, "PTTL", "snap:{carol}:inbox");
+    pttl = raw_int(raw, "PTTL", "snap:{carol}:msgs");
     CHECK(pttl > 58000 && pttl <= 60000);
-    CHECK_EQ_INT(raw_int(raw, "HLEN", "snap:{carol}:inbox"), 4);
+    CHECK_EQ_INT(raw_int(raw, "ZCARD", "snap:{carol}:msgs"), 4);
     /* A later one extends it to exactly that expiry. */
     CHECK_EQ_INT(hot_inbox_put(h, "carol", 5, now + 3600000, "x", 1, &err), SNAP_OK);
-    pttl = raw_int(raw, "PTTL", "snap:{carol}:inbox");
+    pttl = raw_int(raw, "PTTL", "snap:{carol}:msgs");
     CHECK(pttl > 3598000 && pttl <= 3600000);
-    CHECK_EQ_INT(raw_int(raw, "DEL", "snap:{carol}:inbox"), 1);
+    CHECK_EQ_INT(raw_int(raw, "DEL", "snap:{carol}:msgs"), 1);
 done:
     hot_free(h);
     redisFree(raw);
@@ -461,7 +536,7 @@ static void test_odd_usernames(void)
 {
     static const char *const users[] = {
         "a{b}c", "{", "}", "{}", "a}b", "a", "x y", "j\xC3\xBCrgen", "\xE5\x90\x8D\xE5\x89\x8D",
-        "emoji\xF0\x9F\x98\x80", "tab\tname", "%41", "snap:{a}:inbox", "*", "a\r\nPING",
+        "emoji\xF0\x9F\x98\x80", "tab\tname", "%41", "snap:{a}:msgs", "*", "a\r\nPING",
         "0123456789012345678901234567890123456789012345678901234567890123", /* 64 bytes */
     };
     const size_t n = sizeof users / sizeof users[0];
@@ -479,10 +554,10 @@ static void test_odd_usernames(void)
         CHECK_EQ_INT(hot_inbox_put(h, users[i], (int64_t)i + 1, now + 60000, users[i],
                                    strlen(users[i]), &err),
                      SNAP_OK);
-    CHECK_EQ_INT(raw_int(raw, "EXISTS", "snap:{x y}:inbox"), 1);
-    CHECK_EQ_INT(raw_int(raw, "EXISTS", "snap:{a\r\nPING}:inbox"), 1);
+    CHECK_EQ_INT(raw_int(raw, "EXISTS", "snap:{x y}:msgs"), 1);
+    CHECK_EQ_INT(raw_int(raw, "EXISTS", "snap:{a\r\nPING}:msgs"), 1);
     for (size_t i = 0; i < n; i++) {
-        CHECK_EQ_INT(hot_inbox_take(h, users[i], clock_now_ms(), &out, NULL, &err), SNAP_OK);
+        CHECK_EQ_INT(test_take(h, users[i], clock_now_ms(), &out, NULL, &err), SNAP_OK);
         CHECK_EQ_INT(out.len, 1);
         if (out.len == 1) {
             CHECK_EQ_INT(out.items[0].id, (int64_t)i + 1);
@@ -496,183 +571,11 @@ static void test_odd_usernames(void)
     CHECK_EQ_INT(hot_inbox_put(h, "", 1, now + 60000, "x", 1, &err), SNAP_EINVAL);
     CHECK_EQ_INT(hot_inbox_put(h, NULL, 1, now + 60000, "x", 1, &err), SNAP_EINVAL);
     CHECK_EQ_INT(hot_inbox_put(h, "ok", 0, now + 60000, "x", 1, &err), SNAP_EINVAL);
-    CHECK_EQ_INT(hot_inbox_take(h, long_name, now, &out, NULL, &err), SNAP_EINVAL);
+    CHECK_EQ_INT(test_take(h, long_name, now, &out, NULL, &err), SNAP_EINVAL);
     CHECK_EQ_INT(out.len, 0);
 done:
     hot_free(h);
     redisFree(raw);
-}
-
-/* -------------------------------------------------- exactly-once test -- */
-
-#define CONC_TAKERS 8
-#define CONC_MESSAGES 2000
-#define CONC_USER "crowd"
-
-struct taker {
-    pthread_t tid;
-    const int *stop;           /* set (atomically) once the putter is done */
-    int seen[CONC_MESSAGES + 1];
-    int errors, unsorted, nonempty_takes;
-};
-
-static void take_into(struct hot_store *h, struct taker *t)
-{
-    struct hot_msg_list out = {NULL, 0};
-    struct snap_err err;
-
-    if (hot_inbox_take(h, CONC_USER, clock_now_ms(), &out, NULL, &err) != SNAP_OK) {
-        fprintf(stderr, "  take: %s\n", err.msg);
-        t->errors++;
-        return;
-    }
-    if (out.len > 0)
-        t->nonempty_takes++;
-    for (size_t i = 0; i < out.len; i++) {
-        int64_t id = out.items[i].id;
-
-        if (id >= 1 && id <= CONC_MESSAGES)
-            t->seen[id]++;
-        else
-            t->errors++;
-        if (i > 0 && out.items[i - 1].id >= id)
-            t->unsorted++;
-    }
-    hot_msg_list_free(&out);
-}
-
-static void *taker_main(void *arg)
-{
-    struct taker *t = arg;
-    struct hot_store *h = open_hot(&g_cfg);
-
-    if (h == NULL) {
-        t->errors++;
-        return NULL;
-    }
-    while (!__atomic_load_n(t->stop, __ATOMIC_ACQUIRE))
-        take_into(h, t);
-    take_into(h, t);
-    hot_free(h);
-    return NULL;
-}
-
-static void test_concurrent_take(void)
-{
-    static struct taker takers[CONC_TAKERS + 1]; /* the last: main thread's final take */
-    struct hot_store *h = open_hot(&g_cfg);
-    struct snap_err err;
-    int stop = 0, put_errors = 0, total = 0, dup = 0, lost = 0, nonempty = 0;
-    int64_t exp = clock_now_ms() + 600000;
-
-    CHECK(h != NULL);
-    if (h == NULL)
-        return;
-    memset(takers, 0, sizeof takers);
-    for (int i = 0; i < CONC_TAKERS; i++) {
-        takers[i].stop = &stop;
-        CHECK_EQ_INT(pthread_create(&takers[i].tid, NULL, taker_main, &takers[i]), 0);
-    }
-    for (int id = 1; id <= CONC_MESSAGES; id++) {
-        char text[32];
-        int n = snprintf(text, sizeof text, "message %d", id);
-
-        if (hot_inbox_put(h, CONC_USER, id, exp, text, (size_t)n, &err) != SNAP_OK) {
-            fprintf(stderr, "  put %d: %s\n", id, err.msg);
-            put_errors++;
-        }
-    }
-    __atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
-    for (int i = 0; i < CONC_TAKERS; i++)
-        CHECK_EQ_INT(pthread_join(takers[i].tid, NULL), 0);
-    take_into(h, &takers[CONC_TAKERS]);
-
-    for (int id = 1; id <= CONC_MESSAGES; id++) {
-        int count = 0;
-
-        for (int i = 0; i <= CONC_TAKERS; i++)
-            count += takers[i].seen[id];
-        total += count;
-        dup += count > 1;
-        lost += count == 0;
-    }
-    for (int i = 0; i <= CONC_TAKERS; i++) {
-        CHECK_EQ_INT(takers[i].errors, 0);
-        CHECK_EQ_INT(takers[i].unsorted, 0);
-        nonempty += takers[i].nonempty_takes;
-    }
-    fprintf(stderr, "  %d messages in %d non-empty takes by %d takers\n", total, nonempty,
-            CONC_TAKERS);
-    CHECK_EQ_INT(put_errors, 0);
-    CHECK_EQ_INT(dup, 0);
-    CHECK_EQ_INT(lost, 0);
-    CHECK_EQ_INT(total, CONC_MESSAGES);
-    CHECK(nonempty > 1); /* the takers really raced the putter */
-    hot_free(h);
-}
-
-/* All takers released at once on a full inbox: one gets everything, in
- * order; the others get [] (the take is one atomic step, not a loop). */
-struct burst {
-    pthread_t tid;
-    pthread_barrier_t *go;
-    struct hot_store *h;
-    size_t got;
-    int rc, sorted;
-};
-
-static void *burst_main(void *arg)
-{
-    struct burst *b = arg;
-    struct hot_msg_list out = {NULL, 0};
-    struct snap_err err;
-
-    (void)pthread_barrier_wait(b->go);
-    b->rc = hot_inbox_take(b->h, "burst", clock_now_ms(), &out, NULL, &err);
-    b->got = out.len;
-    b->sorted = 1;
-    for (size_t i = 0; i < out.len; i++)
-        if (out.items[i].id != (int64_t)i + 1)
-            b->sorted = 0;
-    hot_msg_list_free(&out);
-    return NULL;
-}
-
-static void test_concurrent_burst(void)
-{
-    struct burst b[CONC_TAKERS];
-    pthread_barrier_t go;
-    struct hot_store *h = open_hot(&g_cfg);
-    struct snap_err err;
-    int64_t exp = clock_now_ms() + 600000;
-    size_t total = 0;
-    int winners = 0;
-
-    CHECK(h != NULL);
-    if (h == NULL)
-        return;
-    for (int id = 500; id >= 1; id--)
-        CHECK_EQ_INT(hot_inbox_put(h, "burst", id, exp, "m", 1, &err), SNAP_OK);
-    memset(b, 0, sizeof b);
-    CHECK_EQ_INT(pthread_barrier_init(&go, NULL, CONC_TAKERS), 0);
-    for (int i = 0; i < CONC_TAKERS; i++) {
-        b[i].go = &go;
-        b[i].h = open_hot(&g_cfg);
-        CHECK_EQ_INT(hot_ping(b[i].h, &err), SNAP_OK); /* connect before the race */
-        CHECK_EQ_INT(pthread_create(&b[i].tid, NULL, burst_main, &b[i]), 0);
-    }
-    for (int i = 0; i < CONC_TAKERS; i++) {
-        CHECK_EQ_INT(pthread_join(b[i].tid, NULL), 0);
-        CHECK_EQ_INT(b[i].rc, SNAP_OK);
-        CHECK(b[i].sorted);
-        total += b[i].got;
-        winners += b[i].got > 0;
-        hot_free(b[i].h);
-    }
-    (void)pthread_barrier_destroy(&go);
-    CHECK_EQ_INT(total, 500);
-    CHECK_EQ_INT(winners, 1);
-    hot_free(h);
 }
 
 /* ---------------------------------------------------------- sessions -- */
@@ -728,27 +631,6 @@ static void test_sessions(void)
 done:
     hot_free(h);
     redisFree(raw);
-}
-
-static void test_retry_fifo(void)
-{
-    struct hot_store *h = open_hot(&g_cfg);
-    struct snap_err err;
-    int64_t id = 0, at = 0;
-
-    CHECK(h != NULL);
-    if (h == NULL)
-        return;
-    CHECK_EQ_INT(hot_retry_pop(h, &id, &at, &err), SNAP_ENOTFOUND);
-    for (int i = 1; i <= 3; i++)
-        CHECK_EQ_INT(hot_retry_push(h, i, INT64_C(1700000000000) + i, &err), SNAP_OK);
-    for (int i = 1; i <= 3; i++) {
-        CHECK_EQ_INT(hot_retry_pop(h, &id, &at, &err), SNAP_OK);
-        CHECK_EQ_INT(id, i);
-        CHECK_EQ_INT(at, INT64_C(1700000000000) + i);
-    }
-    CHECK_EQ_INT(hot_retry_pop(h, &id, &at, &err), SNAP_ENOTFOUND);
-    hot_free(h);
 }
 
 /* ----------------------------------------------------- failure modes -- */
@@ -813,7 +695,7 @@ static void test_reconnect_after_kill(void)
         case 1: rc = hot_inbox_put(h, "erin", 1, clock_now_ms() + 60000, "x", 1, &err); break;
         default:
             sleep_ms(20); /* let the server's close reach our socket */
-            rc = hot_inbox_take(h, "erin", clock_now_ms(), &out, NULL, &err);
+            rc = test_take(h, "erin", clock_now_ms(), &out, NULL, &err);
             CHECK_EQ_INT(rc, SNAP_OK);
             CHECK_EQ_INT(out.len, 1);
             break;
@@ -845,18 +727,18 @@ static void test_error_replies(void)
         goto done;
 
     /* An error inside EXEC (WRONGTYPE) fails the call, keeps the link. */
-    r = raw_cmd(raw, "SET", "snap:{frank}:inbox", "not a hash", (const char *)NULL);
+    r = raw_cmd(raw, "SET", "snap:{frank}:msgs", "not a hash", (const char *)NULL);
     freeReplyObject(r);
     CHECK_EQ_INT(hot_inbox_put(h, "frank", 1, clock_now_ms() + 1000, "x", 1, &err), SNAP_EUNAVAIL);
     CHECK(strstr(err.msg, "WRONGTYPE") != NULL);
-    /* Take fails too; as MULTI does not roll back, its DEL still clears
-     * the broken key, so the inbox heals instead of failing forever. */
-    CHECK_EQ_INT(hot_inbox_take(h, "frank", clock_now_ms(), &out, NULL, &err), SNAP_EUNAVAIL);
+    /* A peek fails too, and keeps the link; the key is left for the
+     * operator (a read of that inbox answers 503 until it is removed). */
+    CHECK_EQ_INT(test_take(h, "frank", clock_now_ms(), &out, NULL, &err), SNAP_EUNAVAIL);
     CHECK_EQ_INT(out.len, 0);
     CHECK_EQ_INT(hot_ping(h, &err), SNAP_OK);
-    CHECK_EQ_INT(raw_int(raw, "EXISTS", "snap:{frank}:inbox"), 0);
+    CHECK_EQ_INT(raw_int(raw, "DEL", "snap:{frank}:msgs"), 1);
     CHECK_EQ_INT(hot_inbox_put(h, "frank", 1, clock_now_ms() + 1000, "x", 1, &err), SNAP_OK);
-    CHECK_EQ_INT(raw_int(raw, "DEL", "snap:{frank}:inbox"), 1);
+    CHECK_EQ_INT(raw_int(raw, "DEL", "snap:{frank}:msgs"), 1);
 
     /* Demoted to a replica: READONLY is unavailable and drops the link;
      * once it is a master again the next call reconnects and works. */
@@ -897,11 +779,11 @@ static void test_auth_and_db(void)
     CHECK(h != NULL);
     CHECK_EQ_INT(hot_inbox_put(h, "gina", 1, clock_now_ms() + 60000, "x", 1, &err), SNAP_OK);
     hot_free(h);
-    CHECK_EQ_INT(raw_int(raw, "EXISTS", "snap:{gina}:inbox"), 0);
+    CHECK_EQ_INT(raw_int(raw, "EXISTS", "snap:{gina}:msgs"), 0);
     r = raw_cmd(raw, "SELECT", "3", (const char *)NULL);
     freeReplyObject(r);
-    CHECK_EQ_INT(raw_int(raw, "EXISTS", "snap:{gina}:inbox"), 1);
-    CHECK_EQ_INT(raw_int(raw, "DEL", "snap:{gina}:inbox"), 1);
+    CHECK_EQ_INT(raw_int(raw, "EXISTS", "snap:{gina}:msgs"), 1);
+    CHECK_EQ_INT(raw_int(raw, "DEL", "snap:{gina}:msgs"), 1);
     r = raw_cmd(raw, "SELECT", "0", (const char *)NULL);
     freeReplyObject(r);
 
@@ -1022,11 +904,9 @@ int main(int argc, char **argv)
     RUN(test_expired_dropped);
     RUN(test_inbox_ttl);
     RUN(test_odd_usernames);
-    RUN(test_concurrent_take);
-    RUN(test_concurrent_burst);
     RUN(test_batches);
+    RUN(test_epoch);
     RUN(test_sessions);
-    RUN(test_retry_fifo);
     RUN(test_unreachable);
     RUN(test_reconnect_after_kill);
     RUN(test_error_replies);

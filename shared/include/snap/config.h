@@ -35,6 +35,8 @@ struct snap_config {
     long max_text_bytes;        /* SNAPTEXT_MAX_TEXT_BYTES   default 4096        */
     long max_timeout;           /* SNAPTEXT_MAX_TIMEOUT      default 2592000 s   */
     long session_ttl;           /* SNAPTEXT_SESSION_TTL      default 2592000 s   */
+    long read_max;              /* SNAPTEXT_READ_MAX  messages per read (1000)   */
+    long max_inbox;             /* SNAPTEXT_MAX_INBOX unread per inbox (10000)   */
     long drain_ms;              /* SNAPTEXT_DRAIN_MS: after SIGTERM, report not
                                    ready this long before stopping (1500)    */
     char admin_username[SNAP_USERNAME_MAX + 1]; /* SNAPTEXT_ADMIN_USERNAME ("" = none) */

@@ -1,24 +1,28 @@
-/* hot_store.h: the Redis side of snaptext — the message id counter, each
- * user's inbox of deliverable messages, bearer-token sessions, and the queue
- * of cold-store expiry updates that must be retried.
+/* hot_store.h: the Redis side of snaptext — the message id counter, the
+ * hot index of each user's unread messages, and bearer-token sessions.
+ *
+ * Redis does not decide delivery: the cold store does (cold_msg_claim).
+ * The inbox here is an index of candidates, which may miss entries (a lost
+ * write, an empty restart) or hold stale ones (a resurrected entry, an
+ * already-read message): the claim refuses what is not deliverable, and
+ * the repair (ingest's repair.c) puts back what is missing.
  *
  * Key layout (every key of one user carries the username as a hash tag, so
  * the same commands work on Redis Cluster; see docs/REDIS.md):
  *   snap:next_id                      STRING  INCR counter of message ids
- *   snap:{<user>}:inbox               HASH    id -> "<expires_ms> <text>";
+ *   snap:{<user>}:msgs                ZSET    score id, member
+ *                                             "<id> <expires_ms> <text>";
  *                                             key TTL = latest expiry in it
  *   snap:session:<sha256 hex>         STRING  "<role> <username>", TTL = session
- *   snap:expire_retry                 LIST    "<id> <at_ms>" awaiting retry
+ *   snap:epoch                        STRING  random; gone = Redis lost its data
  *
  * Threading: a struct hot_store wraps one hiredis connection and is NOT
  * thread-safe: each worker thread owns one. It connects lazily; after any
  * I/O error the connection is dropped and the next call reconnects, so the
  * services ride out a Redis restart without being restarted themselves.
  * Every call is bounded by a short connect/command timeout (SNAP_EUNAVAIL).
- * Behind Sentinel (cfg->redis_sentinels), every write a client is told
- * about (inbox put, session put/delete) also waits until a replica has it,
- * so a failover cannot take back an acknowledged write; without a replica
- * those calls fail with SNAP_EUNAVAIL (durability over availability).
+ * Behind Sentinel (cfg->redis_sentinels), session writes also wait until a
+ * replica has them, so a failover cannot take back a login or a logout.
  * Not here: durability (cold_store.h), token hashing (auth.h). */
 #ifndef SNAP_HOT_STORE_H
 #define SNAP_HOT_STORE_H
@@ -60,7 +64,8 @@ int hot_next_id(struct hot_store *h, int64_t *id, struct snap_err *err);
  * cold store already holds ids that a lost Redis write handed out. */
 int hot_id_floor(struct hot_store *h, int64_t floor, struct snap_err *err);
 
-/* Adds message id to user's inbox, deliverable until expires_ms. */
+/* Adds message id to user's inbox, deliverable until expires_ms. Putting
+ * the same message again changes nothing. */
 int hot_inbox_put(struct hot_store *h, const char *user, int64_t id, int64_t expires_ms,
                   const char *text, size_t text_len, struct snap_err *err);
 
@@ -73,36 +78,55 @@ struct hot_put {
     size_t text_len;
 };
 
-/* A batch in one round trip: puts[0..n) as hot_inbox_put() would do each
- * (rcs[i] is the outcome of puts[i]) and, when reserve > 0, reserve fresh
+/* The send pipeline's round trip: puts[0..n) as hot_inbox_put() would do
+ * each (rcs[i] is the outcome of puts[i]); when reserve > 0, reserve fresh
  * ids from the counter (INCRBY): *first_id .. *first_id + reserve - 1, or
- * *first_id = 0 when that failed. Returns SNAP_OK when every part did,
- * otherwise the first failure (err says which). n may be 0. */
+ * *first_id = 0 when that failed; and the number of entries in each inbox
+ * of count_users[0..ncount) after the puts, in counts[] (-1 when unknown).
+ * Returns SNAP_OK when every part did, otherwise the first failure (err
+ * says which). n and ncount may be 0. */
 int hot_inbox_put_many(struct hot_store *h, const struct hot_put *puts, size_t n, int *rcs,
-                       size_t reserve, int64_t *first_id, struct snap_err *err);
+                       size_t reserve, int64_t *first_id, const char *const *count_users,
+                       size_t ncount, int64_t *counts, struct snap_err *err);
 
-/* Atomically empties user's inbox and returns the messages in it whose
- * expires_ms is later than now_ms, oldest first. With any number of
- * concurrent callers on any number of processes, each message is returned
- * to exactly one of them. *out belongs to the caller: hot_msg_list_free().
- * *n_expired (may be NULL) receives how many expired ones were dropped. */
-int hot_inbox_take(struct hot_store *h, const char *user, int64_t now_ms,
-                   struct hot_msg_list *out, size_t *n_expired, struct snap_err *err);
-void hot_msg_list_free(struct hot_msg_list *l); /* NULL and empty are fine */
-
-/* One inbox's outcome in hot_inbox_take_many(). */
-struct hot_take {
-    int rc;                   /* SNAP_OK, or this take failed (msgs empty) */
-    struct hot_msg_list msgs; /* the caller's: hot_msg_list_free()        */
-    size_t n_expired;
+/* One inbox's candidates, from hot_inbox_peek_many(). */
+struct hot_peek {
+    int rc;                   /* SNAP_OK, or this peek failed (all empty)   */
+    struct hot_msg_list msgs; /* unexpired entries, oldest first            */
+    int64_t *dead;            /* ids of expired or malformed entries seen   */
+    size_t n_dead;
+    int64_t total;            /* entries in the inbox (ZCARD), dead included */
 };
 
-/* hot_inbox_take() for users[0..n) in one round trip, each inbox its own
- * atomic step (the same user twice: the second finds it empty). outs[i]
- * is the outcome for users[i]. Returns SNAP_OK when every take did,
- * otherwise the first failure (err says which). */
-int hot_inbox_take_many(struct hot_store *h, const char *const *users, size_t n, int64_t now_ms,
-                        struct hot_take *outs, struct snap_err *err);
+/* For each users[i]: its oldest limits[i] entries, without removing any,
+ * in one round trip for all. outs[i] is the caller's: hot_peek_free(). */
+int hot_inbox_peek_many(struct hot_store *h, const char *const *users, const size_t *limits,
+                        size_t n, int64_t now_ms, struct hot_peek *outs, struct snap_err *err);
+void hot_peek_free(struct hot_peek *p); /* NULL is fine */
+void hot_msg_list_free(struct hot_msg_list *l); /* NULL and empty are fine */
+
+/* Entries to remove from one inbox (claimed, or never deliverable). */
+struct hot_drop {
+    const char *user;
+    const int64_t *ids;
+    size_t n;
+};
+
+/* Removes exactly those entries, in one round trip for all. Idempotent. */
+int hot_inbox_drop_many(struct hot_store *h, const struct hot_drop *drops, size_t n,
+                        struct snap_err *err);
+
+/* The epoch of Redis's data (see hot_store.c): SNAP_ENOTFOUND when unset.
+ * out holds cap bytes. hot_epoch_set() sets it only when it is unset. */
+int hot_epoch_get(struct hot_store *h, char *out, size_t cap, struct snap_err *err);
+int hot_epoch_set(struct hot_store *h, const char *value, struct snap_err *err);
+
+/* Registers fn (once, before any thread uses a handle): called, on the
+ * thread that saw it, whenever a handle drops a connection after a failure,
+ * with the wall-clock time of that handle's last completed round trip.
+ * Whatever it wrote after that may be lost, and its next connection may
+ * reach another server (a failover). fn must not block. */
+void hot_on_connection_lost(void (*fn)(int64_t since_ms, void *arg), void *arg);
 
 /* Sessions, keyed by the SHA-256 hex of the token (never the token). */
 int hot_session_put(struct hot_store *h, const char *token_hash, const char *username,
@@ -112,10 +136,5 @@ int hot_session_put(struct hot_store *h, const char *token_hash, const char *use
 int hot_session_get(struct hot_store *h, const char *token_hash, char *username,
                     char *role, struct snap_err *err);
 int hot_session_del(struct hot_store *h, const char *token_hash, struct snap_err *err);
-
-/* The retry queue of cold-store expiry updates (shared by all instances). */
-int hot_retry_push(struct hot_store *h, int64_t id, int64_t at_ms, struct snap_err *err);
-/* Pops one entry; SNAP_ENOTFOUND when the queue is empty. */
-int hot_retry_pop(struct hot_store *h, int64_t *id, int64_t *at_ms, struct snap_err *err);
 
 #endif

@@ -35,6 +35,7 @@ struct hot_store;
     X(HTTP_E_PAYLOAD_TOO_LARGE, 413, "payload_too_large")           \
     X(HTTP_E_UNSUPPORTED_MEDIA_TYPE, 415, "unsupported_media_type") \
     X(HTTP_E_RATE_LIMITED, 429, "rate_limited")                     \
+    X(HTTP_E_INBOX_FULL, 429, "inbox_full")                         \
     X(HTTP_E_INTERNAL, 500, "internal")                             \
     X(HTTP_E_UNAVAILABLE, 503, "unavailable")
 

@@ -38,4 +38,14 @@ int field_timeout(const cJSON *obj, const char *name, long dflt, long max, long 
  * "abc", "0", "-1", "1e3", "+5" and 10^30 are refused (returns -1). */
 int id_parse(const char *s, size_t len, int64_t *out);
 
+/* API.md's Idempotency-Key: 1..SNAP_IDEM_KEY_MAX of A-Z a-z 0-9 _ -.
+ * 1 when s (NUL-terminated) is one. */
+#define SNAP_IDEM_KEY_MAX 64
+int idem_key_valid(const char *s);
+
+/* A query parameter that must be an integer in [min, max]: 0 and *out set
+ * when query (NULL: none) holds name=<digits> in range, 1 when name is
+ * absent (*out untouched), -1 when it is there but not such a number. */
+int query_long(const char *query, const char *name, long min, long max, long *out);
+
 #endif
