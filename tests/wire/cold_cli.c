@@ -9,11 +9,20 @@
  *
  *   cold_cli URL open                                  (open + schema only)
  *   cold_cli URL ping
- *   cold_cli URL put ID USER FROM TEXT TTL_MS [CREATED_MS]   FROM "" = null
- *   cold_cli URL put_many CREATED_MS TTL_MS (ID USER FROM TEXT)...
- *                                        (one batch; prints "rcs": [status...])
- *   cold_cli URL get ID
- *   cold_cli URL expire ID[,ID...] AT_MS
+ *   cold_cli URL put ID USER FROM TEXT TTL_MS [CREATED_MS [IDEM]]  FROM "" = null
+ *   cold_cli URL put_many CREATED_MS TTL_MS (ID USER FROM TEXT IDEM)...
+ *                                        (one batch; prints "rcs": [status...];
+ *                                         IDEM "" = none)
+ *   cold_cli URL get ID                  (prints "message")
+ *   cold_cli URL claim NOW_MS (USER TOKEN ID[,ID...])...
+ *                                        (one call; prints "claims": [{status,
+ *                                         claimed: [ids]}...]; IDS "" = none)
+ *   cold_cli URL claimed USER TOKEN SINCE_MS          (prints "messages")
+ *   cold_cli URL close ID[,ID...] unsent|refused AT_MS (prints "n_closed")
+ *   cold_cli URL find_idem IDEM                        (prints "message")
+ *   cold_cli URL release_idem ID
+ *   cold_cli URL scan_open SINCE_MS NOW_MS AFTER_EXP AFTER_ID MAX
+ *                                                      (prints "messages")
  *   cold_cli URL maxid
  *   cold_cli URL user_put NAME HASH ROLE [CREATED_MS]
  *   cold_cli URL user_get NAME
@@ -44,9 +53,13 @@ static int usage(const char *why)
     fprintf(stderr,
             "cold_cli: %s\n"
             "usage: cold_cli URL open|ping|maxid\n"
-            "       cold_cli URL put ID USER FROM TEXT TTL_MS [CREATED_MS]\n"
-            "       cold_cli URL put_many CREATED_MS TTL_MS (ID USER FROM TEXT)...\n"
-            "       cold_cli URL get ID | expire ID[,ID...] AT_MS\n"
+            "       cold_cli URL put ID USER FROM TEXT TTL_MS [CREATED_MS [IDEM]]\n"
+            "       cold_cli URL put_many CREATED_MS TTL_MS (ID USER FROM TEXT IDEM)...\n"
+            "       cold_cli URL get ID | find_idem IDEM | release_idem ID\n"
+            "       cold_cli URL claim NOW_MS (USER TOKEN ID[,ID...])...\n"
+            "       cold_cli URL claimed USER TOKEN SINCE_MS\n"
+            "       cold_cli URL close ID[,ID...] unsent|refused AT_MS\n"
+            "       cold_cli URL scan_open SINCE_MS NOW_MS AFTER_EXP AFTER_ID MAX\n"
             "       cold_cli URL user_put NAME HASH ROLE [CREATED_MS] | user_get NAME\n"
             "       cold_cli URL set_role NAME ROLE\n",
             why);
@@ -111,6 +124,44 @@ static long parse_ids(const char *s, int64_t *ids, size_t cap)
     return (long)n;
 }
 
+static const char *state_name(int state)
+{
+    switch (state) {
+    case COLD_OPEN: return "open";
+    case COLD_READ: return "read";
+    case COLD_UNSENT: return "unsent";
+    case COLD_REFUSED: return "refused";
+    default: return "?";
+    }
+}
+
+/* Every field of m as one JSON object. */
+static cJSON *msg_json(const struct cold_msg *m)
+{
+    cJSON *j = cJSON_CreateObject();
+
+    add_i64(j, "id", m->id);
+    cJSON_AddStringToObject(j, "username", m->username);
+    if (m->has_from)
+        cJSON_AddStringToObject(j, "from", m->from);
+    else
+        cJSON_AddNullToObject(j, "from");
+    cJSON_AddStringToObject(j, "text", m->text);
+    add_i64(j, "text_len", (int64_t)m->text_len);
+    add_i64(j, "created_ms", m->created_ms);
+    add_i64(j, "expires_ms", m->expires_ms);
+    cJSON_AddStringToObject(j, "state", state_name(m->state));
+    add_i64(j, "closed_ms", m->closed_ms);
+    cJSON_AddStringToObject(j, "idem", m->idem);
+    return j;
+}
+
+static void add_list(cJSON *out, const struct cold_msg_list *l)
+{
+    cJSON *arr = cJSON_AddArrayToObject(out, "messages");
+    for (size_t i = 0; i < l->len; i++) cJSON_AddItemToArray(arr, msg_json(&l->items[i]));
+}
+
 int main(int argc, char **argv)
 {
     static int64_t ids[CLI_MAX_IDS];
@@ -138,13 +189,14 @@ int main(int argc, char **argv)
         cJSON_AddStringToObject(out, "driver", cold_driver_name(cs));
     } else if (strcmp(op, "ping") == 0 && argc == 3) {
         rc = cold_ping(cs, &err);
-    } else if (strcmp(op, "put") == 0 && (argc == 8 || argc == 9)) {
+    } else if (strcmp(op, "put") == 0 && argc >= 8 && argc <= 10) {
         struct cold_msg m;
         int64_t ttl;
         memset(&m, 0, sizeof m);
         if (parse_i64(argv[3], &m.id) != 0 || copy_str(m.username, sizeof m.username, argv[4]) ||
             copy_str(m.from, sizeof m.from, argv[5]) || parse_i64(argv[7], &ttl) != 0 ||
-            (argc == 9 && parse_i64(argv[8], &m.created_ms) != 0)) {
+            (argc >= 9 && parse_i64(argv[8], &m.created_ms) != 0) ||
+            (argc == 10 && copy_str(m.idem, sizeof m.idem, argv[9]))) {
             cold_close(cs);
             cJSON_Delete(out);
             return usage("bad put arguments");
@@ -158,11 +210,11 @@ int main(int argc, char **argv)
         rc = cold_msg_put(cs, &m, &err);
         add_i64(out, "created_ms", m.created_ms);
         add_i64(out, "expires_ms", m.expires_ms);
-    } else if (strcmp(op, "put_many") == 0 && argc >= 9 && (argc - 5) % 4 == 0 &&
-               (argc - 5) / 4 <= CLI_MAX_MSGS) {
+    } else if (strcmp(op, "put_many") == 0 && argc >= 10 && (argc - 5) % 5 == 0 &&
+               (argc - 5) / 5 <= CLI_MAX_MSGS) {
         static struct cold_msg msgs[CLI_MAX_MSGS];
         int rcs[CLI_MAX_MSGS];
-        size_t n = (size_t)(argc - 5) / 4;
+        size_t n = (size_t)(argc - 5) / 5;
         int64_t created, ttl;
         cJSON *arr;
         if (parse_i64(argv[3], &created) != 0 || parse_i64(argv[4], &ttl) != 0) {
@@ -171,11 +223,11 @@ int main(int argc, char **argv)
             return usage("bad put_many arguments");
         }
         for (size_t i = 0; i < n; i++) {
-            char **a = argv + 5 + 4 * i; /* ID USER FROM TEXT */
+            char **a = argv + 5 + 5 * i; /* ID USER FROM TEXT IDEM */
             struct cold_msg *m = &msgs[i];
             memset(m, 0, sizeof *m);
             if (parse_i64(a[0], &m->id) != 0 || copy_str(m->username, sizeof m->username, a[1]) ||
-                copy_str(m->from, sizeof m->from, a[2])) {
+                copy_str(m->from, sizeof m->from, a[2]) || copy_str(m->idem, sizeof m->idem, a[4])) {
                 cold_close(cs);
                 cJSON_Delete(out);
                 return usage("bad put_many message");
@@ -200,29 +252,96 @@ int main(int argc, char **argv)
             return usage("bad id");
         }
         rc = cold_msg_get(cs, id, &m, &err);
-        if (rc == SNAP_OK) {
-            cJSON *j = cJSON_AddObjectToObject(out, "message");
-            add_i64(j, "id", m.id);
-            cJSON_AddStringToObject(j, "username", m.username);
-            if (m.has_from)
-                cJSON_AddStringToObject(j, "from", m.from);
-            else
-                cJSON_AddNullToObject(j, "from");
-            cJSON_AddStringToObject(j, "text", m.text);
-            add_i64(j, "text_len", (int64_t)m.text_len);
-            add_i64(j, "created_ms", m.created_ms);
-            add_i64(j, "expires_ms", m.expires_ms);
-        }
+        if (rc == SNAP_OK) cJSON_AddItemToObject(out, "message", msg_json(&m));
         cold_msg_cleanup(&m);
-    } else if (strcmp(op, "expire") == 0 && argc == 5) {
-        long n = parse_ids(argv[3], ids, CLI_MAX_IDS);
-        int64_t at;
-        if (n < 0 || parse_i64(argv[4], &at) != 0) {
+    } else if (strcmp(op, "find_idem") == 0 && argc == 4) {
+        struct cold_msg m;
+        rc = cold_msg_find_idem(cs, argv[3], &m, &err);
+        if (rc == SNAP_OK) cJSON_AddItemToObject(out, "message", msg_json(&m));
+        cold_msg_cleanup(&m);
+    } else if (strcmp(op, "release_idem") == 0 && argc == 4) {
+        int64_t id;
+        if (parse_i64(argv[3], &id) != 0) {
             cold_close(cs);
             cJSON_Delete(out);
-            return usage("bad expire arguments");
+            return usage("bad id");
         }
-        rc = cold_msg_close(cs, ids, (size_t)n, COLD_REFUSED, at, NULL, &err);
+        rc = cold_msg_release_idem(cs, id, &err);
+    } else if (strcmp(op, "claim") == 0 && argc >= 7 && (argc - 4) % 3 == 0 &&
+               (argc - 4) / 3 <= CLI_MAX_MSGS) {
+        static struct cold_claim claims[CLI_MAX_MSGS];
+        static int64_t won[CLI_MAX_IDS];
+        size_t n = (size_t)(argc - 4) / 3, used = 0;
+        int64_t now;
+        cJSON *arr;
+        if (parse_i64(argv[3], &now) != 0) {
+            cold_close(cs);
+            cJSON_Delete(out);
+            return usage("bad claim time");
+        }
+        for (size_t i = 0; i < n; i++) { /* USER TOKEN IDS */
+            long k = parse_ids(argv[4 + 3 * i + 2], ids + used, CLI_MAX_IDS - used);
+            if (k < 0) {
+                cold_close(cs);
+                cJSON_Delete(out);
+                return usage("bad claim ids");
+            }
+            claims[i] = (struct cold_claim){.username = argv[4 + 3 * i],
+                                            .token = argv[4 + 3 * i + 1],
+                                            .ids = ids + used, .n = (size_t)k,
+                                            .claimed = won + used};
+            used += (size_t)k;
+        }
+        rc = cold_msg_claim(cs, claims, n, now, &err);
+        arr = cJSON_AddArrayToObject(out, "claims");
+        for (size_t i = 0; i < n; i++) {
+            cJSON *c = cJSON_CreateObject(), *w;
+            cJSON_AddStringToObject(c, "status", snap_status_name(claims[i].rc));
+            w = cJSON_AddArrayToObject(c, "claimed");
+            for (size_t k = 0; k < claims[i].n_claimed; k++) {
+                char buf[32];
+                (void)snprintf(buf, sizeof buf, "%lld", (long long)claims[i].claimed[k]);
+                cJSON_AddItemToArray(w, cJSON_CreateRaw(buf));
+            }
+            cJSON_AddItemToArray(arr, c);
+        }
+    } else if (strcmp(op, "claimed") == 0 && argc == 6) {
+        struct cold_msg_list l = {0};
+        int64_t since;
+        if (parse_i64(argv[5], &since) != 0) {
+            cold_close(cs);
+            cJSON_Delete(out);
+            return usage("bad claimed arguments");
+        }
+        rc = cold_msg_claimed(cs, argv[3], argv[4], since, &l, &err);
+        if (rc == SNAP_OK) add_list(out, &l);
+        cold_msg_list_free(&l);
+    } else if (strcmp(op, "close") == 0 && argc == 6) {
+        long n = parse_ids(argv[3], ids, CLI_MAX_IDS);
+        int to = strcmp(argv[4], "unsent") == 0 ? COLD_UNSENT
+                 : strcmp(argv[4], "refused") == 0 ? COLD_REFUSED : -1;
+        size_t moved = 0;
+        int64_t at;
+        if (n < 0 || to < 0 || parse_i64(argv[5], &at) != 0) {
+            cold_close(cs);
+            cJSON_Delete(out);
+            return usage("bad close arguments");
+        }
+        rc = cold_msg_close(cs, ids, (size_t)n, to, at, &moved, &err);
+        add_i64(out, "n_closed", (int64_t)moved);
+    } else if (strcmp(op, "scan_open") == 0 && argc == 8) {
+        struct cold_msg_list l = {0};
+        int64_t since, now, ae, ai, max;
+        if (parse_i64(argv[3], &since) != 0 || parse_i64(argv[4], &now) != 0 ||
+            parse_i64(argv[5], &ae) != 0 || parse_i64(argv[6], &ai) != 0 ||
+            parse_i64(argv[7], &max) != 0 || max < 0) {
+            cold_close(cs);
+            cJSON_Delete(out);
+            return usage("bad scan_open arguments");
+        }
+        rc = cold_msg_scan_open(cs, since, now, ae, ai, (size_t)max, &l, &err);
+        if (rc == SNAP_OK) add_list(out, &l);
+        cold_msg_list_free(&l);
     } else if (strcmp(op, "maxid") == 0 && argc == 3) {
         int64_t max = -1;
         rc = cold_msg_max_id(cs, &max, &err);

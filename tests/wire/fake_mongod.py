@@ -5,19 +5,23 @@ libmongoc when there is no mongod on the machine.
 
 It implements only the commands that shared/src/cold_mongo.c sends, and only
 the parts of them that the driver uses:
-  - createIndexes and ping: accepted;
-  - insert: stores the documents; a duplicate _id is a write error with code
-    11000 in any collection, and so is a duplicate username in "users"
-    (standing in for the unique index username_1); ordered (the default)
-    stops at the first such error, ordered: false goes on with the next
-    document and reports one write error per refused document;
-  - find: equality, $in and $gt filters, one sort key, limit, and an
-    inclusion projection;
-  - update: the same filters, $set only, multi or single; replies n and
-    nModified.
+  - createIndexes: records each index; the unique ones are then enforced
+    (one key each, with an optional partialFilterExpression {f: {$exists:
+    true}}), as is _id in every collection; ping: accepted;
+  - insert: stores the documents; a duplicate key is a write error with code
+    11000, keyPattern, keyValue and an errmsg naming the index, as a 4.4+
+    server sends it; ordered (the default) stops at the first such error,
+    ordered: false goes on with the next document and reports one write
+    error per refused document;
+  - find: equality, $in, $gt, $gte and $exists filters, a top-level $or,
+    sorts on one or more keys, limit, and an inclusion projection;
+  - update: the same filters, $set and $unset, multi or single, one or more
+    statements (ordered or not); replies n and nModified.
 Anything else is answered with a command error, so the driver cannot start
 depending on a command that the fake does not model without noticing.
-mockupdb runs one request at a time, so every command here is atomic.
+Each command runs under one lock, so every command here is atomic, as a
+single-document write is on a real server (and a multi update is per
+document there: the claim relies only on that).
 
 This is NOT a substitute for a real server: semantics such as type ordering,
 collations and index builds are not modelled. Run contract_mongo against a
@@ -31,6 +35,7 @@ is missing it exits 77 (skipped), or 1 under CI=true.
 import os
 import subprocess
 import sys
+import threading
 
 try:
     from bson.int64 import Int64
@@ -43,19 +48,39 @@ except ImportError as exc:  # pragma: no cover - depends on the machine
 HELLO = {"ismaster": True, "isWritablePrimary": True, "minWireVersion": 0,
          "maxWireVersion": 13, "maxBsonObjectSize": 16 * 1024 * 1024,
          "maxMessageSizeBytes": 48000000, "maxWriteBatchSize": 100000}
-UNIQUE = {"users": ("_id", "username")}    # every other collection: _id only
 DB = "snaptext_contract"
+MISSING = object()
 
 
 class Unsupported(Exception):
     pass
 
 
+def is_num(v):
+    return isinstance(v, (int, Int64)) and not isinstance(v, bool)
+
+
+def same(a, b):
+    """Equality as the server sees it: numbers across int widths, others
+    only with the same type."""
+    if is_num(a) and is_num(b):
+        return int(a) == int(b)
+    return type(a) is type(b) and a == b
+
+
+def comparable(a, b):
+    return (is_num(a) and is_num(b)) or (a is not MISSING and type(a) is type(b))
+
+
 class FakeMongod:
     def __init__(self):
         self.collections = {}   # name -> list of documents, in insert order
+        # name -> [(index name, field, partial field or None)], _id_ always
+        self.unique = {}
+        self.lock = threading.Lock()
 
     def coll(self, name):
+        self.unique.setdefault(name, [("_id_", "_id", None)])
         return self.collections.setdefault(name, [])
 
     # ---- filters ----
@@ -63,48 +88,86 @@ class FakeMongod:
     @staticmethod
     def matches(doc, flt):
         for key, cond in flt.items():
+            if key == "$or":
+                if not any(FakeMongod.matches(doc, alt) for alt in cond):
+                    return False
+                continue
             if key.startswith("$"):
                 raise Unsupported("top-level operator " + key)
-            value = doc.get(key)
+            value = doc.get(key, MISSING)
             if isinstance(cond, dict):
                 for op, arg in cond.items():
                     if op == "$in":
-                        if value not in arg:
+                        if not any(same(value, a) for a in arg):
                             return False
-                    elif op == "$gt":
-                        if value is None or type(value) is not type(arg) or not value > arg:
+                    elif op in ("$gt", "$gte"):
+                        if not comparable(value, arg):
+                            return False
+                        if not (value > arg if op == "$gt" else value >= arg):
+                            return False
+                    elif op == "$exists":
+                        if (value is not MISSING) != bool(arg):
                             return False
                     else:
                         raise Unsupported("operator " + op)
-            elif key not in doc or not FakeMongod.same(value, cond):
+            elif not same(value, cond):
                 return False
         return True
 
+    # ---- unique indexes ----
+
+    def dup_key(self, name, doc, others, skip=None):
+        """The first unique index that doc would break among others (but
+        skip, the document doc replaces), as (index name, field), or None."""
+        for index, field, partial in self.unique.get(name, []):
+            if field not in doc or (partial is not None and partial not in doc):
+                continue
+            for old in others:
+                if old is skip or field not in old:
+                    continue
+                if partial is not None and partial not in old:
+                    continue
+                if same(old[field], doc[field]):
+                    return index, field
+        return None
+
     @staticmethod
-    def same(a, b):
-        """Equality as the server sees it: numbers across int widths, others
-        only with the same type."""
-        num = (int, Int64)
-        if isinstance(a, bool) or isinstance(b, bool):
-            return type(a) is type(b) and a == b
-        if isinstance(a, num) and isinstance(b, num):
-            return int(a) == int(b)
-        return type(a) is type(b) and a == b
+    def dup_error(i, cmd, index, field, value):
+        return {"index": i, "code": 11000, "keyPattern": {field: 1}, "keyValue": {field: value},
+                "errmsg": "E11000 duplicate key error collection: %s.%s index: %s dup key: "
+                          "{ %s: %r } (fake)" % (cmd["$db"], cmd.get("insert") or
+                                                 cmd.get("update"), index, field, value)}
 
     # ---- commands ----
 
+    def create_indexes(self, cmd):
+        self.coll(cmd["createIndexes"])
+        unique = self.unique[cmd["createIndexes"]]
+        for spec in cmd["indexes"]:
+            keys = list(spec["key"])
+            if not spec.get("unique"):
+                continue
+            if len(keys) != 1:
+                raise Unsupported("compound unique index")
+            partial = None
+            pfe = spec.get("partialFilterExpression")
+            if pfe:
+                (partial, cond), = pfe.items()
+                if cond != {"$exists": True}:
+                    raise Unsupported("partial filter other than $exists: true")
+            if not any(name == spec["name"] for name, _, _ in unique):
+                unique.append((spec["name"], keys[0], partial))
+        return {"ok": 1}
+
     def insert(self, cmd):
         coll = self.coll(cmd["insert"])
-        keys = UNIQUE.get(cmd["insert"], ("_id",))
         ordered = cmd.get("ordered", True)
         n = 0
         errors = []
         for i, doc in enumerate(cmd["documents"]):
-            taken = [key for key in keys
-                     if any(key in old and self.same(old[key], doc.get(key)) for old in coll)]
-            if taken:
-                errors.append({"index": i, "code": 11000,
-                               "errmsg": "E11000 duplicate key error (fake) on %s" % taken[0]})
+            dup = self.dup_key(cmd["insert"], doc, coll)
+            if dup:
+                errors.append(self.dup_error(i, cmd, dup[0], dup[1], doc[dup[1]]))
                 if ordered:
                     break
                 continue
@@ -117,10 +180,8 @@ class FakeMongod:
 
     def find(self, cmd):
         docs = [d for d in self.coll(cmd["find"]) if self.matches(d, cmd.get("filter", {}))]
-        sort = cmd.get("sort") or {}
-        if len(sort) > 1:
-            raise Unsupported("compound sort")
-        for key, direction in sort.items():
+        sort = list((cmd.get("sort") or {}).items())
+        for key, direction in reversed(sort):   # stable: the last key first
             docs.sort(key=lambda d: d[key], reverse=direction < 0)
         limit = int(cmd.get("limit", 0))
         if limit:
@@ -134,31 +195,49 @@ class FakeMongod:
                            "firstBatch": docs}}
 
     def update(self, cmd):
+        coll = self.coll(cmd["update"])
         matched = modified = 0
-        for upd in cmd["updates"]:
+        errors = []
+        for i, upd in enumerate(cmd["updates"]):
             change = upd["u"]
-            if list(change) != ["$set"]:
-                raise Unsupported("update other than $set")
-            for doc in self.coll(cmd["update"]):
+            if not set(change) <= {"$set", "$unset"} or not change:
+                raise Unsupported("update other than $set / $unset")
+            for doc in coll:
                 if not self.matches(doc, upd["q"]):
                     continue
                 matched += 1
-                before = dict(doc)
-                doc.update(change["$set"])
-                modified += before != doc
+                after = dict(doc)
+                after.update(change.get("$set", {}))
+                for key in change.get("$unset", {}):
+                    after.pop(key, None)
+                dup = self.dup_key(cmd["update"], after, coll, skip=doc)
+                if dup:
+                    errors.append(self.dup_error(i, cmd, dup[0], dup[1], after[dup[1]]))
+                    break
+                modified += after != doc
+                doc.clear()
+                doc.update(after)
                 if not upd.get("multi"):
                     break
-        return {"n": matched, "nModified": modified}
+            if errors and cmd.get("ordered", True):
+                break
+        reply = {"n": matched, "nModified": modified}
+        if errors:
+            reply["writeErrors"] = errors
+        return reply
 
     def handle(self, request):
         name = request.command_name or ""
         if name.lower() in ("ismaster", "hello"):
             return None  # auto_ismaster answers
         try:
-            if name in ("createIndexes", "ping"):
-                return request.ok()
-            if name in ("insert", "find", "update"):
-                return request.replies(getattr(self, name)(request.doc))
+            with self.lock:
+                if name == "ping":
+                    return request.ok()
+                if name == "createIndexes":
+                    return request.replies(self.create_indexes(request.doc))
+                if name in ("insert", "find", "update"):
+                    return request.replies(getattr(self, name)(request.doc))
             raise Unsupported("command " + name)
         except Unsupported as exc:
             sys.stderr.write("fake_mongod: unsupported %s in %r\n" % (exc, request.doc))

@@ -30,6 +30,7 @@ import traceback
 
 try:
     from bson.int64 import Int64
+    from bson.objectid import ObjectId
     from mockupdb import MockupDB
 except ImportError as exc:  # pragma: no cover - depends on the machine
     print("python3-mockupdb is not installed (%s)" % exc)
@@ -82,6 +83,8 @@ def typed(v):
         return ("null",)
     if isinstance(v, datetime.datetime):
         return ("date", ms_of(v))
+    if isinstance(v, ObjectId):
+        return ("objectid", str(v))
     if isinstance(v, list):
         return ("array", [typed(x) for x in v])
     if isinstance(v, dict):
@@ -119,20 +122,36 @@ def cmd(name, coll, db=DB, **fields):
 
 
 SCHEMA = [
-    cmd("createIndexes", "messages", writeConcern=WC,
-        indexes=[{"key": {"username": 1}, "name": "username_1"}]),
+    cmd("createIndexes", "messages", writeConcern=WC, indexes=[
+        {"key": {"username": 1}, "name": "username_1"},
+        {"key": {"idem": 1}, "name": "idem_1", "unique": True,
+         "partialFilterExpression": {"idem": {"$exists": True}}},
+        {"key": {"username": 1, "claim": 1}, "name": "username_1_claim_1",
+         "partialFilterExpression": {"claim": {"$exists": True}}},
+        {"key": {"state": 1, "expires_at": 1, "_id": 1}, "name": "state_1_expires_at_1__id_1"}]),
     cmd("createIndexes", "users", writeConcern=WC,
         indexes=[{"key": {"username": 1}, "name": "username_1", "unique": True}]),
 ]
 
 
-def insert_cmd(coll, doc, wc=None, db=DB):
-    return cmd("insert", coll, db=db, ordered=True, writeConcern=wc or WC, documents=[doc])
+def insert_cmd(coll, doc, wc=None, db=DB, ordered=True):
+    return cmd("insert", coll, db=db, ordered=ordered, writeConcern=wc or WC, documents=[doc])
 
 
-def message_doc(mid, user, frm, text, created, expires):
-    return {"_id": Int64(mid), "username": user, "from": frm, "text": text,
-            "created_at": date(created), "expiration_date": date(expires)}
+def put_cmd(doc, wc=None):
+    """A single message put: a batch of one, so an unordered insert."""
+    return insert_cmd("messages", doc, wc=wc, ordered=False)
+
+
+def message_doc(mid, user, frm, text, created, expires, idem=None, **stored):
+    """A message document as an insert sends it (state 0, idem only when
+    given); stored adds the fields a later change sets (closed_at, ...)."""
+    doc = {"_id": Int64(mid), "username": user, "from": frm, "text": text,
+           "created_at": date(created), "expires_at": date(expires), "state": 0}
+    if idem:
+        doc["idem"] = idem
+    doc.update(stored)
+    return doc
 
 
 def find_reply(coll, docs):
@@ -315,7 +334,7 @@ def test_put_document_and_write_concern(srv):
     text = 'hello "quoted" \u2713 <script>\u00e9'
     result, _, _ = run(srv.url(), "put", 7, "alice", "bob", text, 60000, 1700000000000)
     expect_status(result, "ok")
-    expect_commands(srv, [insert_cmd("messages", message_doc(
+    expect_commands(srv, [put_cmd(message_doc(
         7, "alice", "bob", text, 1700000000000, 1700000060000))])
 
 
@@ -325,8 +344,17 @@ def test_put_open_mode_from_is_null_and_id_is_int64(srv):
     mid = 2 ** 40 + 3
     result, _, _ = run(srv.url(), "put", mid, "j\u00fcrgen", "", "x", 1000, 5000)
     expect_status(result, "ok")
-    expect_commands(srv, [insert_cmd("messages", message_doc(
+    expect_commands(srv, [put_cmd(message_doc(
         mid, "j\u00fcrgen", None, "x", 5000, 6000))])
+
+
+@test
+@with_server
+def test_put_with_idem_key(srv):
+    result, _, _ = run(srv.url(), "put", 7, "alice", "bob", "hi", 1000, 5000, "bob/key-1")
+    expect_status(result, "ok")
+    expect_commands(srv, [put_cmd(message_doc(
+        7, "alice", "bob", "hi", 5000, 6000, idem="bob/key-1"))])
 
 
 @test
@@ -382,7 +410,7 @@ def test_put_url_write_concern_wins(srv):
     schema = [dict(c, writeConcern=wc) for c in SCHEMA]
     sent = srv.sent()
     assert len(sent) == 3, sent
-    for a, e in zip(sent, schema + [insert_cmd("messages", message_doc(
+    for a, e in zip(sent, schema + [put_cmd(message_doc(
             8, "alice", "bob", "hi", 2000, 3000), wc=wc)]):
         check_command(a, e, list(e)[0])
 
@@ -390,14 +418,14 @@ def test_put_url_write_concern_wins(srv):
 # put_many: one unordered insert for the whole batch; one outcome per message.
 
 T0 = 1700000000000
-BATCH = [(7, "alice", "bob", "hi"), (2 ** 40 + 3, "carol", "", "open mode"),
-         (9, "j\u00fcrgen", "dave", 'h\u00e9llo "q" \u2713')]
+BATCH = [(7, "alice", "bob", "hi", "bob/k1"), (2 ** 40 + 3, "carol", "", "open mode", ""),
+         (9, "j\u00fcrgen", "dave", 'h\u00e9llo "q" \u2713', "dave/k\u00e9")]
 
 
 def put_many(srv, batch=BATCH, created=T0, ttl=60000):
     args = ["put_many", created, ttl]
-    for mid, user, frm, text in batch:
-        args += [mid, user, frm, text]
+    for mid, user, frm, text, idem in batch:
+        args += [mid, user, frm, text, idem]
     result, _, _ = run(srv.url(), *args)
     return result
 
@@ -409,8 +437,8 @@ def expect_rcs(result, rcs):
 
 def put_many_cmd(batch=BATCH, created=T0, ttl=60000):
     return cmd("insert", "messages", ordered=False, writeConcern=WC, documents=[
-        message_doc(mid, user, frm or None, text, created, created + ttl)
-        for mid, user, frm, text in batch])
+        message_doc(mid, user, frm or None, text, created, created + ttl, idem=idem)
+        for mid, user, frm, text, idem in batch])
 
 
 def write_errors(*errors, n=None, wce=None):
@@ -441,6 +469,40 @@ def test_put_many_duplicate_key_marks_that_message(srv):
     expect_status(result, "conflict")
     expect_rcs(result, ["ok", "conflict", "ok"])
     expect_commands(srv, [put_many_cmd()])
+
+
+def dup_error(index, field, value, errmsg=None, key_fields=True):
+    """A duplicate-key write error as a 4.4+ server sends it (keyPattern,
+    keyValue), or without them as older servers do (key_fields=False)."""
+    e = {"index": index, "code": 11000, "errmsg": errmsg or (
+        "E11000 duplicate key error collection: %s.messages index: %s dup key: { %s: %r }"
+        % (DB, "_id_" if field == "_id" else field + "_1", field, value))}
+    if key_fields:
+        e["keyPattern"] = {field: 1}
+        e["keyValue"] = {field: value}
+    return e
+
+
+@test
+@with_server
+def test_put_many_duplicate_idem_is_exists_and_id_is_conflict(srv):
+    srv.on("insert", lambda r: r.replies({"n": 1, "writeErrors": [
+        dup_error(0, "idem", "bob/k1"), dup_error(2, "_id", Int64(9))]}))
+    result = put_many(srv)
+    expect_status(result, "exists")   # the first of the two kinds of conflict
+    expect_rcs(result, ["exists", "ok", "conflict"])
+
+
+@test
+@with_server
+def test_put_many_duplicate_idem_named_by_errmsg_only(srv):
+    # An older server: no keyPattern / keyValue, the index name in errmsg.
+    srv.on("insert", lambda r: r.replies({"n": 1, "writeErrors": [
+        dup_error(0, "_id", Int64(7), key_fields=False),
+        dup_error(2, "idem", "dave/k", key_fields=False)]}))
+    result = put_many(srv)
+    expect_status(result, "conflict")
+    expect_rcs(result, ["conflict", "ok", "exists"])
 
 
 @test
@@ -506,7 +568,21 @@ def test_get_reads_every_field(srv):
     m = result["message"]
     assert m == {"id": 2 ** 33, "username": "alice", "from": None, "text": "h\u00e9llo",
                  "text_len": 6, "created_ms": 1700000000000,
-                 "expires_ms": 1700000060000}, m
+                 "expires_ms": 1700000060000, "state": "open", "closed_ms": 0,
+                 "idem": ""}, m
+
+
+@test
+@with_server
+def test_get_reads_state_closed_at_and_idem(srv):
+    srv.on("find", lambda r: r.replies(find_reply("messages", [message_doc(
+        9, "alice", "bob", "t", 1000, 60000, idem="bob/k", state=1,
+        closed_at=date(1500), claim="tok", claim_op=ObjectId())])))
+    result, _, _ = run(srv.url(), "get", 9)
+    expect_status(result, "ok")
+    m = result["message"]
+    assert (m["state"], m["closed_ms"], m["idem"], m["expires_ms"]) == \
+        ("read", 1500, "bob/k", 60000), m
 
 
 @test
@@ -522,8 +598,18 @@ def test_get_from_string(srv):
 @test
 @with_server
 def test_get_malformed_document_is_error(srv):
+    for field, bad in (("expires_at", "tomorrow"), ("state", 7), ("state", "open"),
+                       ("closed_at", 5), ("idem", 5)):
+        doc = message_doc(9, "alice", None, "t", 1000, 2000)
+        doc[field] = bad
+        srv.on("find", lambda r, d=doc: r.replies(find_reply("messages", [d])))
+        result, _, _ = run(srv.url(), "get", 9)
+        expect_status(result, "error")
+        assert field in result["reason"], result
+    # An old document, before the migration of docs/MONGODB.md.
     doc = message_doc(9, "alice", None, "t", 1000, 2000)
-    doc["expiration_date"] = "tomorrow"
+    del doc["state"]
+    doc["expiration_date"] = doc.pop("expires_at")
     srv.on("find", lambda r: r.replies(find_reply("messages", [doc])))
     result, _, _ = run(srv.url(), "get", 9)
     expect_status(result, "error")
@@ -537,24 +623,255 @@ def test_get_server_error_is_unavailable(srv):
     expect_status(result, "unavailable")
 
 
+# claim: one unordered update, one statement per claim, then one find per
+# claim by the claim_op that statement set.
+
+NOW = 1700000005000
+
+
+def claim_statement(ids, user, token, now=NOW, op=None):
+    """The update statement of one claim; op is the ObjectId it was sent with."""
+    return {"q": {"_id": {"$in": [Int64(i) for i in ids]}, "username": user, "state": 0,
+                  "expires_at": {"$gt": date(now)}},
+            "u": {"$set": {"state": 1, "closed_at": date(now), "claim": token, "claim_op": op}},
+            "upsert": False, "multi": True}   # a bulk statement names upsert
+
+
+def sent_ops(srv, n):
+    """The claim_op ObjectIds of the n statements of the claim update."""
+    upd = [c for c in srv.sent() if list(c)[0] == "update"]
+    assert upd, srv.sent()
+    ops = [u["u"]["$set"]["claim_op"] for u in upd[0]["updates"]]
+    assert len(ops) == n and all(isinstance(o, ObjectId) for o in ops), ops
+    assert len(set(ops)) == n, "claim_op repeated: %r" % ops
+    return ops
+
+
+def outcome_find(ids, op):
+    return cmd("find", "messages", filter={"_id": {"$in": [Int64(i) for i in ids]},
+                                           "claim_op": op},
+               sort={"_id": 1}, projection={"_id": 1})
+
+
+def won_by(srv, table):
+    """A find handler answering each claim's outcome find with the ids that
+    table[token] lists, by looking up which statement set that claim_op."""
+    def handler(r):
+        upd = [c for c in srv.sent() if list(c)[0] == "update"][0]
+        op = r.doc["filter"]["claim_op"]
+        token = [u["u"]["$set"]["claim"] for u in upd["updates"]
+                 if u["u"]["$set"]["claim_op"] == op][0]
+        return r.replies(find_reply("messages", [{"_id": Int64(i)} for i in table[token]]))
+    return handler
+
+
 @test
 @with_server
-def test_expire_update(srv):
-    result, _, _ = run(srv.url(), "expire", "3,1,2", 1700000000123)
+def test_claim_update_then_find_by_claim_op(srv):
+    srv.on("update", lambda r: r.replies({"n": 3, "nModified": 3}))
+    srv.on("find", won_by(srv, {"t-1": [3, 7], "t-2": [2 ** 40]}))
+    result, _, _ = run(srv.url(), "claim", NOW, "alice", "t-1", "7,3,5", "bob", "t-2",
+                       str(2 ** 40))
     expect_status(result, "ok")
-    at = date(1700000000123)
-    expect_commands(srv, [cmd("update", "messages", ordered=True, writeConcern=WC, updates=[{
-        "q": {"_id": {"$in": [Int64(3), Int64(1), Int64(2)]}, "expiration_date": {"$gt": at}},
-        "u": {"$set": {"expiration_date": at}},
-        "multi": True}])])
+    assert result["claims"] == [{"status": "ok", "claimed": [3, 7]},
+                                {"status": "ok", "claimed": [2 ** 40]}], result
+    ops = sent_ops(srv, 2)
+    expect_commands(srv, [
+        cmd("update", "messages", ordered=False, writeConcern=WC, updates=[
+            claim_statement([7, 3, 5], "alice", "t-1", op=ops[0]),
+            claim_statement([2 ** 40], "bob", "t-2", op=ops[1])]),
+        outcome_find([7, 3, 5], ops[0]),
+        outcome_find([2 ** 40], ops[1])])
 
 
 @test
 @with_server
-def test_expire_nothing_sends_nothing(srv):
-    result, _, _ = run(srv.url(), "expire", "", 5000)
+def test_claim_of_no_ids_sends_nothing(srv):
+    result, _, _ = run(srv.url(), "claim", NOW, "alice", "t-1", "")
+    expect_status(result, "ok")
+    assert result["claims"] == [{"status": "ok", "claimed": []}], result
+    expect_commands(srv, [])
+
+
+@test
+@with_server
+def test_claim_write_error_fails_only_its_claim(srv):
+    srv.on("update", lambda r: r.replies({"n": 1, "nModified": 1, "writeErrors": [
+        {"index": 0, "code": 121, "errmsg": "Document failed validation"}]}))
+    srv.on("find", won_by(srv, {"t-2": [9]}))
+    result, _, _ = run(srv.url(), "claim", NOW, "alice", "t-1", "7", "bob", "t-2", "9")
+    expect_status(result, "unavailable")
+    assert result["claims"] == [{"status": "unavailable", "claimed": []},
+                                {"status": "ok", "claimed": [9]}], result
+    ops = sent_ops(srv, 2)
+    sent = srv.sent()
+    assert len(sent) == len(SCHEMA) + 2, sent   # the update, then claim 1's find only
+    check_command(sent[-1], outcome_find([9], ops[1]), "find")
+
+
+@test
+@with_server
+def test_claim_write_concern_error_fails_every_claim(srv):
+    # Applied perhaps, but not majority-confirmed: nothing is reported won,
+    # and no find is sent.
+    srv.on("update", lambda r: r.replies({"n": 2, "nModified": 2, "writeConcernError": {
+        "code": 64, "errmsg": "waiting for replication timed out"}}))
+    result, _, _ = run(srv.url(), "claim", NOW, "alice", "t-1", "7", "bob", "t-2", "9")
+    expect_status(result, "unavailable")
+    assert result["claims"] == [{"status": "unavailable", "claimed": []}] * 2, result
+    assert len(srv.sent()) == len(SCHEMA) + 1, srv.sent()
+
+
+@test
+@with_server
+def test_claim_hangup_fails_every_claim(srv):
+    srv.on("update", lambda r: r.hangup())
+    result, _, _ = run(srv.url(), "claim", NOW, "alice", "t-1", "7", "bob", "t-2", "9")
+    expect_status(result, "unavailable")
+    assert result["claims"] == [{"status": "unavailable", "claimed": []}] * 2, result
+
+
+@test
+@with_server
+def test_claim_find_failure_fails_that_claim(srv):
+    srv.on("find", lambda r: r.command_err(code=13, errmsg="not authorized"))
+    result, _, _ = run(srv.url(), "claim", NOW, "alice", "t-1", "7")
+    expect_status(result, "unavailable")
+    assert result["claims"] == [{"status": "unavailable", "claimed": []}], result
+
+
+@test
+@with_server
+def test_claimed_find(srv):
+    srv.on("find", lambda r: r.replies(find_reply("messages", [
+        message_doc(3, "alice", "bob", "one", 1000, 60000, state=1, closed_at=date(NOW),
+                    claim="key-A", claim_op=ObjectId()),
+        message_doc(8, "alice", None, "two", 1000, 60000, state=1, closed_at=date(NOW),
+                    claim="key-A", claim_op=ObjectId())])))
+    result, _, _ = run(srv.url(), "claimed", "alice", "key-A", NOW - 1000)
+    expect_status(result, "ok")
+    assert [(m["id"], m["text"], m["state"], m["closed_ms"]) for m in result["messages"]] == \
+        [(3, "one", "read", NOW), (8, "two", "read", NOW)], result
+    expect_commands(srv, [cmd("find", "messages", filter={
+        "username": "alice", "claim": "key-A", "state": 1,
+        "closed_at": {"$gte": date(NOW - 1000)}}, sort={"_id": 1})])
+
+
+def close_cmd(ids, state, at):
+    return cmd("update", "messages", ordered=True, writeConcern=WC, updates=[{
+        "q": {"_id": {"$in": [Int64(i) for i in ids]}, "state": 0,
+              "expires_at": {"$gt": date(at)}},
+        "u": {"$set": {"state": state, "closed_at": date(at)}},
+        "multi": True}])
+
+
+@test
+@with_server
+def test_close_update_counts_modified(srv):
+    srv.on("update", lambda r: r.replies({"n": 2, "nModified": 2}))
+    result, _, _ = run(srv.url(), "close", "3,1,2", "unsent", 1700000000123)
+    expect_status(result, "ok")
+    assert result["n_closed"] == 2, result
+    expect_commands(srv, [close_cmd([3, 1, 2], 2, 1700000000123)])
+
+
+@test
+@with_server
+def test_close_refused_in_batches_of_1000(srv):
+    ids = list(range(1, 2502))
+    result, _, _ = run(srv.url(), "close", ",".join(map(str, ids)), "refused", 5000)
+    expect_status(result, "ok")
+    assert result["n_closed"] == 3, result    # nModified 1 per command (default reply)
+    expect_commands(srv, [close_cmd(ids[0:1000], 3, 5000), close_cmd(ids[1000:2000], 3, 5000),
+                          close_cmd(ids[2000:], 3, 5000)])
+
+
+@test
+@with_server
+def test_close_nothing_sends_nothing(srv):
+    result, _, _ = run(srv.url(), "close", "", "unsent", 5000)
     expect_status(result, "ok")
     expect_commands(srv, [])
+
+
+@test
+@with_server
+def test_close_command_error_is_unavailable(srv):
+    srv.on("update", lambda r: r.command_err(code=10107, errmsg="not primary"))
+    result, _, _ = run(srv.url(), "close", "4", "refused", 5000)
+    expect_status(result, "unavailable")
+
+
+@test
+@with_server
+def test_find_idem(srv):
+    srv.on("find", lambda r: r.replies(find_reply("messages", [message_doc(
+        12, "alice", "bob", "hi", 1000, 60000, idem="bob/k-1")])))
+    result, _, _ = run(srv.url(), "find_idem", "bob/k-1")
+    expect_status(result, "ok")
+    assert (result["message"]["id"], result["message"]["idem"]) == (12, "bob/k-1"), result
+    expect_commands(srv, [cmd("find", "messages", filter={"idem": "bob/k-1"},
+                              limit=Int64(1))])
+
+
+@test
+@with_server
+def test_find_idem_none_is_not_found(srv):
+    result, _, _ = run(srv.url(), "find_idem", '{"$gt":""}')
+    expect_status(result, "not_found")
+    expect_commands(srv, [cmd("find", "messages", filter={"idem": '{"$gt":""}'},
+                              limit=Int64(1))])
+
+
+@test
+@with_server
+def test_release_idem_unset(srv):
+    srv.on("update", lambda r: r.replies({"n": 0, "nModified": 0}))  # unknown id: fine
+    result, _, _ = run(srv.url(), "release_idem", 2 ** 40)
+    expect_status(result, "ok")
+    expect_commands(srv, [cmd("update", "messages", ordered=True, writeConcern=WC, updates=[{
+        "q": {"_id": Int64(2 ** 40)}, "u": {"$unset": {"idem": ""}}}])])
+
+
+def scan_filter(since, now, after=None):
+    f = {"state": 0, "expires_at": {"$gt": date(now)}, "created_at": {"$gte": date(since)}}
+    if after is not None:
+        f["$or"] = [{"expires_at": {"$gt": date(after[0])}},
+                    {"expires_at": date(after[0]), "_id": {"$gt": Int64(after[1])}}]
+    return f
+
+
+@test
+@with_server
+def test_scan_open_first_page(srv):
+    srv.on("find", lambda r: r.replies(find_reply("messages", [
+        message_doc(5, "alice", None, "a", 1000, 9000),
+        message_doc(4, "bob", "carol", "b", 1000, 9500)])))
+    result, _, _ = run(srv.url(), "scan_open", 1000, 2000, 0, 0, 2)
+    expect_status(result, "ok")
+    assert [(m["id"], m["expires_ms"]) for m in result["messages"]] == [(5, 9000), (4, 9500)]
+    expect_commands(srv, [cmd("find", "messages", filter=scan_filter(1000, 2000),
+                              sort={"expires_at": 1, "_id": 1}, limit=Int64(2))])
+
+
+@test
+@with_server
+def test_scan_open_after_cursor(srv):
+    result, _, _ = run(srv.url(), "scan_open", 1000, 2000, 9500, 4, 500)
+    expect_status(result, "ok")
+    assert result["messages"] == [], result
+    expect_commands(srv, [cmd("find", "messages", filter=scan_filter(1000, 2000, (9500, 4)),
+                              sort={"expires_at": 1, "_id": 1}, limit=Int64(500))])
+
+
+@test
+@with_server
+def test_scan_open_malformed_document_is_error(srv):
+    doc = message_doc(5, "alice", None, "a", 1000, 9000)
+    del doc["state"]
+    srv.on("find", lambda r: r.replies(find_reply("messages", [doc])))
+    result, _, _ = run(srv.url(), "scan_open", 1000, 2000, 0, 0, 2)
+    expect_status(result, "error")
 
 
 @test
