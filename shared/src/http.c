@@ -620,7 +620,8 @@ static int reply_error_v(struct http_req *r, enum http_error e, int force_close,
 
     headers[0] = '\0';
     if (status == 503 || status == 429)
-        n = snprintf(headers, sizeof headers, "Retry-After: 1\r\n");
+        n = snprintf(headers, sizeof headers, "Retry-After: %ld\r\n",
+                     r->retry_after_s > 0 ? r->retry_after_s : 1);
     else if (status == 401)
         n = snprintf(headers, sizeof headers, "WWW-Authenticate: Bearer\r\n");
     else if (status == 405) {
@@ -1115,4 +1116,19 @@ int http_civetweb_error(struct mg_connection *conn, int status, const char *errm
               errmsg != NULL ? errmsg : "");
     (void)reply_error_close(&req, e, "the request could not be processed as HTTP (%d)", status);
     return 0;
+}
+
+/* ---- the client's address (login throttle, hardening) -------------------- */
+
+void http_client_addr(const struct http_req *r, char out[HTTP_CLIENT_ADDR_MAX + 1])
+{
+    const char *h = r->conn != NULL ? mg_get_header(r->conn, "X-Client-Addr") : NULL;
+    size_t n = h != NULL ? strlen(h) : 0;
+    int ok = n > 0 && n <= HTTP_CLIENT_ADDR_MAX;
+
+    for (size_t i = 0; ok && i < n; i++)
+        ok = strchr("0123456789abcdefABCDEF.:", h[i]) != NULL;
+    (void)snprintf(out, HTTP_CLIENT_ADDR_MAX + 1, "%s",
+                   ok ? h : (r->ri != NULL ? r->ri->remote_addr : ""));
+    if (out[0] == '\0') (void)snprintf(out, HTTP_CLIENT_ADDR_MAX + 1, "unknown");
 }
