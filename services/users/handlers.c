@@ -3,7 +3,14 @@
  * Users live in the cold store (password as a yescrypt hash only); sessions
  * live in Redis under the SHA-256 of their token, with SNAPTEXT_SESSION_TTL,
  * so every instance of every service sees a logout at once. A login costs
- * one password check whether or not the user exists. */
+ * one password check whether or not the user exists.
+ *
+ * Failed logins are counted in Redis per account and per client address
+ * (SNAPTEXT_LOGIN_MAX_FAILS / _ADDR in SNAPTEXT_LOGIN_WINDOW); past either
+ * limit a login is answered 429 before any hash is computed, whatever the
+ * password. The client address is the X-Client-Addr header, which HAProxy
+ * sets from the connection's source and overwrites on every request (only
+ * HAProxy reaches the services); without it, the peer address. */
 #include <stdio.h>
 #include <string.h>
 
@@ -11,6 +18,7 @@
 #include "snap/clock.h"
 #include "snap/cold_store.h"
 #include "snap/hot_store.h"
+#include "snap/log.h"
 #include "snap/validate.h"
 #include "users.h"
 
@@ -55,7 +63,11 @@ void users_register(struct http_req *r)
     if (read_credentials(r, u.username, &password, SNAP_PASSWORD_MIN) != 0) return;
     struct snap_err err;
     if (auth_password_hash(password, u.password_hash, &err) != SNAP_OK) {
-        http_reply_store_error(r, "cold", "hashing the password", &err);
+        if (err.code == SNAP_EUNAVAIL)
+            http_reply_error(r, HTTP_E_UNAVAILABLE,
+                             "too many passwords are being hashed right now; retry in a moment");
+        else
+            http_reply_store_error(r, "cold", "hashing the password", &err);
         return;
     }
     strcpy(u.role, AUTH_ROLE_USER);
@@ -83,11 +95,41 @@ void users_register(struct http_req *r)
     explicit_bzero(token, sizeof token);
 }
 
+/* 0 when username may try a password from addr now; otherwise the 429 (or
+ * a 503 when Redis cannot say) has been sent. */
+static int login_allowed(struct http_req *r, const char *username, const char *addr)
+{
+    const struct snap_config *cfg = &r->ctx->cfg;
+    struct hot_login_fails f;
+    struct snap_err err;
+    if (hot_login_fails_get(r->hot, username, addr, &f, &err) != SNAP_OK) {
+        http_reply_store_error(r, "redis", "checking failed logins", &err);
+        return -1;
+    }
+    int by_user = f.user_fails >= cfg->login_max_fails;
+    int by_addr = f.addr_fails >= cfg->login_max_fails_addr;
+    if (!by_user && !by_addr) return 0;
+    int64_t left_ms = 0;
+    if (by_user) left_ms = f.user_left_ms;
+    if (by_addr && f.addr_left_ms > left_ms) left_ms = f.addr_left_ms;
+    r->retry_after_s = left_ms > 0 ? (long)((left_ms + 999) / 1000) : 1;
+    log_event(SNAP_LOG_WARN, r->request_id, "login_throttled",
+              "%s: %ld failed logins of the account, %ld from the address in the window",
+              by_user ? "account" : "address", f.user_fails, f.addr_fails);
+    http_reply_error(r, HTTP_E_RATE_LIMITED,
+                     "too many failed logins %s; try again in %ld seconds",
+                     by_user ? "for this account" : "from this address", r->retry_after_s);
+    return -1;
+}
+
 void users_login(struct http_req *r)
 {
     char username[SNAP_USERNAME_MAX + 1];
     const char *password;
     if (read_credentials(r, username, &password, 1) != 0) return;
+    char addr[HTTP_CLIENT_ADDR_MAX + 1];
+    http_client_addr(r, addr);
+    if (login_allowed(r, username, addr) != 0) return;
     struct cold_user u;
     struct snap_err err;
     int rc = cold_user_get(r->ctx->cold, username, &u, &err);
@@ -96,10 +138,22 @@ void users_login(struct http_req *r)
         return;
     }
     /* Unknown user: the same hash work as a wrong password, the same answer. */
-    if (!auth_password_verify(password, rc == SNAP_OK ? u.password_hash : NULL)) {
+    int ok = auth_password_verify(password, rc == SNAP_OK ? u.password_hash : NULL);
+    if (ok < 0) {
+        http_reply_error(r, HTTP_E_UNAVAILABLE,
+                         "too many logins are being checked right now; retry in a moment");
+        return;
+    }
+    if (!ok) {
+        if (hot_login_fail_add(r->hot, username, addr, r->ctx->cfg.login_window, &err) != SNAP_OK)
+            log_event(SNAP_LOG_WARN, r->request_id, "login_throttle",
+                      "failed login not counted: %s", err.msg);
         http_reply_error(r, HTTP_E_UNAUTHORIZED, "wrong username or password");
         return;
     }
+    if (hot_login_fails_clear(r->hot, username, &err) != SNAP_OK)
+        log_event(SNAP_LOG_WARN, r->request_id, "login_throttle",
+                  "failed logins of the account not cleared: %s", err.msg);
     char token[AUTH_TOKEN_LEN + 1];
     int64_t expires_ms;
     if (open_session(r, u.username, u.role, token, &expires_ms) != 0) return;

@@ -9,8 +9,9 @@ void users_login(struct http_req *r);    /* POST /sessions         */
 void users_logout(struct http_req *r);   /* DELETE /sessions/current */
 void users_me(struct http_req *r);       /* GET /users/me          */
 
-/* Start hook: creates SNAPTEXT_ADMIN_USERNAME if absent and forces its
- * role to admin (admin.c). */
+/* Start hook: creates SNAPTEXT_ADMIN_USERNAME if absent; refuses to start
+ * when that name is an ordinary account or an admin with another password
+ * (admin.c). */
 int users_admin_bootstrap(struct snap_ctx *ctx, struct snap_err *err);
 
 #endif

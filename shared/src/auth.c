@@ -8,8 +8,10 @@
  * (libcrypt refuses passphrases over CRYPT_MAX_PASSPHRASE_SIZE = 512 bytes,
  * API.md allows 1024; pre-hashing gives every length one path) (about 12 ms and 16 MiB per hash
  * here); at most AUTH_HASH_PARALLEL hashes run at once, which bounds both the CPU a login flood can
- * take and the memory it can pin. Not here: which route needs which role (http.c), storing users
- * (cold_store). */
+ * take and the memory it can pin. At most auth_hash_queue_limit() more requests wait for a slot;
+ * beyond that a request is refused at once (SNAP_EUNAVAIL, a 503), so a flood of logins cannot
+ * hold every worker thread and starve the other routes. Not here: which route needs which role
+ * (http.c), storing users (cold_store), counting failed logins (hot_store, users). */
 #include "snap/auth.h"
 
 #include <crypt.h>
@@ -19,6 +21,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <semaphore.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -31,22 +34,39 @@
 
 static sem_t hash_slots;
 static pthread_once_t hash_slots_once = PTHREAD_ONCE_INIT;
+/* Callers holding or waiting for a slot, and how many may wait (-1: no bound). */
+static atomic_long hash_in_line;
+static atomic_long hash_queue_max = -1;
 
 static void hash_slots_init(void)
 {
     (void)sem_init(&hash_slots, 0, AUTH_HASH_PARALLEL);
 }
 
-static void hash_slot_take(void)
+void auth_hash_queue_limit(long waiting)
 {
+    atomic_store(&hash_queue_max, waiting < 0 ? -1 : waiting);
+}
+
+/* 0 with a slot held, or -1 (bounded only) when the line is full. */
+static int hash_slot_take(int bounded)
+{
+    long max = atomic_load(&hash_queue_max);
+    long ahead = atomic_fetch_add(&hash_in_line, 1);
+    if (bounded && max >= 0 && ahead >= AUTH_HASH_PARALLEL + max) {
+        atomic_fetch_sub(&hash_in_line, 1);
+        return -1;
+    }
     pthread_once(&hash_slots_once, hash_slots_init);
     while (sem_wait(&hash_slots) != 0 && errno == EINTR) {
     }
+    return 0;
 }
 
 static void hash_slot_give(void)
 {
     (void)sem_post(&hash_slots);
+    atomic_fetch_sub(&hash_in_line, 1);
 }
 
 static void hex_encode(const unsigned char *in, size_t n, char *out)
@@ -127,7 +147,14 @@ static void password_prehash(const char *password, char out[AUTH_HASH_HEX_LEN + 
     auth_token_hash(password, strlen(password), out);
 }
 
+static int password_hash(const char *password, char out[256], int bounded, struct snap_err *err);
+
 int auth_password_hash(const char *password, char out[256], struct snap_err *err)
+{
+    return password_hash(password, out, 1, err);
+}
+
+static int password_hash(const char *password, char out[256], int bounded, struct snap_err *err)
 {
     char pre[AUTH_HASH_HEX_LEN + 1];
     char salt[CRYPT_GENSALT_OUTPUT_SIZE];
@@ -136,8 +163,11 @@ int auth_password_hash(const char *password, char out[256], struct snap_err *err
     struct crypt_data *data = calloc(1, sizeof *data);
     if (!data) return snap_err_set(err, SNAP_ERR, "out of memory for crypt_data");
     int rc = SNAP_OK;
+    if (hash_slot_take(bounded) != 0) {
+        free(data);
+        return snap_err_set(err, SNAP_EUNAVAIL, "every password hash slot is busy");
+    }
     password_prehash(password, pre);
-    hash_slot_take();
     const char *h = crypt_r(pre, salt, data);
     hash_slot_give();
     explicit_bzero(pre, sizeof pre);
@@ -159,7 +189,7 @@ static void dummy_hash_init(void)
 {
     char pw[AUTH_TOKEN_LEN + 1], unused[AUTH_HASH_HEX_LEN + 1];
     if (auth_token_new(pw, unused) != SNAP_OK ||
-        auth_password_hash(pw, dummy_hash, NULL) != SNAP_OK)
+        password_hash(pw, dummy_hash, 0, NULL) != SNAP_OK)
         strcpy(dummy_hash,
                "$y$j9T$F5Jx5fExrKuPp53xLKQ..1$X3DX6M94c7o.9agCG9G317fhZg9SqC.5i5rd.RhAtQ7");
 }
@@ -171,8 +201,11 @@ int auth_password_verify(const char *password, const char *hash)
     if (!hash) pthread_once(&dummy_once, dummy_hash_init);
     const char *setting = hash ? hash : dummy_hash;
     char pre[AUTH_HASH_HEX_LEN + 1];
+    if (hash_slot_take(1) != 0) {
+        free(data);
+        return -1;
+    }
     password_prehash(password, pre);
-    hash_slot_take();
     const char *h = crypt_r(pre, setting, data);
     hash_slot_give();
     explicit_bzero(pre, sizeof pre);

@@ -1457,3 +1457,135 @@ int hot_session_del(struct hot_store *h, const char *token_hash, struct snap_err
     if (rc == SNAP_OK) rc = wait_replicated(h, NULL, "session delete", err);
     return rc;
 }
+
+/* ------------------------------------------------------ login throttle -- *
+ * Appended for hardening (issue 12): the failed-login counters of
+ * hot_store.h. Uses only the command helpers above. */
+
+static const char KEY_LOGIN_USER_SUFFIX[] = "}:login_fails";
+static const char KEY_LOGIN_ADDR_PREFIX[] = "snap:login_fails_addr:";
+#define HOT_ADDR_MAX 64
+
+#define HOT_LOGIN_USER_KEY_MAX                                                                     \
+    (sizeof KEY_INBOX_PREFIX - 1 + SNAP_USERNAME_MAX + sizeof KEY_LOGIN_USER_SUFFIX)
+#define HOT_LOGIN_ADDR_KEY_MAX (sizeof KEY_LOGIN_ADDR_PREFIX + HOT_ADDR_MAX)
+
+static int login_keys(const char *user, const char *addr, char *ukey, size_t *ulen, char *akey,
+                      size_t *alen, struct snap_err *err)
+{
+    int rc = make_key(KEY_INBOX_PREFIX, user, SNAP_USERNAME_MAX, KEY_LOGIN_USER_SUFFIX,
+                      "login throttle: username", ukey, ulen, err);
+
+    if (rc != SNAP_OK || akey == NULL) return rc;
+    return make_key(KEY_LOGIN_ADDR_PREFIX, addr, HOT_ADDR_MAX, "", "login throttle: address", akey,
+                    alen, err);
+}
+
+/* A GET reply as a count: nil is 0; anything that is not a number is 0
+ * too (a counter someone overwrote must not lock an account forever). */
+static long count_of(const redisReply *r)
+{
+    int64_t v = 0;
+
+    if (r->type == REDIS_REPLY_STRING && parse_i64(r->str, r->len, &v) && v > 0 &&
+        v < 1000000000)
+        return (long)v;
+    return 0;
+}
+
+int hot_login_fails_get(struct hot_store *h, const char *user, const char *addr,
+                        struct hot_login_fails *out, struct snap_err *err)
+{
+    char ukey[HOT_LOGIN_USER_KEY_MAX], akey[HOT_LOGIN_ADDR_KEY_MAX];
+    size_t ulen, alen;
+    struct hot_cmd cmds[4];
+    redisReply *r[4] = {NULL, NULL, NULL, NULL};
+    int rc = check_handle(h, err);
+
+    if (rc != SNAP_OK) return rc;
+    if (out == NULL) return snap_err_set(err, SNAP_EINVAL, "login throttle: no output");
+    memset(out, 0, sizeof *out);
+    rc = login_keys(user, addr, ukey, &ulen, akey, &alen, err);
+    if (rc != SNAP_OK) return rc;
+    memset(cmds, 0, sizeof cmds);
+    cmd_adds(&cmds[0], "GET");
+    cmd_add(&cmds[0], ukey, ulen);
+    cmd_adds(&cmds[1], "PTTL");
+    cmd_add(&cmds[1], ukey, ulen);
+    cmd_adds(&cmds[2], "GET");
+    cmd_add(&cmds[2], akey, alen);
+    cmd_adds(&cmds[3], "PTTL");
+    cmd_add(&cmds[3], akey, alen);
+    rc = roundtrip(h, cmds, 4, r, err);
+    if (rc != SNAP_OK) return rc;
+    for (size_t i = 0; i < 4 && rc == SNAP_OK; i++) rc = reply_ok(h, r[i], "login throttle", err);
+    if (rc == SNAP_OK && (r[1]->type != REDIS_REPLY_INTEGER || r[3]->type != REDIS_REPLY_INTEGER))
+        rc = unexpected(h, "PTTL", err);
+    if (rc == SNAP_OK) {
+        out->user_fails = count_of(r[0]);
+        out->user_left_ms = r[1]->integer > 0 ? r[1]->integer : 0;
+        out->addr_fails = count_of(r[2]);
+        out->addr_left_ms = r[3]->integer > 0 ? r[3]->integer : 0;
+    }
+    free_replies(r, 4);
+    return rc;
+}
+
+int hot_login_fail_add(struct hot_store *h, const char *user, const char *addr, long window_s,
+                       struct snap_err *err)
+{
+    char ukey[HOT_LOGIN_USER_KEY_MAX], akey[HOT_LOGIN_ADDR_KEY_MAX], win[24];
+    size_t ulen, alen, wlen;
+    struct hot_cmd cmds[4];
+    redisReply *r[4] = {NULL, NULL, NULL, NULL};
+    int rc = check_handle(h, err);
+
+    if (rc != SNAP_OK) return rc;
+    if (window_s <= 0) return snap_err_set(err, SNAP_EINVAL, "login throttle: window must be > 0");
+    rc = login_keys(user, addr, ukey, &ulen, akey, &alen, err);
+    if (rc != SNAP_OK) return rc;
+    wlen = fmt_i64(win, (int64_t)window_s);
+    memset(cmds, 0, sizeof cmds);
+    /* SET NX opens the window with its expiry; INCR keeps the TTL. */
+    for (size_t k = 0; k < 2; k++) {
+        const char *key = k == 0 ? ukey : akey;
+        size_t klen = k == 0 ? ulen : alen;
+
+        cmd_adds(&cmds[2 * k], "SET");
+        cmd_add(&cmds[2 * k], key, klen);
+        cmd_adds(&cmds[2 * k], "0");
+        cmd_adds(&cmds[2 * k], "EX");
+        cmd_add(&cmds[2 * k], win, wlen);
+        cmd_adds(&cmds[2 * k], "NX");
+        cmd_adds(&cmds[2 * k + 1], "INCR");
+        cmd_add(&cmds[2 * k + 1], key, klen);
+    }
+    /* Not resent on a stale connection: a count must not be added twice. */
+    rc = roundtrip_ex(h, cmds, 4, r, false, err);
+    if (rc != SNAP_OK) return rc;
+    for (size_t i = 0; i < 4 && rc == SNAP_OK; i++) rc = reply_ok(h, r[i], "login throttle", err);
+    if (rc == SNAP_OK && (r[1]->type != REDIS_REPLY_INTEGER || r[3]->type != REDIS_REPLY_INTEGER))
+        rc = unexpected(h, "INCR", err);
+    free_replies(r, 4);
+    return rc;
+}
+
+int hot_login_fails_clear(struct hot_store *h, const char *user, struct snap_err *err)
+{
+    char ukey[HOT_LOGIN_USER_KEY_MAX];
+    size_t ulen;
+    struct hot_cmd cmd = {0};
+    redisReply *r = NULL;
+    int rc = check_handle(h, err);
+
+    if (rc != SNAP_OK) return rc;
+    rc = login_keys(user, NULL, ukey, &ulen, NULL, NULL, err);
+    if (rc != SNAP_OK) return rc;
+    cmd_adds(&cmd, "DEL");
+    cmd_add(&cmd, ukey, ulen);
+    rc = command(h, &cmd, &r, err);
+    if (rc != SNAP_OK) return rc;
+    if (r->type != REDIS_REPLY_INTEGER) rc = unexpected(h, "DEL", err);
+    freeReplyObject(r);
+    return rc;
+}

@@ -163,18 +163,33 @@ static size_t json_number_len(const char *s, size_t len)
 /* Finds what cJSON lets through but JSON forbids, or what it must not be
  * given: control characters (outside JSON whitespace, or raw inside a
  * string), escapes of lone surrogates, malformed numbers, nesting deeper
- * than JSON_DEPTH_MAX. Sets *nul for a \u0000 escape. Anything else that is
- * malformed is left to cJSON. Returns 0 or -1 with msg set. */
-static int json_scan(const char *s, size_t len, int *nul, char *msg, size_t msglen)
+ * than JSON_DEPTH_MAX. Sets *nul for a \u0000 escape and notes where the
+ * first one is in *where: the top-level key it belongs to (raw bytes of
+ * the body, escapes not decoded) and whether it is inside that key itself.
+ * Anything else that is malformed is left to cJSON. Returns 0 or -1 with
+ * msg set. */
+struct nul_where {
+    const char *key; /* NULL: not under a top-level key */
+    size_t key_len;
+    int in_key;
+};
+
+static int json_scan(const char *s, size_t len, int *nul, struct nul_where *where, char *msg,
+                     size_t msglen)
 {
     size_t i = 0;
     int in_string = 0, depth = 0;
+    /* Top-level key tracking: the next string at depth 1 is a key right
+     * after '{' or ','; key_start/key_len hold the last key seen. */
+    int expect_key = 0, string_is_key = 0;
+    size_t key_start = 0, key_len = 0;
 
     while (i < len) {
         unsigned char c = (unsigned char)s[i];
         if (in_string) {
             if (c == '"') {
                 in_string = 0;
+                if (string_is_key) key_len = i - key_start;
                 i++;
             } else if (c < 0x20) {
                 (void)snprintf(msg, msglen,
@@ -185,7 +200,14 @@ static int json_scan(const char *s, size_t len, int *nul, char *msg, size_t msgl
             } else if (c == '\\' && i + 1 < len && s[i + 1] == 'u') {
                 unsigned v, lo;
                 if (hex4(s + i + 2, len - i - 2, &v) != 0) return 0; /* cJSON refuses it */
-                if (v == 0) *nul = 1;
+                if (v == 0 && !*nul) {
+                    *nul = 1;
+                    if (key_start > 0) { /* under a top-level key (or in one) */
+                        where->key = s + key_start;
+                        where->key_len = string_is_key ? i - key_start : key_len;
+                        where->in_key = string_is_key;
+                    }
+                }
                 if (v >= 0xDC00 && v <= 0xDFFF) goto lone;
                 if (v >= 0xD800 && v <= 0xDBFF) {
                     if (len - i < 12 || s[i + 6] != '\\' || s[i + 7] != 'u' ||
@@ -204,8 +226,18 @@ static int json_scan(const char *s, size_t len, int *nul, char *msg, size_t msgl
         }
         if (c == '"') {
             in_string = 1;
+            string_is_key = depth == 1 && expect_key;
+            if (string_is_key) {
+                key_start = i + 1;
+                key_len = 0;
+                expect_key = 0;
+            }
+            i++;
+        } else if (c == ',' && depth == 1) {
+            expect_key = 1;
             i++;
         } else if (c == '[' || c == '{') {
+            if (depth == 0 && c == '{') expect_key = 1;
             if (++depth > JSON_DEPTH_MAX) {
                 (void)snprintf(msg, msglen, "body is nested too deeply (more than %d levels)",
                                JSON_DEPTH_MAX);
@@ -274,12 +306,33 @@ static int find_duplicate_key(const cJSON *obj, char *msg, size_t msglen)
     return rc;
 }
 
+/* The invalid_field message for a \u0000: it names the field (API.md), at
+ * most 40 bytes of it, cut on a UTF-8 boundary. */
+static void nul_message(const struct nul_where *w, char *msg, size_t msglen)
+{
+    size_t cut = w->key_len > 40 ? 40 : w->key_len;
+    while (w->key != NULL && cut > 0 && cut < w->key_len &&
+           ((unsigned char)w->key[cut] & 0xC0) == 0x80)
+        cut--;
+    if (w->key == NULL)
+        (void)snprintf(msg, msglen, "strings must not contain \\u0000");
+    else if (!w->in_key && w->key_len == 0)
+        (void)snprintf(msg, msglen, "the field \"\" must not contain \\u0000");
+    else if (w->in_key)
+        (void)snprintf(msg, msglen, "field names must not contain \\u0000 (the field \"%.*s%s\")",
+                       (int)cut, w->key, cut < w->key_len ? "..." : "");
+    else
+        (void)snprintf(msg, msglen, "%.*s%s must not contain \\u0000", (int)cut, w->key,
+                       cut < w->key_len ? "..." : "");
+}
+
 cJSON *http_parse_body(const char *buf, size_t len, int *nul_field, char *msg, size_t msglen)
 {
     const char *end = NULL;
     cJSON *root;
     size_t pos;
     int nul = 0;
+    struct nul_where where = {NULL, 0, 0};
 
     *nul_field = 0;
     if (msg != NULL && msglen > 0) msg[0] = '\0';
@@ -291,7 +344,7 @@ cJSON *http_parse_body(const char *buf, size_t len, int *nul_field, char *msg, s
         (void)snprintf(msg, msglen, "body is not valid UTF-8");
         return NULL;
     }
-    if (json_scan(buf, len, &nul, msg, msglen) != 0) return NULL;
+    if (json_scan(buf, len, &nul, &where, msg, msglen) != 0) return NULL;
     root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
     if (root == NULL) {
         pos = end != NULL && end >= buf && end <= buf + len ? (size_t)(end - buf) : 0;
@@ -312,7 +365,7 @@ cJSON *http_parse_body(const char *buf, size_t len, int *nul_field, char *msg, s
     }
     if (nul) { /* before duplicates: keys cut at a NUL could look equal */
         *nul_field = 1;
-        (void)snprintf(msg, msglen, "strings must not contain \\u0000");
+        nul_message(&where, msg, msglen);
         goto fail;
     }
     if (find_duplicate_key(root, msg, msglen) != 0) goto fail;
@@ -585,7 +638,8 @@ static int reply_error_v(struct http_req *r, enum http_error e, int force_close,
 
     headers[0] = '\0';
     if (status == 503 || status == 429)
-        n = snprintf(headers, sizeof headers, "Retry-After: 1\r\n");
+        n = snprintf(headers, sizeof headers, "Retry-After: %ld\r\n",
+                     r->retry_after_s > 0 ? r->retry_after_s : 1);
     else if (status == 401)
         n = snprintf(headers, sizeof headers, "WWW-Authenticate: Bearer\r\n");
     else if (status == 405) {
@@ -1088,4 +1142,19 @@ int http_civetweb_error(struct mg_connection *conn, int status, const char *errm
               errmsg != NULL ? errmsg : "");
     (void)reply_error_close(&req, e, "the request could not be processed as HTTP (%d)", status);
     return 0;
+}
+
+/* ---- the client's address (login throttle, hardening) -------------------- */
+
+void http_client_addr(const struct http_req *r, char out[HTTP_CLIENT_ADDR_MAX + 1])
+{
+    const char *h = r->conn != NULL ? mg_get_header(r->conn, "X-Client-Addr") : NULL;
+    size_t n = h != NULL ? strlen(h) : 0;
+    int ok = n > 0 && n <= HTTP_CLIENT_ADDR_MAX;
+
+    for (size_t i = 0; ok && i < n; i++)
+        ok = strchr("0123456789abcdefABCDEF.:", h[i]) != NULL;
+    (void)snprintf(out, HTTP_CLIENT_ADDR_MAX + 1, "%s",
+                   ok ? h : (r->ri != NULL ? r->ri->remote_addr : ""));
+    if (out[0] == '\0') (void)snprintf(out, HTTP_CLIENT_ADDR_MAX + 1, "unknown");
 }

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "snap/clock.h"
 #include "snap/cold_store.h"
 #include "snap/hot_store.h"
 #include "snap/log.h"
@@ -127,16 +128,18 @@ int service_run(const struct service_def *def)
         fprintf(stderr, "%s: %s\n", def->name, msg);
         return 1;
     }
-    log_init(def->name, ctx.cfg.log_level);
 
-    /* Block the stop signals in every thread (workers inherit the mask);
-     * the main thread takes them with sigwait. */
+    /* Block the stop signals before any thread exists (log_init starts the
+     * log flusher; civetweb its workers): every thread inherits the mask,
+     * so only the main thread's sigwait ever takes SIGTERM/SIGINT, and a
+     * second signal during the drain cannot end the process. */
     sigset_t stop_set;
     sigemptyset(&stop_set);
     sigaddset(&stop_set, SIGTERM);
     sigaddset(&stop_set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &stop_set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    log_init(def->name, ctx.cfg.log_level);
 
     int exit_code = 1;
     char **route_names = NULL;
@@ -221,8 +224,15 @@ int service_run(const struct service_def *def)
         ctx.draining = 1;
         log_event(SNAP_LOG_INFO, NULL, "stop", "signal %d: draining for %ld ms", sig,
                   ctx.cfg.drain_ms);
-        struct timespec ts = {ctx.cfg.drain_ms / 1000, (ctx.cfg.drain_ms % 1000) * 1000000L};
-        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        /* A second stop signal (an impatient operator, an orchestrator that
+         * repeats itself) is taken here and logged; the drain goes on. */
+        int64_t end_ns = clock_mono_ns() + (int64_t)ctx.cfg.drain_ms * 1000000;
+        for (int64_t left; (left = end_ns - clock_mono_ns()) > 0;) {
+            struct timespec ts = {(time_t)(left / 1000000000), (long)(left % 1000000000)};
+            int again = sigtimedwait(&stop_set, NULL, &ts);
+            if (again > 0)
+                log_event(SNAP_LOG_INFO, NULL, "stop",
+                          "signal %d again: already draining, stopping when the drain ends", again);
         }
     }
     log_event(SNAP_LOG_INFO, NULL, "stop", "signal %d: finishing in-flight requests", sig);

@@ -65,12 +65,31 @@ def compose_config():
     if not tool:
         du.missing_tool("docker-compose", "Debian package docker-compose")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SNAPTEXT_")}
+    env["SNAPTEXT_ADMIN_PASSWORD"] = ADMIN_PASSWORD_FOR_CHECKS
     out = subprocess.run([tool, "-f", COMPOSE_FILE, "config"], cwd=du.SOURCE_DIR, env=env,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, "docker-compose config failed:\n%s" % out.stderr
     cfg = yaml.safe_load(out.stdout)
     assert isinstance(cfg, dict) and "services" in cfg, "no services in the resolved config"
     return cfg
+
+
+# The one variable compose requires (there is no default admin password).
+ADMIN_PASSWORD_FOR_CHECKS = "compose-check-password"
+
+
+def check_admin_password_required():
+    """Without SNAPTEXT_ADMIN_PASSWORD, `docker-compose config` (and so `up`)
+    fails with a message that names it (hardening item 4)."""
+    tool = du.find_tool("docker-compose")
+    if not tool:
+        du.missing_tool("docker-compose", "Debian package docker-compose")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SNAPTEXT_")}
+    out = subprocess.run([tool, "-f", COMPOSE_FILE, "config"], cwd=du.SOURCE_DIR, env=env,
+                         capture_output=True, text=True, timeout=60)
+    print("    without it: exit %d, %s" % (out.returncode, out.stderr.strip()[:200]))
+    assert out.returncode != 0, "docker-compose config accepted no SNAPTEXT_ADMIN_PASSWORD"
+    assert "SNAPTEXT_ADMIN_PASSWORD" in out.stderr, out.stderr
 
 
 def raw_compose():
@@ -204,9 +223,11 @@ def check_services(cfg):
             if s.get("ports"):
                 problems.append("%s publishes host ports: it cannot be scaled" % name)
     users_env = env_of(svcs.get("users", {}))
-    for var in ("SNAPTEXT_ADMIN_USERNAME", "SNAPTEXT_ADMIN_PASSWORD"):
-        if not users_env.get(var):
-            problems.append("users has no default for %s" % var)
+    if not users_env.get("SNAPTEXT_ADMIN_USERNAME"):
+        problems.append("users has no default for SNAPTEXT_ADMIN_USERNAME")
+    if users_env.get("SNAPTEXT_ADMIN_PASSWORD") != ADMIN_PASSWORD_FOR_CHECKS:
+        problems.append("users does not take SNAPTEXT_ADMIN_PASSWORD from the environment "
+                        "(got %r)" % users_env.get("SNAPTEXT_ADMIN_PASSWORD"))
     images = {svcs[n].get("image") for n in SERVICES if n in svcs}
     if len(images) != 1:
         problems.append("users, ingest and fetch should be one image, are %s" % sorted(map(str, images)))
@@ -635,6 +656,7 @@ def main():
     c.expect("builds name a Dockerfile that exists", check_builds(cfg))
     c.expect("haproxy mounts haproxy.cfg and backends-compose.cfg, which exist", check_haproxy_mounts(cfg))
     c.expect("services: command, stores, health order, scaling, pinned images, AOF", check_services(cfg))
+    c.run("compose refuses to start without SNAPTEXT_ADMIN_PASSWORD", check_admin_password_required)
     c.expect("Dockerfile: pinned bases, packages, targets, uid 10001, HEALTHCHECK", check_dockerfile())
     c.run("snaptext-healthcheck answers for /healthz over real sockets",
           lambda: _raise_problems(check_healthcheck_script()))

@@ -3,7 +3,15 @@ goes through HAProxy: the instance exits 0 within 10 s, and clients see no
 5xx and no broken connection (what HAProxy may retry on its own side,
 `retry-on conn-failure`, is invisible to them). Every acknowledged message
 is delivered exactly once. (tests/api/test_lifecycle.py stops an instance
-with clients talking to it directly; this is the same stop behind HAProxy.)"""
+with clients talking to it directly; this is the same stop behind HAProxy.)
+
+A second SIGTERM 0.3 s into the drain (an impatient operator, an
+orchestrator repeating itself) does not end the process: it keeps serving
+until the drain is over, then exits 0 with "stopped cleanly".
+(RELIABILITY.md, hardening item 5.)"""
+import os
+import signal
+import tempfile
 import sys
 import time
 
@@ -73,6 +81,43 @@ def ingest_sigterm_behind_haproxy():
 @test
 def fetch_sigterm_behind_haproxy():
     stop_under_stream("fetch")
+
+
+@test
+def second_sigterm_during_drain():
+    root = tempfile.mkdtemp(prefix="snap-sigterm2-")
+    redis = snaptest.start_redis(root=root)
+    svc = None
+    try:
+        env = {"SNAPTEXT_REDIS_URL": "redis://127.0.0.1:%d/0" % redis.port,
+               "SNAPTEXT_STORE": "sqlite://%s/cold.db" % root,
+               "SNAPTEXT_AUTH": "open", "SNAPTEXT_DRAIN_MS": "1500"}
+        svc = snaptest.start_service(os.environ["SNAP_INGEST_BIN"], "ingest1", env, root=root)
+        body = {"username": fl.unique("sig"), "text": "during the drain", "timeout": 60}
+        st, _, _ = snaptest.request("POST", "/chat", port=svc.port, body=body)
+        assert st == 201, st
+        svc.signal(signal.SIGTERM)
+        time.sleep(0.3)
+        svc.signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert svc.alive(), "the second SIGTERM ended the process (status %s)\n%s" % (
+            svc.popen.poll(), svc.logs())
+        # Still serving during the drain, after both signals.
+        st, _, _ = snaptest.request("POST", "/chat", port=svc.port, body=body, timeout=5)
+        assert st == 201, "a send during the drain got %s" % st
+        svc.popen.wait(timeout=10 * snaptest.TIMEOUT_MULT)
+        out = svc.stdout()
+        print("exit status %s; %s" % (svc.popen.returncode, [
+            l for l in out.splitlines() if '"stop"' in l or "stop" in l][-3:]))
+        assert svc.popen.returncode == 0, "exit status %s" % svc.popen.returncode
+        assert "already draining" in out, "the second signal was not logged"
+        assert "stopped cleanly" in out, out[-2000:]
+    finally:
+        if svc is not None:
+            svc.stop(expect_clean=False)
+            svc.cleanup()
+        redis.stop(expect_clean=False)
+        redis.cleanup()
 
 
 if __name__ == "__main__":

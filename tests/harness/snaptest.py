@@ -446,10 +446,11 @@ class Stack:
 # ------------------------------------------------------------ HTTP client --
 
 def request(method, path, port, body=None, token=None, headers=None, raw=None, timeout=10,
-            host="127.0.0.1"):
+            host="127.0.0.1", source=None):
     """One HTTP/1.1 request. body: a Python value sent as JSON; raw: bytes
-    sent as is. Returns (status, headers dict lower-cased, parsed JSON or
-    text or None)."""
+    sent as is; source: the local address to connect from (another
+    loopback address such as 127.0.0.2 looks like another client).
+    Returns (status, headers dict lower-cased, parsed JSON or text or None)."""
     h = {}
     if token:
         h["Authorization"] = "Bearer " + token
@@ -460,7 +461,8 @@ def request(method, path, port, body=None, token=None, headers=None, raw=None, t
         data = json.dumps(body).encode()
         h["Content-Type"] = "application/json"
     h.update(headers or {})
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout,
+                                      source_address=(source, 0) if source else None)
     try:
         conn.request(method, path, body=data, headers=h)
         resp = conn.getresponse()

@@ -212,6 +212,19 @@ static void test_nul_escape(void)
     s = "{\"text\":\"a\\u0000b\"}";
     CHECK_EQ_INT(parse_kind(s, strlen(s), msg, sizeof msg), 2);
     CHECK(strstr(msg, "\\u0000") != NULL);
+    CHECK_EQ_STR(msg, "text must not contain \\u0000"); /* names the field (API.md) */
+    s = "{\"text\":\"ok\", \"username\":\"bob\\u0000x\"}";
+    CHECK_EQ_INT(parse_kind(s, strlen(s), msg, sizeof msg), 2);
+    CHECK_EQ_STR(msg, "username must not contain \\u0000");
+    s = "{\"a\":[\"x\",{\"b\":\"\\u0000\"}],\"c\":1}"; /* nested: the top-level field */
+    CHECK_EQ_INT(parse_kind(s, strlen(s), msg, sizeof msg), 2);
+    CHECK_EQ_STR(msg, "a must not contain \\u0000");
+    s = "{\"ab\\u0000c\":1}";
+    CHECK_EQ_INT(parse_kind(s, strlen(s), msg, sizeof msg), 2);
+    CHECK_EQ_STR(msg, "field names must not contain \\u0000 (the field \"ab\")");
+    s = "{\"\":\"\\u0000\"}";
+    CHECK_EQ_INT(parse_kind(s, strlen(s), msg, sizeof msg), 2);
+    CHECK_EQ_STR(msg, "the field \"\" must not contain \\u0000");
     CHECK_EQ_INT(kind("{\"x\":[\"\\u0000\"]}"), 2);
     CHECK_EQ_INT(kind("{\"\\u0000\":1}"), 2);
     CHECK_EQ_INT(kind("{\"a\\u0000b\":1,\"a\\u0000c\":2}"), 2); /* not a false duplicate */

@@ -42,10 +42,17 @@ long auth_bearer(const char *header, const char **token);
 int auth_identify(struct hot_store *hot, const char *authorization,
                   struct auth_identity *who, struct snap_err *err);
 
-/* Hashes password with a fresh salt (yescrypt). out holds 256 bytes. */
+/* How many callers may wait for one of the few hash slots (beyond those
+ * hashing); more are refused at once. waiting < 0 (the default): no bound.
+ * Set once at start (SNAPTEXT_HASH_QUEUE). */
+void auth_hash_queue_limit(long waiting);
+
+/* Hashes password with a fresh salt (yescrypt). out holds 256 bytes.
+ * SNAP_EUNAVAIL when the hash queue is full (answer 503). */
 int auth_password_hash(const char *password, char out[256], struct snap_err *err);
 
-/* 1 when password matches hash, 0 otherwise. With hash == NULL it burns the
+/* 1 when password matches hash, 0 otherwise, -1 when the hash queue is
+ * full and nothing was checked (answer 503). With hash == NULL it burns the
  * same time against a fixed dummy hash and returns 0, so an unknown user
  * costs as much as a wrong password. */
 int auth_password_verify(const char *password, const char *hash);

@@ -39,6 +39,13 @@ struct snap_config {
     long max_inbox;             /* SNAPTEXT_MAX_INBOX unread per inbox (10000)   */
     long drain_ms;              /* SNAPTEXT_DRAIN_MS: after SIGTERM, report not
                                    ready this long before stopping (1500)    */
+    long login_max_fails;       /* SNAPTEXT_LOGIN_MAX_FAILS: failed logins of one
+                                   account per window before 429 (10)       */
+    long login_max_fails_addr;  /* SNAPTEXT_LOGIN_MAX_FAILS_ADDR: the same per
+                                   client address (50)                       */
+    long login_window;          /* SNAPTEXT_LOGIN_WINDOW: seconds (300)      */
+    long hash_queue;            /* SNAPTEXT_HASH_QUEUE: requests that may wait
+                                   for a password hash slot; more get 503 (8) */
     char admin_username[SNAP_USERNAME_MAX + 1]; /* SNAPTEXT_ADMIN_USERNAME ("" = none) */
     char admin_password[SNAP_PASSWORD_MAX + 1]; /* SNAPTEXT_ADMIN_PASSWORD        */
     enum snap_log_level log_level;              /* SNAPTEXT_LOG_LEVEL debug|info|warn|error */

@@ -89,6 +89,7 @@ struct http_req {
     cJSON *body;                        /* parsed JSON object (HTTP_BODY_JSON) */
     struct auth_identity who;           /* who.valid == 0: no token given    */
     int status;                         /* status sent, 0 before a reply     */
+    long retry_after_s;                 /* Retry-After of a 429/503; 0 = 1 s */
 };
 
 /* Sends status with body as JSON (Content-Type, Content-Length,
@@ -119,6 +120,14 @@ int http_reply_store_error(struct http_req *r, const char *store, const char *wh
 /* Status and code string of e, e.g. 404 / "not_found". */
 int http_error_status(enum http_error e);
 const char *http_error_code(enum http_error e);
+
+/* The address of the client behind HAProxy: the X-Client-Addr header,
+ * which HAProxy sets from the connection's source on every request
+ * (overwriting what a client sent), when it looks like an IPv4/IPv6
+ * address; otherwise the peer of this connection. out gets at most
+ * HTTP_CLIENT_ADDR_MAX bytes and a NUL. */
+#define HTTP_CLIENT_ADDR_MAX 64
+void http_client_addr(const struct http_req *r, char out[HTTP_CLIENT_ADDR_MAX + 1]);
 
 /* Decodes %XX escapes of src[0..len) into dst (dstlen bytes, NUL added).
  * Returns the decoded length, or -1 for a malformed escape or overflow.

@@ -1,0 +1,146 @@
+"""check_local.py: deploy/local/up.sh and down.sh as an operator meets them
+(hardening items 1 and 7), each run in its own SNAPTEXT_STATE_DIR on free
+ports, with the binaries ctest built (SNAPTEXT_BIN_DIR), so nothing here
+touches .state/ or build/.
+
+ * A public port inside the internal range (base..base+5) is refused
+   before anything starts, with a line that says so.
+ * A service that cannot start (a bad SNAPTEXT_AUTH) is named with its log,
+   and everything up.sh had started (Redis) is stopped again.
+ * A good start: HAProxy's JSON access lines reach .state/logs/haproxy.log,
+   and down.sh stops every process by PID.
+Ends with "N passed, N failed".
+"""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import deploy_util as du
+import snaptest
+
+UP = du.path("deploy", "local", "up.sh")
+DOWN = du.path("deploy", "local", "down.sh")
+
+
+def free_base():
+    """Six free consecutive ports (Redis + five services)."""
+    for _ in range(50):
+        base = snaptest.free_port()
+        if base + 6 < 65535 and not any(snaptest.port_open(base + i) for i in range(6)):
+            return base
+    raise AssertionError("no six free consecutive ports")
+
+
+def run_up(state, env_extra, timeout=120):
+    bin_dir = os.path.dirname(os.environ.get("SNAP_USERS_BIN", ""))
+    if not bin_dir:
+        raise du.Skip("SNAP_USERS_BIN is not set (ctest sets it)")
+    env = dict(os.environ, SNAPTEXT_STATE_DIR=state, SNAPTEXT_BIN_DIR=bin_dir)
+    env.update(env_extra)
+    return subprocess.run(["bash", UP], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def pids_alive(state):
+    alive = []
+    d = os.path.join(state, "pids")
+    for f in os.listdir(d) if os.path.isdir(d) else []:
+        with open(os.path.join(d, f)) as fh:
+            pid = int(fh.read().strip() or 0)
+        try:
+            os.kill(pid, 0)
+            alive.append("%s (pid %d)" % (f, pid))
+        except OSError:
+            pass
+    return alive
+
+
+def down(state):
+    subprocess.run(["bash", DOWN], env=dict(os.environ, SNAPTEXT_STATE_DIR=state),
+                   capture_output=True, text=True, timeout=60)
+
+
+def with_state(fn):
+    def wrapped():
+        state = tempfile.mkdtemp(prefix="snap-local-")
+        try:
+            fn(state)
+        finally:
+            down(state)
+            shutil.rmtree(state, ignore_errors=True)
+    return wrapped
+
+
+@with_state
+def public_port_in_internal_range(state):
+    base = free_base()
+    r = run_up(state, {"SNAPTEXT_LOCAL_PORT_BASE": str(base),
+                       "SNAPTEXT_PUBLIC_PORT": str(base + 1)}, timeout=30)
+    print("    up.sh said: %s" % r.stderr.strip()[:300])
+    assert r.returncode != 0, "up.sh accepted a public port inside the internal range"
+    assert "inside the internal ports" in r.stderr, r.stderr
+    assert not pids_alive(state), pids_alive(state)
+    assert not any(snaptest.port_open(base + i) for i in range(6)), "something listens"
+
+
+@with_state
+def failed_service_is_named_and_stack_stopped(state):
+    base = free_base()
+    public = snaptest.free_port()
+    r = run_up(state, {"SNAPTEXT_LOCAL_PORT_BASE": str(base), "SNAPTEXT_PUBLIC_PORT": str(public),
+                       "SNAPTEXT_AUTH": "bogus"})
+    print("    up.sh said: %s" % r.stderr.strip().replace("\n", "\n    ")[:800])
+    assert r.returncode != 0, r.stdout + r.stderr
+    log = os.path.join(state, "logs", "users1.log")
+    assert "users1 exited at start" in r.stderr and log in r.stderr, r.stderr
+    assert "SNAPTEXT_AUTH" in r.stderr, "the log's reason is not shown: " + r.stderr
+    time.sleep(0.2)
+    assert not pids_alive(state), "still running: %s" % pids_alive(state)
+    assert not snaptest.port_open(base), "Redis still listens on %d" % base
+
+
+@with_state
+def haproxy_access_log_reaches_state_logs(state):
+    base = free_base()
+    public = snaptest.free_port()
+    r = run_up(state, {"SNAPTEXT_LOCAL_PORT_BASE": str(base), "SNAPTEXT_PUBLIC_PORT": str(public),
+                       "SNAPTEXT_ADMIN_PASSWORD": "local-check-password-1"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    st, hdrs, _ = snaptest.request("GET", "/users/me", port=public)
+    assert st == 401, st
+    rid = hdrs["x-request-id"]
+    path = os.path.join(state, "logs", "haproxy.log")
+
+    def logged():
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return [json.loads(l) for l in f if l.startswith("{") and rid in l]
+    snaptest.wait_until(lambda: logged(), "the access line of %s in %s" % (rid, path), timeout=5)
+    line = logged()[0]
+    print("    %s: %s" % (path, json.dumps(line)))
+    assert line["status"] == 401 and line["path"] == "/users/me", line
+    running = pids_alive(state)
+    assert len(running) == 7, running  # redis, users, 2 ingest, 2 fetch, haproxy
+    down(state)
+    assert not pids_alive(state), pids_alive(state)
+
+
+def main():
+    c = du.Checks()
+    if not du.find_tool("haproxy") or not du.find_tool("redis-server"):
+        c.run("haproxy and redis-server present", du.missing_tool, "haproxy/redis-server",
+              "up.sh starts them")
+        return c.finish()
+    c.run("up.sh refuses a public port inside the internal range, before starting anything",
+          public_port_in_internal_range)
+    c.run("up.sh names a service that fails to start and its log, and stops what it started",
+          failed_service_is_named_and_stack_stopped)
+    c.run("HAProxy's access lines reach .state/logs/haproxy.log; down.sh stops all",
+          haproxy_access_log_reaches_state_logs)
+    return c.finish()
+
+
+if __name__ == "__main__":
+    du.main_guard(main)
