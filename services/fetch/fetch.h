@@ -26,6 +26,11 @@ void fetch_chats_read(struct http_req *r);
 /* GET /chat/{id}: the admin lookup of any message, from the cold store. */
 void fetch_chat_lookup(struct http_req *r);
 
+/* The sender's receipts (receipts.c): GET /chat/{id}/status, and
+ * DELETE /chat/{id} (unsend while unread: 204, else 409). */
+void fetch_chat_status(struct http_req *r);
+void fetch_chat_unsend(struct http_req *r);
+
 /* One inbox read on its way through the batcher; lives on the request
  * thread's stack. The caller sets user, limit, token and deadline;
  * reads_take() fills the rest. */

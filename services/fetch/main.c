@@ -1,6 +1,7 @@
 /* fetch: the service that delivers snaps (GET /chats/{username}, read-once)
  * and the admin lookup (GET /chat/{id}). Its surface is the route table
- * below; handlers are in handlers.c, the batched inbox claims in reads.c,
+ * below; handlers are in handlers.c (reads) and receipts.c (status and
+ * unsend), the batched inbox claims in reads.c,
  * everything else in shared/ (service.h). */
 #include <stdlib.h>
 
@@ -9,6 +10,8 @@
 static const struct http_route routes[] = {
     {"GET", "/chats/{}", fetch_chats_read, HTTP_AUTH_OWNER, 0},
     {"GET", "/chat/{}", fetch_chat_lookup, HTTP_AUTH_ADMIN, 0},
+    {"DELETE", "/chat/{}", fetch_chat_unsend, HTTP_AUTH_USER, 0},
+    {"GET", "/chat/{}/status", fetch_chat_status, HTTP_AUTH_USER, 0},
 };
 
 /* Starts the read batcher; ctx->data is the struct fetch_state. */

@@ -36,6 +36,7 @@
 #include "snap/cold_store.h"
 #include "snap/hot_store.h"
 #include "snap/log.h"
+#include "snap/metrics.h"
 
 #define REPAIR_PERIOD_MS 1000  /* epoch check, and the longest wait for work */
 #define REPAIR_MARGIN_MS 30000 /* covers everysec's loss and replica lag    */
@@ -171,6 +172,7 @@ static void run_job(struct repair *rp)
             return; /* the cursor stays: this page again next pass */
         }
         rp->put_total += page.len;
+        metrics_add(rp->ctx->metrics, METRIC_MESSAGES_REPAIRED, page.len);
         if (page.len > 0) {
             rp->cur_exp = page.items[page.len - 1].expires_ms;
             rp->cur_id = page.items[page.len - 1].id;

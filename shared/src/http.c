@@ -566,20 +566,23 @@ static enum builtin builtin_of(const char *path, size_t len)
     return BUILTIN_NONE;
 }
 
-/* 1 when pattern matches path[0..len). A "prefix/{}" pattern takes one
- * non-empty segment without '/', returned in *seg and *seglen. */
+/* 1 when pattern matches path[0..len). A pattern with "{}" ("/chat/{}",
+ * "/chat/{}/status") takes there one non-empty segment without '/',
+ * returned in *seg and *seglen; the rest must match literally. */
 static int path_match(const char *pattern, const char *path, size_t len, const char **seg,
                       size_t *seglen)
 {
+    const char *hole = strstr(pattern, "{}");
     size_t pl = strlen(pattern);
 
-    if (pl >= 2 && pattern[pl - 2] == '{' && pattern[pl - 1] == '}') {
-        size_t pre = pl - 2;
-        if (len <= pre || memcmp(path, pattern, pre) != 0 ||
-            memchr(path + pre, '/', len - pre) != NULL)
+    if (hole != NULL) {
+        size_t pre = (size_t)(hole - pattern), suf = pl - pre - 2;
+        if (len <= pre + suf || memcmp(path, pattern, pre) != 0 ||
+            memcmp(path + len - suf, hole + 2, suf) != 0 ||
+            memchr(path + pre, '/', len - pre - suf) != NULL)
             return 0;
         *seg = path + pre;
-        *seglen = len - pre;
+        *seglen = len - pre - suf;
         return 1;
     }
     return len == pl && memcmp(path, pattern, pl) == 0;

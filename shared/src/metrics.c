@@ -296,8 +296,13 @@ int metrics_render(const struct metrics *m, char **out, size_t *len)
                        METRIC_MESSAGES_READ);
         render_counter(&b, m, "snaptext_messages_expired_total",
                        "Messages found expired in an inbox and dropped.", METRIC_MESSAGES_EXPIRED);
-        render_counter(&b, m, "snaptext_expire_retries_total",
-                       "Cold-store expiry updates queued for a retry.", METRIC_EXPIRE_RETRIES);
+        render_counter(&b, m, "snaptext_messages_repaired_total",
+                       "Messages put back into the hot index from the cold store.",
+                       METRIC_MESSAGES_REPAIRED);
+        render_counter(&b, m, "snaptext_unsends_total", "Messages withdrawn by their sender.",
+                       METRIC_UNSENDS);
+        render_counter(&b, m, "snaptext_status_reads_total", "Receipts served.",
+                       METRIC_STATUS_READS);
     }
     if (b.failed) {
         free(b.p);

@@ -11,6 +11,7 @@ sanitizer report. Not here: the tests themselves (tests/api/, tests/wire/).
 """
 
 import http.client
+import itertools
 import json
 import os
 import re
@@ -429,6 +430,28 @@ class Stack:
     def req(self, method, path, body=None, token=None, headers=None, raw=None, timeout=10):
         return request(method, path, port=self.port, body=body, token=token,
                        headers=headers, raw=raw, timeout=timeout)
+
+    # The account helpers every API test file needs (one copy, here).
+    _names = itertools.count(1)
+
+    def uname(self, prefix="u"):
+        """A username no other test of this run uses."""
+        return "%s%d_%d" % (prefix, int(time.time() * 1000) % 100000, next(Stack._names))
+
+    def register(self, name=None, password="correct horse battery"):
+        """Registers a fresh user through HAProxy: (name, token)."""
+        name = name or self.uname()
+        st, _, body = self.req("POST", "/users", {"username": name, "password": password})
+        if st != 201:
+            raise HarnessError("register %s: %s %r" % (name, st, body))
+        return name, body["token"]
+
+    def admin_token(self):
+        st, _, body = self.req("POST", "/sessions",
+                               {"username": self.admin[0], "password": self.admin[1]})
+        if st != 201:
+            raise HarnessError("admin login: %s %r" % (st, body))
+        return body["token"]
 
     def stop(self):
         for p in reversed(self.procs):

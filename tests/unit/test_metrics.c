@@ -131,7 +131,9 @@ static void test_counters(void)
     metrics_add(m, METRIC_MESSAGES_SENT, 1);
     metrics_add(m, METRIC_MESSAGES_READ, 3);
     metrics_add(m, METRIC_MESSAGES_EXPIRED, 7);
-    metrics_add(m, METRIC_EXPIRE_RETRIES, 4);
+    metrics_add(m, METRIC_MESSAGES_REPAIRED, 4);
+    metrics_add(m, METRIC_UNSENDS, 2);
+    metrics_add(m, METRIC_STATUS_READS, 9);
     metrics_add(m, METRIC__COUNT, 4); /* ignored */
     text = render(m);
     if (text != NULL) {
@@ -142,7 +144,9 @@ static void test_counters(void)
         CHECK(has_line(text, "snaptext_messages_sent_total{service=\"ingest\"} 6"));
         CHECK(has_line(text, "snaptext_messages_read_total{service=\"ingest\"} 3"));
         CHECK(has_line(text, "snaptext_messages_expired_total{service=\"ingest\"} 7"));
-        CHECK(has_line(text, "snaptext_expire_retries_total{service=\"ingest\"} 4"));
+        CHECK(has_line(text, "snaptext_messages_repaired_total{service=\"ingest\"} 4"));
+        CHECK(has_line(text, "snaptext_unsends_total{service=\"ingest\"} 2"));
+        CHECK(has_line(text, "snaptext_status_reads_total{service=\"ingest\"} 9"));
         CHECK(text[strlen(text) - 1] == '\n');
         free(text);
     }

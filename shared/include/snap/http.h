@@ -59,8 +59,8 @@ enum http_auth {
 struct http_req;
 typedef void (*http_handler_fn)(struct http_req *req);
 
-/* A path is literal ("/chat") or ends in one parameter segment
- * ("/chats/{}"): a non-empty segment without '/', percent-decoded into
+/* A path is literal ("/chat") or has one parameter segment ("/chats/{}",
+ * "/chat/{}/status"): a non-empty segment without '/', percent-decoded into
  * req->param (so "/chats/a%2Fb" gives param "a/b" for the handler to refuse). */
 struct http_route {
     const char *method;     /* "GET", "POST", "DELETE" */

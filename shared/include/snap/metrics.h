@@ -16,7 +16,9 @@ enum metrics_counter {
     METRIC_MESSAGES_SENT,
     METRIC_MESSAGES_READ,
     METRIC_MESSAGES_EXPIRED,     /* found expired in an inbox and dropped    */
-    METRIC_EXPIRE_RETRIES,       /* cold-store expiry updates queued to retry */
+    METRIC_MESSAGES_REPAIRED,    /* put back into the hot index from the cold store */
+    METRIC_UNSENDS,              /* messages withdrawn by DELETE /chat/{id}  */
+    METRIC_STATUS_READS,         /* receipts served by GET /chat/{id}/status */
     METRIC__COUNT
 };
 
