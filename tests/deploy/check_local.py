@@ -3,7 +3,7 @@
 ports, with the binaries ctest built (SNAPTEXT_BIN_DIR), so nothing here
 touches .state/ or build/.
 
- * A public port inside the internal range (base..base+5) is refused
+ * A public port inside the internal range (base..base+6) is refused
    before anything starts, with a line that says so.
  * A service that cannot start (a bad SNAPTEXT_AUTH) is named with its log,
    and everything up.sh had started (Redis) is stopped again.
@@ -29,9 +29,17 @@ def free_base():
     """Six free consecutive ports (Redis + five services)."""
     for _ in range(50):
         base = snaptest.free_port()
-        if base + 6 < 65535 and not any(snaptest.port_open(base + i) for i in range(6)):
+        if base + 7 < 65535 and not any(snaptest.port_open(base + i) for i in range(7)):
             return base
     raise AssertionError("no six free consecutive ports")
+
+
+def public_port(base):
+    """A free port outside base..base+6."""
+    while True:
+        p = snaptest.free_port()
+        if not base <= p <= base + 6:
+            return p
 
 
 def run_up(state, env_extra, timeout=120):
@@ -83,13 +91,13 @@ def public_port_in_internal_range(state):
     assert r.returncode != 0, "up.sh accepted a public port inside the internal range"
     assert "inside the internal ports" in r.stderr, r.stderr
     assert not pids_alive(state), pids_alive(state)
-    assert not any(snaptest.port_open(base + i) for i in range(6)), "something listens"
+    assert not any(snaptest.port_open(base + i) for i in range(7)), "something listens"
 
 
 @with_state
 def failed_service_is_named_and_stack_stopped(state):
     base = free_base()
-    public = snaptest.free_port()
+    public = public_port(base)
     r = run_up(state, {"SNAPTEXT_LOCAL_PORT_BASE": str(base), "SNAPTEXT_PUBLIC_PORT": str(public),
                        "SNAPTEXT_AUTH": "bogus"})
     print("    up.sh said: %s" % r.stderr.strip().replace("\n", "\n    ")[:800])
@@ -105,7 +113,7 @@ def failed_service_is_named_and_stack_stopped(state):
 @with_state
 def haproxy_access_log_reaches_state_logs(state):
     base = free_base()
-    public = snaptest.free_port()
+    public = public_port(base)
     r = run_up(state, {"SNAPTEXT_LOCAL_PORT_BASE": str(base), "SNAPTEXT_PUBLIC_PORT": str(public),
                        "SNAPTEXT_ADMIN_PASSWORD": "local-check-password-1"})
     assert r.returncode == 0, r.stdout + r.stderr
@@ -122,7 +130,7 @@ def haproxy_access_log_reaches_state_logs(state):
     print("    %s: %s" % (path, json.dumps(line)))
     assert line["status"] == 401 and line["path"] == "/users/me", line
     running = pids_alive(state)
-    assert len(running) == 7, running  # redis, users, 2 ingest, 2 fetch, haproxy
+    assert len(running) == 8, running  # redis, users, 2 ingest, 2 fetch, pages, haproxy
     down(state)
     assert not pids_alive(state), pids_alive(state)
 
