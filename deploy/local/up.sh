@@ -149,6 +149,7 @@ backend ingest
     server ingest1 127.0.0.1:$((base + 2))
     server ingest2 127.0.0.1:$((base + 3))
 backend fetch
+    http-request set-timeout server 45s if { url_param(wait) -m found }
     server fetch1 127.0.0.1:$((base + 4))
     server fetch2 127.0.0.1:$((base + 5))
 backend pages

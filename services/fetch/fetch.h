@@ -16,6 +16,7 @@ struct reads;
 /* ctx->data of a running fetch service: made by fetch_start (main.c). */
 struct fetch_state {
     struct reads *reads;
+    _Atomic long waiting; /* reads waiting now (?wait), at most SNAPTEXT_MAX_WAITERS */
 };
 
 /* GET /chats/{username}: claims the oldest unexpired messages of the inbox

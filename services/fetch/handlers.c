@@ -6,7 +6,18 @@
  * a disjoint set (exactly once), and what a read returns is already marked
  * read there, at the read time, before the answer goes out. With an
  * Idempotency-Key, a read first asks the cold store what a read with that
- * key claimed in the last 10 minutes; if anything, that is the answer. */
+ * key claimed in the last 10 minutes; if anything, that is the answer.
+ *
+ * ?wait=S: when the read finds nothing, the request thread subscribes to
+ * the inbox's wake channel (hot_wait_*), reads again (a send may have come
+ * between), and then sleeps until a send to that inbox is published, a
+ * second passes (a missed wake-up costs at most that), the S seconds are
+ * over or the client goes away — in which case it stops without claiming
+ * anything. Each wake-up is an ordinary read: the claim decides who gets a
+ * message, so waiting and non-waiting readers on every instance still get
+ * each message exactly once. At most SNAPTEXT_MAX_WAITERS wait per
+ * instance (each holds a worker thread); beyond that, 503. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -23,6 +34,8 @@
 #include "snap/validate.h"
 
 #define READ_KEY_WINDOW_MS (10LL * 60 * 1000) /* API.md: a read's key answers 10 minutes */
+#define WAIT_MAX_S         30                   /* API.md: ?wait=S, 0 <= S <= 30         */
+#define WAIT_SLICE_MS      1000                 /* re-check at least this often          */
 
 /* Adds "key": <int64> exactly (cJSON numbers are doubles). */
 static cJSON *add_int64(cJSON *obj, const char *key, int64_t v)
@@ -102,12 +115,80 @@ static void random_token(char out[COLD_TOKEN_MAX + 1])
     out[1 + 2 * sizeof b] = '\0';
 }
 
-void fetch_chats_read(struct http_req *r)
+/* One read: claims through the batcher into *job. */
+static int read_once(struct http_req *r, struct read_job *job, long limit, const char *token)
 {
     const struct fetch_state *fs = r->ctx->data;
+
+    *job = (struct read_job){.user = r->param, .limit = (size_t)limit, .token = token,
+                             .deadline = deadline_get()};
+    return reads_take(fs->reads, job);
+}
+
+/* The state of one waiting read (?wait=S), for wait_step and wait_done. */
+struct waiter {
+    int counted;    /* holds one of SNAPTEXT_MAX_WAITERS       */
+    int subscribed; /* r->hot is on the wake channel           */
+    int client_fd;  /* -1: unknown                             */
+    int woken;      /* a wake-up came at least once            */
+};
+
+/* Waits for the next chance of a message. Returns SNAP_OK to read again,
+ * or a failure (answered by the caller: SNAP_EFULL, SNAP_EGONE, ...). */
+static int wait_step(struct http_req *r, struct waiter *w, int64_t until, struct snap_err *err)
+{
+    struct fetch_state *fs = r->ctx->data;
+
+    if (!w->counted) {
+        if (atomic_fetch_add(&fs->waiting, 1) >= r->ctx->cfg.max_waiters) {
+            atomic_fetch_sub(&fs->waiting, 1);
+            metrics_add(r->ctx->metrics, METRIC_WAITS_REFUSED, 1);
+            return snap_err_set(err, SNAP_EFULL, "%ld readers wait already",
+                                r->ctx->cfg.max_waiters);
+        }
+        w->counted = 1;
+        w->client_fd = http_client_fd(r);
+        metrics_add(r->ctx->metrics, METRIC_WAITS_STARTED, 1);
+    }
+    if (!w->subscribed) {
+        /* Subscribed first, then read again: a send in between is seen. */
+        int rc = hot_wait_begin(r->hot, r->param, err);
+        if (rc != SNAP_OK) return rc;
+        w->subscribed = 1;
+        return SNAP_OK;
+    }
+    int64_t left = until - deadline_now();
+    int rc = hot_wait_for(r->hot, (int)(left < WAIT_SLICE_MS ? left : WAIT_SLICE_MS),
+                          w->client_fd, err);
+    if (rc == SNAP_OK) w->woken = 1;
+    if (rc == SNAP_ENOTFOUND) rc = SNAP_OK; /* a slice passed: look again */
+    if (rc == SNAP_EUNAVAIL) {              /* subscribe again next time */
+        hot_wait_end(r->hot);
+        w->subscribed = 0;
+    }
+    if (rc == SNAP_OK && http_client_gone(w->client_fd))
+        rc = snap_err_set(err, SNAP_EGONE, "the client went away");
+    return rc;
+}
+
+static void wait_done(struct http_req *r, struct waiter *w, size_t got)
+{
+    struct fetch_state *fs = r->ctx->data;
+
+    if (w->subscribed) hot_wait_end(r->hot);
+    if (!w->counted) return;
+    atomic_fetch_sub(&fs->waiting, 1);
+    metrics_add(r->ctx->metrics, got > 0 ? METRIC_WAITS_WOKEN : METRIC_WAITS_TIMED_OUT, 1);
+}
+
+void fetch_chats_read(struct http_req *r)
+{
     const char *key = mg_get_header(r->conn, "Idempotency-Key");
-    long limit = r->ctx->cfg.read_max;
+    long limit = r->ctx->cfg.read_max, wait_s = 0;
     char token[COLD_TOKEN_MAX + 1];
+    struct waiter w = {0, 0, -1, 0};
+    struct read_job job;
+    struct snap_err err;
 
     if (!username_valid(r->param, r->param_len)) {
         http_reply_error(r, HTTP_E_INVALID_FIELD,
@@ -125,18 +206,47 @@ void fetch_chats_read(struct http_req *r)
                          r->ctx->cfg.read_max);
         return;
     }
+    if (query_long(r->ri->query_string, "wait", 0, WAIT_MAX_S, &wait_s) < 0) {
+        http_reply_error(r, HTTP_E_INVALID_FIELD,
+                         "wait must be an integer number of seconds between 0 and %d",
+                         WAIT_MAX_S);
+        return;
+    }
     if (key != NULL) {
         if (replay(r, key)) return;
         snprintf(token, sizeof token, "%s", key);
     } else {
         random_token(token);
     }
-    struct read_job job = {.user = r->param, .limit = (size_t)limit, .token = token,
-                           .deadline = deadline_get()};
-    if (reads_take(fs->reads, &job) != SNAP_OK) {
-        http_reply_store_error(r, job.store ? job.store : "fetch", "reading the inbox", &job.err);
+    /* A waiting read has its S seconds on top of the usual budget (HAProxy
+     * gives ?wait requests a longer server timeout to match). */
+    int64_t until = deadline_now() + wait_s * 1000;
+    if (wait_s > 0) deadline_set(until + SNAP_DEADLINE_MS);
+    for (;;) {
+        if (read_once(r, &job, limit, token) != SNAP_OK) {
+            wait_done(r, &w, 0);
+            http_reply_store_error(r, job.store ? job.store : "fetch", "reading the inbox",
+                                   &job.err);
+            return;
+        }
+        if (job.msgs.len > 0 || job.more || deadline_now() >= until) break;
+        int rc = wait_step(r, &w, until, &err);
+        if (rc == SNAP_OK) continue;
+        wait_done(r, &w, 0);
+        if (rc == SNAP_EGONE) {
+            metrics_add(r->ctx->metrics, METRIC_WAITS_ABANDONED, 1);
+            log_event(SNAP_LOG_INFO, r->request_id, "wait",
+                      "the client of a waiting read went away; nothing was claimed");
+        }
+        if (rc == SNAP_EFULL)
+            http_reply_error(r, HTTP_E_UNAVAILABLE,
+                             "too many readers are waiting on this instance; retry shortly "
+                             "(or read without ?wait)");
+        else
+            http_reply_store_error(r, "redis", "waiting for the inbox", &err);
         return;
     }
+    wait_done(r, &w, job.msgs.len);
     struct hot_msg_list l = job.msgs;
     cJSON *arr = cJSON_CreateArray();
     for (size_t i = 0; arr && i < l.len; i++)

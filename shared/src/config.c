@@ -331,6 +331,7 @@ static const struct cfg_row cfg_rows[] = {
     {"SNAPTEXT_SESSION_TTL", "2592000", parse_long, 60, 315360000, CFG_FIELD(session_ttl), NULL, 0},
     {"SNAPTEXT_READ_MAX", "1000", parse_long, 1, 100000, CFG_FIELD(read_max), NULL, 0},
     {"SNAPTEXT_MAX_INBOX", "10000", parse_long, 1, 10000000, CFG_FIELD(max_inbox), NULL, 0},
+    {"SNAPTEXT_MAX_WAITERS", "8", parse_long, 0, 100000, CFG_FIELD(max_waiters), NULL, 0},
     {"SNAPTEXT_DRAIN_MS", "1500", parse_long, 0, 60000, CFG_FIELD(drain_ms), NULL, 0},
     {"SNAPTEXT_LOGIN_MAX_FAILS", "10", parse_long, 1, 1000000, CFG_FIELD(login_max_fails), NULL,
      0},

@@ -89,6 +89,8 @@ const char *snap_status_name(int code)
         return "full";
     case SNAP_ETIMEOUT:
         return "timeout";
+    case SNAP_EGONE:
+        return "gone";
     default:
         return "unknown";
     }

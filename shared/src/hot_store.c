@@ -32,6 +32,9 @@
  * with write(2), and a write to a socket Redis closed would raise it.
  *
  * Not here: durability (cold_store.c), token hashing (auth.c), HTTP. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* POLLRDHUP */
+#endif
 #include "snap/hot_store.h"
 
 #include <assert.h>
@@ -78,6 +81,7 @@ static const char KEY_EPOCH[] = "snap:epoch";
 static const char KEY_SESSION_PREFIX[] = "snap:session:";
 static const char KEY_INBOX_PREFIX[] = "snap:{";
 static const char KEY_INBOX_SUFFIX[] = "}:msgs";
+static const char KEY_WAKE_SUFFIX[] = "}:wake";
 
 /* Raises KEYS[1] to ARGV[1] when it is lower (or unset); never lowers it.
  * Compares as decimal strings, digit by digit: Lua numbers are doubles and
@@ -892,6 +896,16 @@ static int inbox_key(const char *user, char *key, size_t *key_len, struct snap_e
                     key, key_len, err);
 }
 
+/* The pub/sub channel "snap:{" user "}:wake": a message there says "this
+ * inbox just got an entry". Holds HOT_INBOX_KEY_MAX bytes. */
+static int wake_channel(const char *user, char *chan, size_t *chan_len, struct snap_err *err)
+{
+    return make_key(KEY_INBOX_PREFIX, user, SNAP_USERNAME_MAX, KEY_WAKE_SUFFIX, "wake: username",
+                    chan, chan_len, err);
+}
+
+#define HOT_PUT_CMDS 6 /* MULTI ZADD PEXPIREAT PEXPIREAT EXEC PUBLISH */
+
 /* Behind Sentinel, a failover promotes a replica, and Redis replicates
  * asynchronously: a write acknowledged before it reached a replica would
  * vanish with the old primary (a login, a logout). So in Sentinel mode
@@ -945,8 +959,8 @@ static int wait_replicated(struct hot_store *h, struct hot_cmd *undo, const char
  * the key at once: nothing deliverable is lost. Scores are doubles, exact
  * for ids below 2^53. */
 struct put_bufs {
-    char key[HOT_INBOX_KEY_MAX], score[24], exp[24];
-    size_t key_len, score_len, exp_len;
+    char key[HOT_INBOX_KEY_MAX], chan[HOT_INBOX_KEY_MAX], score[24], exp[24];
+    size_t key_len, chan_len, score_len, exp_len;
     char *member;
     size_t member_len;
 };
@@ -971,11 +985,12 @@ static int member_build(int64_t id, int64_t expires_ms, const char *text, size_t
     return SNAP_OK;
 }
 
-static int put_build(const struct hot_put *p, struct put_bufs *b, struct hot_cmd c[5],
+static int put_build(const struct hot_put *p, struct put_bufs *b, struct hot_cmd c[HOT_PUT_CMDS],
                      struct snap_err *err)
 {
     int rc = inbox_key(p->user, b->key, &b->key_len, err);
 
+    if (rc == SNAP_OK) rc = wake_channel(p->user, b->chan, &b->chan_len, err);
     b->member = NULL;
     if (rc != SNAP_OK) return rc;
     if (p->id <= 0 || p->id > HOT_SCORE_MAX || p->expires_ms <= 0)
@@ -987,7 +1002,7 @@ static int put_build(const struct hot_put *p, struct put_bufs *b, struct hot_cmd
     rc = member_build(p->id, p->expires_ms, p->text, p->text_len, &b->member, &b->member_len, err);
     if (rc != SNAP_OK) return rc;
 
-    memset(c, 0, 5 * sizeof *c);
+    memset(c, 0, HOT_PUT_CMDS * sizeof *c);
     cmd_adds(&c[0], "MULTI");
     cmd_adds(&c[1], "ZADD");
     cmd_add(&c[1], b->key, b->key_len);
@@ -1000,6 +1015,11 @@ static int put_build(const struct hot_put *p, struct put_bufs *b, struct hot_cmd
         cmd_adds(&c[i], i == 2 ? "NX" : "GT");
     }
     cmd_adds(&c[4], "EXEC");
+    /* Then wake whoever waits for this inbox (hot_wait_*): after the EXEC,
+     * so a woken reader finds the entry. */
+    cmd_adds(&c[5], "PUBLISH");
+    cmd_add(&c[5], b->chan, b->chan_len);
+    cmd_adds(&c[5], "");
     return SNAP_OK;
 }
 
@@ -1011,7 +1031,7 @@ int hot_inbox_put_many(struct hot_store *h, const struct hot_put *puts, size_t n
     char(*ckeys)[HOT_INBOX_KEY_MAX] = NULL;
     struct hot_cmd *cmds = NULL;
     redisReply **r = NULL;
-    size_t ncmds = 5 * n + (reserve > 0) + ncount, i, at;
+    size_t ncmds = HOT_PUT_CMDS * n + (reserve > 0) + ncount, i, at;
     char count[24];
     int rc = check_handle(h, err), first_fail = SNAP_OK;
 
@@ -1031,10 +1051,10 @@ int hot_inbox_put_many(struct hot_store *h, const struct hot_put *puts, size_t n
         goto out;
     }
     for (i = 0; i < n; i++) {
-        rc = put_build(&puts[i], &b[i], &cmds[5 * i], err);
+        rc = put_build(&puts[i], &b[i], &cmds[HOT_PUT_CMDS * i], err);
         if (rc != SNAP_OK) goto out; /* a caller bug: nothing is sent */
     }
-    at = 5 * n;
+    at = HOT_PUT_CMDS * n;
     if (reserve > 0) {
         cmd_adds(&cmds[at], "INCRBY");
         cmd_add(&cmds[at], KEY_NEXT_ID, sizeof KEY_NEXT_ID - 1);
@@ -1057,13 +1077,13 @@ int hot_inbox_put_many(struct hot_store *h, const struct hot_put *puts, size_t n
     }
     for (i = 0; i < n; i++) {
         struct snap_err one;
-        rcs[i] = transaction_ok(h, &r[5 * i], 5, "inbox put", &one);
+        rcs[i] = transaction_ok(h, &r[HOT_PUT_CMDS * i], 5, "inbox put", &one);
         if (rcs[i] != SNAP_OK && first_fail == SNAP_OK) {
             first_fail = rcs[i];
             *err = one;
         }
     }
-    at = 5 * n;
+    at = HOT_PUT_CMDS * n;
     if (reserve > 0) {
         const redisReply *ir = r[at++];
         struct snap_err one;
@@ -1295,6 +1315,68 @@ void hot_msg_list_free(struct hot_msg_list *l)
     free(l->items);
     l->items = NULL;
     l->len = 0;
+}
+
+/* Waiting for an inbox (a read with ?wait=S): the handle's connection is
+ * given over to pub/sub on the inbox's wake channel for the wait and closed
+ * at its end (hot_wait_end), so no subscription outlives it; the next call
+ * on the handle connects afresh. Ingest publishes on the channel after each
+ * hot put (put_build). */
+int hot_wait_begin(struct hot_store *h, const char *user, struct snap_err *err)
+{
+    char chan[HOT_INBOX_KEY_MAX];
+    size_t chan_len;
+    struct hot_cmd cmd = {0};
+    redisReply *r = NULL;
+    int rc = check_handle(h, err);
+
+    if (rc == SNAP_OK) rc = wake_channel(user, chan, &chan_len, err);
+    if (rc != SNAP_OK) return rc;
+    cmd_adds(&cmd, "SUBSCRIBE");
+    cmd_add(&cmd, chan, chan_len);
+    rc = roundtrip(h, &cmd, 1, &r, err);
+    if (rc != SNAP_OK) return rc;
+    if (r->type != REDIS_REPLY_ARRAY) rc = unexpected(h, "SUBSCRIBE", err);
+    freeReplyObject(r);
+    return rc;
+}
+
+int hot_wait_for(struct hot_store *h, int timeout_ms, int client_fd, struct snap_err *err)
+{
+    int64_t until = clock_mono_ns() / 1000000 + timeout_ms;
+
+    if (h == NULL || h->c == NULL) return snap_err_set(err, SNAP_EINVAL, "wait: not subscribed");
+    for (;;) {
+        void *reply = NULL;
+        int64_t left = until - clock_mono_ns() / 1000000;
+        struct pollfd p[2] = {{.fd = h->c->fd, .events = POLLIN},
+                              {.fd = client_fd, .events = POLLRDHUP}};
+
+        if (redisGetReplyFromReader(h->c, &reply) != REDIS_OK)
+            return snap_err_set(err, SNAP_EUNAVAIL, "wait: %s", h->c->errstr);
+        if (reply != NULL) { /* a message on the channel: something arrived */
+            freeReplyObject(reply);
+            return SNAP_OK;
+        }
+        if (left <= 0) return SNAP_ENOTFOUND;
+        int n = poll(p, client_fd >= 0 ? 2 : 1, (int)left);
+        if (n < 0 && errno != EINTR) return snap_err_set(err, SNAP_EUNAVAIL, "wait: poll failed");
+        if (n <= 0) continue;
+        if (client_fd >= 0 && (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)))
+            return snap_err_set(err, SNAP_EGONE, "wait: the client went away");
+        if (p[0].revents & (POLLHUP | POLLERR | POLLNVAL))
+            return snap_err_set(err, SNAP_EUNAVAIL, "wait: redis closed the connection");
+        if ((p[0].revents & POLLIN) && redisBufferRead(h->c) != REDIS_OK)
+            return snap_err_set(err, SNAP_EUNAVAIL, "wait: %s", h->c->errstr);
+    }
+}
+
+void hot_wait_end(struct hot_store *h)
+{
+    if (h == NULL || h->c == NULL) return;
+    redisFree(h->c); /* a clean close: not a lost connection */
+    h->c = NULL;
+    h->fresh = false;
 }
 
 /* The epoch: a random value Redis holds as long as it holds its data. A

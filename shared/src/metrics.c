@@ -303,6 +303,18 @@ int metrics_render(const struct metrics *m, char **out, size_t *len)
                        METRIC_UNSENDS);
         render_counter(&b, m, "snaptext_status_reads_total", "Receipts served.",
                        METRIC_STATUS_READS);
+        render_counter(&b, m, "snaptext_waits_started_total", "Reads that began to wait.",
+                       METRIC_WAITS_STARTED);
+        render_counter(&b, m, "snaptext_waits_woken_total",
+                       "Waits ended by an arriving message.", METRIC_WAITS_WOKEN);
+        render_counter(&b, m, "snaptext_waits_timed_out_total",
+                       "Waits that ran out with nothing.", METRIC_WAITS_TIMED_OUT);
+        render_counter(&b, m, "snaptext_waits_refused_total",
+                       "Waits refused because SNAPTEXT_MAX_WAITERS were waiting.",
+                       METRIC_WAITS_REFUSED);
+        render_counter(&b, m, "snaptext_waits_abandoned_total",
+                       "Waits whose client went away (nothing claimed).",
+                       METRIC_WAITS_ABANDONED);
     }
     if (b.failed) {
         free(b.p);

@@ -37,6 +37,7 @@ struct snap_config {
     long session_ttl;           /* SNAPTEXT_SESSION_TTL      default 2592000 s   */
     long read_max;              /* SNAPTEXT_READ_MAX  messages per read (1000)   */
     long max_inbox;             /* SNAPTEXT_MAX_INBOX unread per inbox (10000)   */
+    long max_waiters;           /* SNAPTEXT_MAX_WAITERS waiting reads per instance (8) */
     long drain_ms;              /* SNAPTEXT_DRAIN_MS: after SIGTERM, report not
                                    ready this long before stopping (1500)    */
     long login_max_fails;       /* SNAPTEXT_LOGIN_MAX_FAILS: failed logins of one

@@ -20,7 +20,8 @@ enum snap_status {
     SNAP_EUNAUTH = -6,    /* credentials or token not accepted              */
     SNAP_EEXIST = -7,     /* a second unique key (an Idempotency-Key) taken */
     SNAP_EFULL = -8,      /* a bound was reached (a full inbox)             */
-    SNAP_ETIMEOUT = -9    /* the request's deadline passed first            */
+    SNAP_ETIMEOUT = -9,   /* the request's deadline passed first            */
+    SNAP_EGONE = -10      /* the client went away while the request waited  */
 };
 
 struct snap_err {

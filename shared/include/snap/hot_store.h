@@ -116,6 +116,16 @@ struct hot_drop {
 int hot_inbox_drop_many(struct hot_store *h, const struct hot_drop *drops, size_t n,
                         struct snap_err *err);
 
+/* Waiting for user's inbox to get an entry (a read with ?wait=S). The
+ * handle's connection subscribes to the inbox's wake channel
+ * (hot_wait_begin), waits (hot_wait_for: SNAP_OK when an entry may have
+ * arrived, SNAP_ENOTFOUND after timeout_ms, SNAP_EGONE as soon as client_fd
+ * (-1: none) is closed by its peer), and is closed by hot_wait_end(), which
+ * must follow every hot_wait_begin(); the next call reconnects. */
+int hot_wait_begin(struct hot_store *h, const char *user, struct snap_err *err);
+int hot_wait_for(struct hot_store *h, int timeout_ms, int client_fd, struct snap_err *err);
+void hot_wait_end(struct hot_store *h);
+
 /* The epoch of Redis's data (see hot_store.c): SNAP_ENOTFOUND when unset.
  * out holds cap bytes. hot_epoch_set() sets it only when it is unset. */
 int hot_epoch_get(struct hot_store *h, char *out, size_t cap, struct snap_err *err);

@@ -146,6 +146,14 @@ cJSON *http_parse_body(const char *buf, size_t len, int *nul_field, char *msg, s
  * get the API's JSON error body too. Returns 0 (handled). */
 int http_civetweb_error(struct mg_connection *conn, int status, const char *errmsg);
 
+/* The socket of r's client connection (http_conn.c), for a handler that
+ * waits: -1 when it cannot be found. Only ever poll(2) it. */
+int http_client_fd(const struct http_req *r);
+
+/* 1 when the client of socket fd has closed its side or the connection
+ * broke; 0 while it is there (and for fd -1). Never blocks. */
+int http_client_gone(int fd);
+
 /* Installed by service.c as the civetweb request handler for "/". */
 int http_dispatch(struct mg_connection *conn, void *cbdata);
 

@@ -19,6 +19,11 @@ enum metrics_counter {
     METRIC_MESSAGES_REPAIRED,    /* put back into the hot index from the cold store */
     METRIC_UNSENDS,              /* messages withdrawn by DELETE /chat/{id}  */
     METRIC_STATUS_READS,         /* receipts served by GET /chat/{id}/status */
+    METRIC_WAITS_STARTED,        /* reads that began to wait (?wait=S)       */
+    METRIC_WAITS_WOKEN,          /* waits ended by an arriving message       */
+    METRIC_WAITS_TIMED_OUT,      /* waits that ran their S seconds out       */
+    METRIC_WAITS_REFUSED,        /* waits refused: SNAPTEXT_MAX_WAITERS full  */
+    METRIC_WAITS_ABANDONED,      /* waits whose client went away            */
     METRIC__COUNT
 };
 
