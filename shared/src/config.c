@@ -314,12 +314,22 @@ static int parse_path(const struct cfg_row *row, const char *value, struct snap_
     return store_string(row, value, len, cfg, why, whylen);
 }
 
+/* SNAPTEXT_REDIS_SENTINEL_PASSWORD: any string ("" = the sentinels need none). */
+static int parse_secret(const struct cfg_row *row, const char *value, struct snap_config *cfg,
+                        int default_port, char *why, size_t whylen)
+{
+    (void)default_port;
+    return store_string(row, value, strlen(value), cfg, why, whylen);
+}
+
 /* ---- the table ----------------------------------------------------------- */
 
 static const struct cfg_row cfg_rows[] = {
     {"SNAPTEXT_REDIS_URL", "redis://127.0.0.1:6379/0", parse_url, 0, 0, CFG_FIELD(redis_url),
      "redis://", 0},
     {"SNAPTEXT_REDIS_SENTINELS", "", parse_sentinels, 0, 0, CFG_FIELD(redis_sentinels), NULL, 0},
+    {"SNAPTEXT_REDIS_SENTINEL_PASSWORD", "", parse_secret, 0, 0,
+     CFG_FIELD(redis_sentinel_password), NULL, 1},
     {"SNAPTEXT_STORE", "sqlite://snaptext.db", parse_store, 0, 0, CFG_FIELD(store_url), NULL, 0},
     {"SNAPTEXT_LISTEN", NULL, parse_listen, 0, 65535, CFG_FIELD(listen_port), NULL, 0},
     {"SNAPTEXT_AUTH", "required", parse_auth, 0, 0, CFG_FIELD(auth), NULL, 0},

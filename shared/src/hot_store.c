@@ -12,8 +12,9 @@
  *                    Each connect asks the sentinels in turn for the master
  *                    of mastername, connects to it, and checks with ROLE that
  *                    it really is a master. Password and db still come from
- *                    redis_url, whose host:port is then unused (sentinels
- *                    themselves are asked without AUTH).
+ *                    redis_url, whose host:port is then unused.
+ *   redis_sentinel_password  "" or the password of the sentinels themselves
+ *                    (their requirepass), sent as AUTH before each query.
  *
  * Bounds: connect 500 ms, each command 1500 ms, Sentinel queries 200/300 ms
  * within a 600 ms budget. An error reply (LOADING, READONLY, OOM, ...) is
@@ -123,6 +124,8 @@ struct hot_store {
     size_t n_sentinels;   /* 0: Sentinel off */
     size_t sentinel_next; /* the one that answered last, asked first */
     char master_name[HOT_MASTER_NAME_MAX];
+    char sentinel_pass[HOT_CRED_MAX];
+    size_t sentinel_pass_len; /* 0: sentinels are asked without AUTH */
 
     char floor_sha[41]; /* SHA1 of FLOOR_LUA once loaded, "" before */
     int64_t last_ok_ms; /* wall clock of the last completed round trip; 0: none yet */
@@ -429,7 +432,8 @@ struct hot_store *hot_new(const struct snap_config *cfg, struct snap_err *err)
         return NULL;
     }
     if (memchr(cfg->redis_url, '\0', sizeof cfg->redis_url) == NULL ||
-        memchr(cfg->redis_sentinels, '\0', sizeof cfg->redis_sentinels) == NULL) {
+        memchr(cfg->redis_sentinels, '\0', sizeof cfg->redis_sentinels) == NULL ||
+        memchr(cfg->redis_sentinel_password, '\0', sizeof cfg->redis_sentinel_password) == NULL) {
         (void)snap_err_set(err, SNAP_EINVAL, "hot_new: redis settings not NUL-terminated");
         hot_free(h);
         return NULL;
@@ -440,6 +444,13 @@ struct hot_store *hot_new(const struct snap_config *cfg, struct snap_err *err)
         hot_free(h);
         return NULL;
     }
+    h->sentinel_pass_len = strlen(cfg->redis_sentinel_password);
+    if (h->sentinel_pass_len >= sizeof h->sentinel_pass) {
+        (void)snap_err_set(err, SNAP_EINVAL, "redis sentinel password too long");
+        hot_free(h);
+        return NULL;
+    }
+    memcpy(h->sentinel_pass, cfg->redis_sentinel_password, h->sentinel_pass_len + 1);
     return h;
 }
 
@@ -477,6 +488,17 @@ static int open_tcp(const struct hot_endpoint *ep, int connect_ms, int command_m
     return SNAP_OK;
 }
 
+/* AUTH on a sentinel connection when a sentinel password is set: NULL when
+ * none is set or the connection failed (c->err then says why), else the reply. */
+static redisReply *sentinel_auth(const struct hot_store *h, redisContext *c)
+{
+    const char *argv[2] = {"AUTH", h->sentinel_pass};
+    size_t len[2] = {4, h->sentinel_pass_len};
+
+    if (h->sentinel_pass_len == 0) return NULL;
+    return redisCommandArgv(c, 2, argv, len);
+}
+
 /* Asks the sentinels, starting with the one that answered last, for the
  * master's address. */
 static int sentinel_lookup(struct hot_store *h, struct hot_endpoint *master, struct snap_err *err)
@@ -496,7 +518,11 @@ static int sentinel_lookup(struct hot_store *h, struct hot_endpoint *master, str
         if (i > 0 && clock_mono_ns() - start > (int64_t)HOT_SENTINEL_BUDGET_MS * 1000000) break;
         if (open_tcp(s, HOT_SENTINEL_CONNECT_MS, HOT_SENTINEL_COMMAND_MS, &c, &last) != SNAP_OK)
             continue;
-        r = redisCommandArgv(c, 3, argv, len);
+        r = sentinel_auth(h, c);
+        if (r == NULL || r->type != REDIS_REPLY_ERROR) {
+            freeReplyObject(r);
+            r = redisCommandArgv(c, 3, argv, len);
+        }
         if (r == NULL) {
             (void)snap_err_set(&last, SNAP_EUNAVAIL, "sentinel %.64s:%d: %s", s->host, s->port,
                                c->errstr);

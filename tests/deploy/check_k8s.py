@@ -488,6 +488,330 @@ def policy_prod(objs, dev_objs):
     return problems
 
 
+# ---- access: passwords and NetworkPolicies ------------------------------------
+
+SECRET = "snaptext-secrets"
+# The programs that open the stores (pages opens none).
+STORE_CLIENTS = ("users", "ingest", "fetch")
+PAGES_PORT = 8084
+
+
+def secret_token(key, name=SECRET):
+    """A Secret key in container_env's values (a generated name's hash cut)."""
+    return "<secret:%s/%s>" % (re.sub(r"-[a-z0-9]{10}$", "", name), key)
+
+
+def container_env(objs, c):
+    """{name: value} as the kubelet builds it: envFrom ConfigMaps first, then
+    env in order, $(VAR) expanded from what is defined before it (otherwise
+    left as is); a Secret key becomes secret_token(key, name)."""
+    out = {}
+    for e in c.get("envFrom") or []:
+        if "configMapRef" in e:
+            cm = find(objs, "ConfigMap", e["configMapRef"]["name"]) or {}
+            out.update(cm.get("data") or {})
+        if "secretRef" in e:
+            sec = find(objs, "Secret", e["secretRef"]["name"]) or {}
+            out.update({k: secret_token(k, e["secretRef"]["name"]) for k in sec.get("data") or {}})
+    for e in c.get("env") or []:
+        vf = e.get("valueFrom") or {}
+        if "secretKeyRef" in vf:
+            v = secret_token(vf["secretKeyRef"]["key"], vf["secretKeyRef"]["name"])
+        elif "configMapKeyRef" in vf:
+            cm = find(objs, "ConfigMap", vf["configMapKeyRef"]["name"]) or {}
+            v = (cm.get("data") or {}).get(vf["configMapKeyRef"]["key"], "")
+        elif "fieldRef" in vf:
+            v = "<field:%s>" % vf["fieldRef"].get("fieldPath")
+        else:
+            v = re.sub(r"\$\((\w+)\)", lambda m: out.get(m.group(1), m.group(0)), str(e.get("value", "")))
+        out[e["name"]] = v
+    return out
+
+
+def main_container(objs, kind, name):
+    o = find(objs, kind, name)
+    return pod_template(o)["spec"]["containers"][0] if o else None
+
+
+def start_script(objs, c):
+    """The shell text that starts a container: the `sh -c` script itself,
+    or the file of a mounted ConfigMap that `sh /scripts/x.sh` runs."""
+    cmd = c.get("command") or []
+    if len(cmd) >= 3 and cmd[:2] == ["sh", "-c"]:
+        return cmd[2]
+    if len(cmd) == 2 and cmd[0] == "sh":
+        cm = generated(objs, "ConfigMap", "redis-scripts") or {}
+        return (cm.get("data") or {}).get(os.path.basename(cmd[1]), "")
+    return ""
+
+
+def has_line(script, line_re):
+    return re.search(r"(?m)^\s*" + line_re + r"\s*$", script) is not None
+
+
+PW = r"\$\{?REDIS_PASSWORD\}?"
+
+
+def policy_redis_auth(objs, overlay):
+    problems = []
+    redis = main_container(objs, "StatefulSet", "redis")
+    if not redis:
+        return ["no redis StatefulSet"]
+    renv = container_env(objs, redis)
+    token = renv.get("REDIS_PASSWORD", "")
+    if not token.startswith("<secret:"):
+        problems.append("redis: REDIS_PASSWORD does not come from a Secret: %r" % token)
+    if renv.get("REDISCLI_AUTH") != token:
+        problems.append("redis: REDISCLI_AUTH (its probes' redis-cli) is not the password")
+    script = start_script(objs, redis)
+    if not has_line(script, "requirepass " + PW):
+        problems.append("redis: its start does not set requirepass $REDIS_PASSWORD")
+    if not re.search(r'exec "\$@" - <<', script):
+        problems.append("redis: the password should reach redis-server on stdin (exec \"$@\" - <<EOF)")
+    if overlay == "prod" and not has_line(script, "masterauth " + PW):
+        problems.append("prod redis: replicas need masterauth $REDIS_PASSWORD")
+    sentinel = main_container(objs, "StatefulSet", "redis-sentinel")
+    senv = container_env(objs, sentinel) if sentinel else {}
+    if overlay == "prod":
+        if not sentinel:
+            problems.append("prod: no redis-sentinel StatefulSet")
+        else:
+            if senv.get("REDIS_PASSWORD") != token:
+                problems.append("redis-sentinel: REDIS_PASSWORD is not the Redis password from the Secret")
+            if senv.get("REDISCLI_AUTH") != token:
+                problems.append("redis-sentinel: REDISCLI_AUTH (probes, peers) is not the password")
+            sscript = start_script(objs, sentinel)
+            if not has_line(sscript, "sentinel auth-pass mymaster " + PW):
+                problems.append("redis-sentinel: no sentinel auth-pass mymaster $REDIS_PASSWORD")
+            if not has_line(sscript, "requirepass " + PW):
+                problems.append("redis-sentinel: the Sentinels themselves have no requirepass")
+    for o in objs:
+        if o.get("kind") not in WORKLOADS:
+            continue
+        for _, c in all_containers(pod_template(o)["spec"]):
+            env = container_env(objs, c)
+            name = c.get("name")
+            if "SNAPTEXT_REDIS_URL" not in env and name not in STORE_CLIENTS:
+                continue
+            url = env.get("SNAPTEXT_REDIS_URL", "")
+            m = re.fullmatch(r"redis://(?:[^:@/]*):(.+)@([^/@]+)(/\d+)?", url)
+            if not m or m.group(1) != token:
+                problems.append("%s %s: SNAPTEXT_REDIS_URL %r does not carry the Redis password %s"
+                                % (ident(o), name, url, token))
+            if overlay == "prod" and name in STORE_CLIENTS and \
+                    env.get("SNAPTEXT_REDIS_SENTINEL_PASSWORD") != senv.get("REDIS_PASSWORD", "?"):
+                problems.append("%s: SNAPTEXT_REDIS_SENTINEL_PASSWORD %r is not the Sentinels' password"
+                                % (name, env.get("SNAPTEXT_REDIS_SENTINEL_PASSWORD")))
+    cfg = (generated(objs, "ConfigMap", "snaptext-config") or {}).get("data") or {}
+    if "SNAPTEXT_REDIS_URL" in cfg:
+        problems.append("snaptext-config holds SNAPTEXT_REDIS_URL: the URL carries a password, "
+                        "build it in each Deployment from the Secret")
+    return problems
+
+
+def policy_mongo_auth(objs):
+    problems = []
+    mongod = main_container(objs, "StatefulSet", "mongo")
+    if not mongod:
+        return ["no mongo StatefulSet"]
+    args = [str(a) for a in mongod.get("args") or []]
+    if "--keyFile" not in args and "--auth" not in args:
+        problems.append("mongod runs without --keyFile/--auth: no access control")
+    if "--noauth" in args:
+        problems.append("mongod runs with --noauth")
+    menv = container_env(objs, mongod)
+    for v, key in (("MONGO_INITDB_ROOT_USERNAME", "mongo-root-username"),
+                   ("MONGO_INITDB_ROOT_PASSWORD", "mongo-root-password")):
+        if menv.get(v) != secret_token(key):
+            problems.append("mongod: %s should come from %s key %s" % (v, SECRET, key))
+    job = main_container(objs, "Job", "mongo-init")
+    jenv = container_env(objs, job) if job else {}
+    for v, key in (("MONGO_APP_USERNAME", "mongo-app-username"), ("MONGO_APP_PASSWORD", "mongo-app-password")):
+        if jenv.get(v) != secret_token(key):
+            problems.append("mongo-init: %s should come from %s key %s" % (v, SECRET, key))
+    for name in STORE_CLIENTS:
+        c = main_container(objs, "Deployment", name)
+        store = container_env(objs, c).get("SNAPTEXT_STORE", "") if c else ""
+        m = re.fullmatch(r"mongodb://(<[^>]+>|[^:@/]+):(<[^>]+>|[^:@/]+)@([^/]+)/(\w+)\?(.*)", store)
+        if not m or m.group(1) != secret_token("mongo-app-username") \
+                or m.group(2) != secret_token("mongo-app-password"):
+            problems.append("%s: SNAPTEXT_STORE %r does not carry the app user's credentials" % (name, store))
+        elif "authSource=admin" not in m.group(5).split("&"):
+            problems.append("%s: SNAPTEXT_STORE should say authSource=admin (the Job creates the user there)" % name)
+    return problems
+
+
+def selector_matches(sel, labels):
+    """A LabelSelector against labels ({} selects everything)."""
+    sel = sel or {}
+    for k, v in (sel.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for ex in sel.get("matchExpressions") or []:
+        k, op, vals = ex["key"], ex["operator"], ex.get("values") or []
+        if op == "In" and labels.get(k) not in vals:
+            return False
+        if op == "NotIn" and k in labels and labels[k] in vals:
+            return False
+        if op == "Exists" and k not in labels:
+            return False
+        if op == "DoesNotExist" and k in labels:
+            return False
+    return True
+
+
+def network_pods(objs):
+    """[(name, labels, {port number: port name})] of every workload's pods."""
+    out = []
+    for o in objs:
+        if o.get("kind") not in WORKLOADS:
+            continue
+        tpl = pod_template(o)
+        ports = {}
+        for _, c in all_containers(tpl["spec"]):
+            for p in c.get("ports") or []:
+                ports[p["containerPort"]] = p.get("name")
+        out.append((o["metadata"]["name"], tpl["metadata"].get("labels") or {}, ports))
+    return out
+
+
+# Sources that are not snaptext pods: another pod of the namespace, a pod of
+# another namespace, a client outside the cluster.
+INTRUDER = ("intruder", {"app.kubernetes.io/name": "intruder"}, NAMESPACE)
+OTHER_NS = ("pod-in-other-namespace", {"app.kubernetes.io/name": "users"}, "other")
+OUTSIDE = ("outside", None, None)
+
+
+def ingress_allowed(objs, src, dst_labels, dst_ports, port):
+    """Would the rendered NetworkPolicies let src (name, labels, namespace;
+    labels None: outside the cluster) reach port on a pod of this namespace?"""
+    _, src_labels, src_ns = src
+    ns_labels = {NAMESPACE: (find(objs, "Namespace", NAMESPACE) or {}).get("metadata", {}).get("labels") or {}}
+    ns_labels.setdefault("other", {"kubernetes.io/metadata.name": "other"})
+    ns_labels[NAMESPACE] = dict(ns_labels[NAMESPACE], **{"kubernetes.io/metadata.name": NAMESPACE})
+    isolating = [np for np in by_kind(objs, "NetworkPolicy")
+                 if "Ingress" in (np["spec"].get("policyTypes") or ["Ingress"])
+                 and selector_matches(np["spec"].get("podSelector"), dst_labels)]
+    if not isolating:
+        return True
+    for np in isolating:
+        for rule in np["spec"].get("ingress") or []:
+            rports = rule.get("ports") or []
+            if rports and not any(
+                    p.get("protocol", "TCP") == "TCP" and
+                    (p.get("port") is None or p.get("port") == port or p.get("port") == dst_ports.get(port)
+                     or (isinstance(p.get("port"), int) and p.get("endPort") and p["port"] <= port <= p["endPort"]))
+                    for p in rports):
+                continue
+            peers = rule.get("from") or []
+            if not peers:
+                return True
+            for peer in peers:
+                if "ipBlock" in peer:
+                    return True  # taken as open to everything: none is expected
+                if src_labels is None:
+                    continue
+                if "namespaceSelector" in peer:
+                    if not selector_matches(peer["namespaceSelector"], ns_labels.get(src_ns, {})):
+                        continue
+                elif src_ns != NAMESPACE:
+                    continue
+                if selector_matches(peer.get("podSelector"), src_labels):
+                    return True
+    return False
+
+
+def expected_allowed(src_name, dst_name, port):
+    public = {("haproxy", 8080)}
+    if (dst_name, port) in public:
+        return True
+    table = {("users", 8081): {"haproxy"}, ("ingest", 8082): {"haproxy"},
+             ("fetch", 8083): {"haproxy"}, ("pages", PAGES_PORT): {"haproxy"},
+             ("redis", 6379): set(STORE_CLIENTS) | {"redis", "redis-sentinel"},
+             ("redis-sentinel", 26379): set(STORE_CLIENTS) | {"redis", "redis-sentinel"},
+             ("mongo", 27017): set(STORE_CLIENTS) | {"mongo", "mongo-init"}}
+    return src_name in table.get((dst_name, port), set())
+
+
+def policy_network(objs):
+    """The whole matrix: every source (each workload's pods, an intruder pod,
+    a pod of another namespace, a client outside) against every declared port
+    of every workload, evaluated from the rendered policies."""
+    problems = []
+    pods = network_pods(objs)
+    if not by_kind(objs, "NetworkPolicy"):
+        problems.append("no NetworkPolicy is rendered")
+    for np in by_kind(objs, "NetworkPolicy"):
+        sel = np["spec"].get("podSelector") or {}
+        if sel and not any(selector_matches(sel, labels) for _, labels, _ in pods):
+            problems.append("%s selects no pod" % ident(np))
+    sources = [(n, labels, NAMESPACE) for n, labels, _ in pods] + [INTRUDER, OTHER_NS, OUTSIDE]
+    checked = 0
+    for dst_name, dst_labels, dst_ports in pods:
+        for port in sorted(dst_ports):
+            for src in sources:
+                got = ingress_allowed(objs, src, dst_labels, dst_ports, port)
+                want = expected_allowed(src[0], dst_name, port)
+                checked += 1
+                if got != want:
+                    problems.append("%s -> %s:%d is %s, should be %s" % (
+                        src[0], dst_name, port, "allowed" if got else "refused",
+                        "allowed" if want else "refused"))
+    if checked == 0:
+        problems.append("no pod ports to check")
+    return problems
+
+
+def check_access_rejects(prod):
+    """The access checks fail on manifests without the fixes."""
+    def without(pred):
+        return [o for o in copy.deepcopy(prod) if not pred(o)]
+    said = []
+    cases = []
+    no_np = without(lambda o: o.get("kind") == "NetworkPolicy")
+    cases.append(("no NetworkPolicies", policy_network(no_np), "intruder -> redis:6379 is allowed"))
+    wrong = copy.deepcopy(prod)
+    for o in wrong:
+        if o.get("kind") == "NetworkPolicy" and o["metadata"]["name"] == "redis-from-services":
+            o["spec"]["podSelector"] = {"matchLabels": {"app.kubernetes.io/name": "redis-server"}}
+        if o.get("kind") == "NetworkPolicy" and o["metadata"]["name"] == "default-deny-ingress":
+            o["spec"]["podSelector"] = {"matchLabels": {"app.kubernetes.io/name": "haproxy"}}
+    cases.append(("redis policy selecting a label no pod has", policy_network(wrong),
+                  "intruder -> redis:6379 is allowed"))
+    nopass = copy.deepcopy(prod)
+    for o in nopass:
+        if o.get("kind") == "ConfigMap" and o["metadata"]["name"].startswith("redis-scripts"):
+            o["data"]["redis-start.sh"] = o["data"]["redis-start.sh"].replace("requirepass $REDIS_PASSWORD", "")
+            o["data"]["sentinel-start.sh"] = o["data"]["sentinel-start.sh"].replace(
+                "sentinel auth-pass mymaster $REDIS_PASSWORD", "")
+        if o.get("kind") == "Deployment" and o["metadata"]["name"] == "ingest":
+            for e in pod_template(o)["spec"]["containers"][0]["env"]:
+                if e["name"] == "SNAPTEXT_REDIS_URL":
+                    e["value"] = "redis://redis:6379/0"
+    found = "\n".join(policy_redis_auth(nopass, "prod"))
+    for want in ("requirepass $REDIS_PASSWORD", "auth-pass", "ingest: SNAPTEXT_REDIS_URL"):
+        cases.append(("Redis without " + want, [found] if found else [], want))
+    noauth = copy.deepcopy(prod)
+    for o in noauth:
+        if o.get("kind") == "StatefulSet" and o["metadata"]["name"] == "mongo":
+            c = pod_template(o)["spec"]["containers"][0]
+            c["args"] = [a for a in c["args"] if a not in ("--keyFile", "/keyfile/keyfile")]
+        if o.get("kind") == "Deployment" and o["metadata"]["name"] == "fetch":
+            for e in pod_template(o)["spec"]["containers"][0]["env"]:
+                if e["name"] == "SNAPTEXT_STORE":
+                    e["value"] = "mongodb://mongo-0.mongo:27017/snaptext?replicaSet=rs0"
+    found = "\n".join(policy_mongo_auth(noauth))
+    for want in ("without --keyFile", "fetch: SNAPTEXT_STORE"):
+        cases.append(("MongoDB " + want, [found] if found else [], want))
+    for title, problems, want in cases:
+        if not any(want in p for p in problems):
+            said.append("%s: expected a problem saying %r, got %s" % (title, want, problems))
+    assert not said, "\n    " + "\n    ".join(said)
+    assert not policy_network(prod) and not policy_redis_auth(prod, "prod") and not policy_mongo_auth(prod), \
+        "the unchanged prod render should pass"
+    return len(cases)
+
+
 def policy_docs(objs, external):
     doc = du.path("docs", "DEPLOY.md")
     if not os.path.exists(doc):
@@ -510,6 +834,13 @@ def all_policies(name, objs, dev_objs):
         ("Redis AOF, MongoDB replica set, volumes", policy_stores(objs)),
         ("HAProxy config from deploy/haproxy/", policy_haproxy(objs)),
         ("HAProxy server-template slots cover the autoscalers", policy_slots(objs)),
+        ("Redis requires a password from the Secret; every Redis URL carries it"
+         + ("; Sentinels: auth-pass, requirepass, the services' sentinel password" if name == "prod" else ""),
+         policy_redis_auth(objs, name)),
+        ("MongoDB access control: keyFile, root and app users from the Secret, "
+         "credentials in every SNAPTEXT_STORE", policy_mongo_auth(objs)),
+        ("NetworkPolicies: default deny; public -> haproxy -> services -> Redis/MongoDB "
+         "(every source x pod port evaluated)", policy_network(objs)),
     ]
     if name == "dev":
         checks.append(("one of each", policy_dev(objs)))
@@ -779,6 +1110,9 @@ def main():
             continue
         for title, problems in all_policies(name, renders[name], renders.get("dev") or []):
             c.expect("%s: %s" % (name, title), problems)
+    if renders.get("prod") is not None:
+        c.run("access checks reject manifests without NetworkPolicies, with a wrong selector, "
+              "without Redis/Sentinel passwords or MongoDB auth", check_access_rejects, renders["prod"])
     c.run("mongo-init script and Redis scripts parse; mongo-init is idempotent (simulated set)",
           lambda: _raise(check_scripts()))
     return c.finish()

@@ -233,9 +233,10 @@ def redis_cmd(port, *args, timeout=1.0):
             return _resp_read(f)
 
 
-def start_sentinel(root, master_port, name, master="mymaster"):
+def start_sentinel(root, master_port, name, master="mymaster", extra_conf=()):
     """redis-sentinel on a free loopback port watching 127.0.0.1:master_port
-    (quorum 2, down after 1 s, failover timeout 3 s)."""
+    (quorum 2, down after 1 s, failover timeout 3 s); extra_conf: more lines
+    for its configuration (e.g. requirepass, sentinel auth-pass)."""
     binary = which_or_fail("redis-sentinel")
     for _ in range(5):
         port = free_port()
@@ -247,6 +248,7 @@ def start_sentinel(root, master_port, name, master="mymaster"):
             f.write("sentinel down-after-milliseconds %s 1000\n" % master)
             f.write("sentinel failover-timeout %s 3000\n" % master)
             f.write("sentinel parallel-syncs %s 1\n" % master)
+            f.writelines(line + "\n" for line in extra_conf)
         proc = Proc(name, [binary, conf], root=root)
         try:
             proc.wait_for(lambda: port_open(port), "sentinel port %d" % port)

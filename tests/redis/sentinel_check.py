@@ -119,6 +119,45 @@ def test_sentinel_failover():
         shutil.rmtree(root, ignore_errors=True)  # every proc's dir lives under it
 
 
+@snaptest.test
+def test_sentinel_password():
+    """Sentinels with a password of their own (requirepass) in front of a
+    master with another: without SNAPTEXT_REDIS_SENTINEL_PASSWORD every call
+    fails naming the refusal; with it calls succeed."""
+    root = tempfile.mkdtemp(prefix="snap-sentinel-auth-")
+    procs = []
+    try:
+        primary = snaptest.start_redis(root=root, appendonly=False, name="primary",
+                                       extra=["--requirepass", "master-pw"])
+        procs.append(primary)
+        sentinel = snaptest.start_sentinel(
+            root, primary.port, "sentinel", MASTER,
+            extra_conf=["requirepass sentinel-pw", "sentinel auth-pass %s master-pw" % MASTER])
+        procs.append(sentinel)
+        env = {"SNAPTEXT_REDIS_URL": "redis://:master-pw@127.0.0.1:1/0",
+               "SNAPTEXT_REDIS_SENTINELS": "127.0.0.1:%d;%s" % (sentinel.port, MASTER)}
+        without = snaptest.Proc("probe-nopw", [BIN, "--sentinel-probe"], root=root, env=env)
+        procs.append(without)
+        without.wait_for(lambda: len(probe_lines(without)) >= 3, "3 calls without the password", 10)
+        without.stop()
+        lines = probe_lines(without)
+        assert not oks(without), "calls succeeded without the sentinel password: %s" % lines
+        assert all("NOAUTH" in v for _, st, v in lines), lines
+        with_pw = snaptest.Proc("probe-pw", [BIN, "--sentinel-probe"], root=root,
+                                env=dict(env, SNAPTEXT_REDIS_SENTINEL_PASSWORD="sentinel-pw"))
+        procs.append(with_pw)
+        with_pw.wait_for(lambda: len(oks(with_pw)) >= 3, "3 ids with the sentinel password", 10)
+        problems = with_pw.stop()
+        assert not problems, problems
+        print("  without the password: %d calls, all NOAUTH (%s); with it: %d ids"
+              % (len(lines), lines[0][2], len(oks(with_pw))), flush=True)
+    finally:
+        for p in reversed(procs):
+            if p.returncode is None:
+                p.stop(expect_clean=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
 if __name__ == "__main__":
     if len(sys.argv) < 2:
         print("usage: sentinel_check.py HOT_STORE_TEST_BIN", file=sys.stderr)

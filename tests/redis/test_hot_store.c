@@ -835,7 +835,8 @@ static void probe_on_signal(int sig)
 
 /* `test_hot_store --sentinel-probe`: not a test by itself. Driven by
  * tests/redis/sentinel_check.py, it opens one hot_store from
- * SNAPTEXT_REDIS_URL + SNAPTEXT_REDIS_SENTINELS and calls hot_next_id every
+ * SNAPTEXT_REDIS_URL + SNAPTEXT_REDIS_SENTINELS (+ SNAPTEXT_REDIS_SENTINEL_PASSWORD
+ * when set) and calls hot_next_id every
  * 100 ms until SIGTERM (or 60 s), printing one line per call:
  *   "<ms since start> ok <id>"  or  "<ms since start> unavailable <reason>" */
 static int sentinel_probe(void)
@@ -846,6 +847,7 @@ static int sentinel_probe(void)
     struct hot_store *h;
     const char *url = getenv("SNAPTEXT_REDIS_URL");
     const char *sentinels = getenv("SNAPTEXT_REDIS_SENTINELS");
+    const char *sentinel_pw = getenv("SNAPTEXT_REDIS_SENTINEL_PASSWORD");
     int64_t t0 = clock_mono_ns();
 
     if (url == NULL || sentinels == NULL) {
@@ -859,6 +861,9 @@ static int sentinel_probe(void)
     (void)signal(SIGPIPE, SIG_IGN);
     cfg_with_url(&cfg, url);
     (void)snprintf(cfg.redis_sentinels, sizeof cfg.redis_sentinels, "%s", sentinels);
+    if (sentinel_pw != NULL)
+        (void)snprintf(cfg.redis_sentinel_password, sizeof cfg.redis_sentinel_password, "%s",
+                       sentinel_pw);
     h = hot_new(&cfg, &err);
     if (h == NULL) {
         fprintf(stderr, "probe: %s\n", err.msg);

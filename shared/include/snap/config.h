@@ -26,6 +26,8 @@ enum snap_log_level {
 struct snap_config {
     char redis_url[512];        /* SNAPTEXT_REDIS_URL  redis://host:port/db      */
     char redis_sentinels[512];  /* SNAPTEXT_REDIS_SENTINELS "h:p,h:p;master" ("" = off) */
+    char redis_sentinel_password[256]; /* SNAPTEXT_REDIS_SENTINEL_PASSWORD: AUTH sent to
+                                          each sentinel ("" = none)          */
     char store_url[1024];       /* SNAPTEXT_STORE sqlite:///path | mongodb://... */
     char listen_host[64];       /* SNAPTEXT_LISTEN "[host:]port"; host defaults 0.0.0.0 */
     int listen_port;            /* 0 = any free port (logged as "listening port=N") */

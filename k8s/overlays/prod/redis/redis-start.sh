@@ -13,7 +13,12 @@
 #     taking writes after 10 s instead of accepting writes (hot copies,
 #     sessions) that the failover on the other side of the partition would
 #     lose. The services answer 503 meanwhile.
+#   - The password (REDIS_PASSWORD, from the Secret) is both this member's
+#     requirepass and the masterauth it replicates with; it goes to
+#     redis-server on stdin, never in argv. redis-cli (asking the Sentinels,
+#     which have the same password) reads REDISCLI_AUTH.
 set -eu
+[ -n "${REDIS_PASSWORD:-}" ] || { echo "redis-start: REDIS_PASSWORD is empty" >&2; exit 1; }
 
 self="${HOSTNAME}.redis-headless"
 self_ip=$(hostname -i 2>/dev/null || true)
@@ -41,4 +46,7 @@ else
     echo "redis-start: $self starts as a replica of $primary"
     set -- "$@" --replicaof "$primary" 6379
 fi
-exec "$@"
+exec "$@" - <<EOF
+requirepass $REDIS_PASSWORD
+masterauth $REDIS_PASSWORD
+EOF

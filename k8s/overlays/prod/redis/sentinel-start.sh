@@ -7,7 +7,12 @@
 # none answers (first start). Quorum 2 of 3: a failover needs two Sentinels
 # to agree that the primary is down. Hostnames everywhere, since pod
 # addresses change on restart (resolve-hostnames / announce-hostnames).
+# REDIS_PASSWORD (from the Secret) is the password of the Redis members
+# (auth-pass) and of the Sentinels themselves (requirepass; Sentinels use it
+# with each other too, so all three share it). redis-cli reads REDISCLI_AUTH.
 set -eu
+[ -n "${REDIS_PASSWORD:-}" ] || { echo "sentinel-start: REDIS_PASSWORD is empty" >&2; exit 1; }
+umask 077
 
 conf=/sentinel/sentinel.conf
 self="${HOSTNAME}.redis-sentinel"
@@ -43,7 +48,9 @@ dir /sentinel
 sentinel resolve-hostnames yes
 sentinel announce-hostnames yes
 sentinel announce-ip $self
+requirepass $REDIS_PASSWORD
 sentinel monitor mymaster $primary 6379 2
+sentinel auth-pass mymaster $REDIS_PASSWORD
 sentinel down-after-milliseconds mymaster 5000
 sentinel failover-timeout mymaster 60000
 sentinel parallel-syncs mymaster 1
