@@ -95,7 +95,8 @@ def request_id_echoed_or_generated():
 @test
 def wrong_method_is_405_with_allow():
     cases = [("GET", "/chat", "POST"), ("DELETE", "/chats/bob", "GET"),
-             ("POST", "/chat/5", "GET"), ("PUT", "/users", "POST"),
+             ("POST", "/chat/5", "GET, DELETE"), ("PUT", "/chat/5/status", "GET"),
+             ("PUT", "/users", "POST"),
              ("POST", "/users/me", "GET"), ("GET", "/sessions", "POST"),
              ("GET", "/sessions/current", "DELETE")]
     for method, path, allow in cases:
