@@ -469,6 +469,17 @@ class Stack:
     def cleanup(self):
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def teardown(self, code):
+        """Stops and removes the stack; returns code, or 1 when a process
+        did not exit cleanly (its logs are printed)."""
+        problems = self.stop()
+        if problems:
+            print("teardown problems: %s" % "; ".join(problems), flush=True)
+            print(self.all_logs()[-8000:], flush=True)
+            code = 1
+        self.cleanup()
+        return code
+
 
 # ------------------------------------------------------------ HTTP client --
 
@@ -598,10 +609,5 @@ def main_with_stack(set_stack, **stack_kwargs):
     try:
         code = run_tests()
     finally:
-        problems = stack.stop()
-        if problems:
-            print("teardown problems: %s" % "; ".join(problems), flush=True)
-            print(stack.all_logs()[-8000:], flush=True)
-            code = 1
-        stack.cleanup()
+        code = stack.teardown(code)
     return code

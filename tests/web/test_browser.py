@@ -51,12 +51,7 @@ def main():
             print(line, flush=True)
         code = node.wait(timeout=60 * snaptest.TIMEOUT_MULT)
     finally:
-        problems = stack.stop()
-        if problems:
-            print("teardown problems: %s" % "; ".join(problems), flush=True)
-            print(stack.all_logs()[-8000:], flush=True)
-            code = 1
-        stack.cleanup()
+        code = stack.teardown(code)
     return code
 
 
