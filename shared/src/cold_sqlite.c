@@ -459,7 +459,13 @@ static int stmt_run(struct sq_conn *c, enum sq_stmt which, const char *what, str
  * reading and writing a file that was deleted or replaced under it, and in
  * WAL mode SQLite does not notice: a message committed there would be
  * acknowledged and lost. One stat() per write is cheap next to the fsync.
- * Checked after a write, so SNAP_OK means the data is in the named file. */
+ * Checked after a write, so SNAP_OK means the data is in the named file;
+ * a batch also checks before its COMMIT and rolls back when the file has
+ * moved, because a failure must change nothing: a claim committed into a
+ * file that is later put back would mark messages read by a read that
+ * answered 503 (lost for everybody), and a send answered 503 would come
+ * back open (claimable). Only a move between that check and the COMMIT
+ * itself (microseconds) still commits into the moved file. */
 static int check_not_moved(struct sq_conn *c, const struct sq_state *st, struct snap_err *err)
 {
     int moved = 0;
@@ -987,6 +993,7 @@ static void commit_batch(struct sq_state *st, struct write_req *batch)
                 err = r->err;
             }
         }
+        if (rc == SNAP_OK) rc = check_not_moved(c, st, &err); /* moved: roll back */
         if (rc == SNAP_OK) rc = stmt_run(c, ST_COMMIT, "commit write", &err);
         if (rc == SNAP_OK) rc = check_not_moved(c, st, &err);
         if (rc != SNAP_OK && !sqlite3_get_autocommit(c->db)) {

@@ -11,6 +11,14 @@
   HAProxy backends file written at start still points at it (snaptest has
   no helper for this; it lives here so the harness stays untouched).
 - stack(): a snaptest.Stack for one test, stopped and checked afterwards.
+- StallProxy: a TCP proxy between the services and Redis that can hold
+  Redis's replies for a while on demand (a slow network, a stalled Redis).
+- restart_redis_empty: Redis started again on its port with a new, empty
+  data dir (a lost machine).
+- Delivery / fault_summary: the strict accounting of the fault tests (every
+  201 delivered exactly once, nothing else ever delivered) and the one
+  machine-readable line per test (FAULT-SUMMARY {json}) that
+  tests/faults/loop.sh adds up.
 
 Not here: the tests and their assertions (tests/faults/test_*.py).
 """
@@ -22,7 +30,9 @@ import json
 import os
 import random
 import re
+import select
 import socket
+import tempfile
 import threading
 import time
 
@@ -97,6 +107,7 @@ class Client:
             payload = resp.read()
             rec["status"] = resp.status
             rec["retry_after"] = resp.getheader("Retry-After")
+            rec["more"] = resp.getheader("X-More-Messages") == "true"
             text = payload.decode("utf-8", "replace")
             try:
                 rec["body"] = json.loads(text) if payload else None
@@ -506,3 +517,199 @@ class Problems:
 
     def assert_none(self):
         assert not self.items, "\n".join(self.items)
+
+
+# ------------------------------------------------------------ Redis faults --
+
+def restart_redis_empty(old, root=None):
+    """Starts Redis again on old's port with a new, empty data dir (the AOF
+    and everything in it are gone, as on a replaced machine)."""
+    argv = list(old.argv)
+    i = argv.index("--dir")
+    argv[i + 1] = tempfile.mkdtemp(prefix="snap-redisdata-empty-", dir=root)
+    proc = snaptest.Proc(old.name, argv, root=root)
+    proc.wait_for(lambda: snaptest.port_open(old.port), "redis port %d" % old.port, timeout=15)
+    proc.port = old.port
+    return proc
+
+
+class StallProxy:
+    """A TCP proxy on a free loopback port in front of 127.0.0.1:target.
+
+    stall(seconds): from now on, for `seconds`, nothing Redis sends reaches
+    the client (each connection's reply bytes wait in the proxy, then go out
+    in order): commands still reach Redis and run, their replies are late.
+    Connections are never closed by the proxy. stop() closes everything."""
+
+    def __init__(self, target):
+        self.target = target
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(128)
+        self.port = self.lsock.getsockname()[1]
+        self.hold_until = 0.0
+        self.stalls = []          # (t_start, t_end) of every stall
+        self.connections = 0
+        self._stop = threading.Event()
+        self._socks = []
+        self._lock = threading.Lock()
+        t = threading.Thread(target=self._accept, name="stall-accept", daemon=True)
+        t.start()
+
+    def stall(self, seconds):
+        t = time.time()
+        self.hold_until = t + seconds
+        self.stalls.append((t, t + seconds))
+
+    def _accept(self):
+        while not self._stop.is_set():
+            try:
+                r, _, _ = select.select([self.lsock], [], [], 0.2)
+                if not r:
+                    continue
+                client, _ = self.lsock.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=2)
+            except OSError:
+                client.close()
+                continue
+            for sk in (client, upstream):
+                sk.settimeout(None)
+                sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self._lock:
+                self._socks += [client, upstream]
+                self.connections += 1
+            threading.Thread(target=self._pump, args=(client, upstream, False),
+                             daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True),
+                             daemon=True).start()
+
+    def _pump(self, src, dst, replies):
+        try:
+            while not self._stop.is_set():
+                data = src.recv(65536)
+                if not data:
+                    break
+                if replies:
+                    while time.time() < self.hold_until and not self._stop.is_set():
+                        time.sleep(min(0.01, max(0.0, self.hold_until - time.time())))
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sk in (src, dst):
+            try:
+                sk.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def stop(self):
+        self._stop.set()
+        with self._lock:
+            socks = list(self._socks)
+        for sk in socks + [self.lsock]:
+            try:
+                sk.close()
+            except OSError:
+                pass
+
+
+# --------------------------------------------------- strict accounting --
+
+def read_all(client, user, limit=None, key=None):
+    """GET /chats/{user}[?limit=N] with an optional Idempotency-Key; the
+    record also gets `more` (X-More-Messages: true)."""
+    path = "/chats/" + user + ("?limit=%d" % limit if limit else "")
+    rec = client.call("GET", path, headers={"Idempotency-Key": key} if key else None)
+    rec.update(kind="read", user=user, ids=[], texts=[])
+    rec.setdefault("more", False)
+    if rec["status"] == 200 and isinstance(rec["body"], list):
+        rec["ids"] = [m["id"] for m in rec["body"]]
+        rec["texts"] = [m["text"] for m in rec["body"]]
+    return rec
+
+
+class Delivery:
+    """What the load saw, judged strictly: every send with a unique text;
+    every 200 read's messages collected. After the load, settle() drains
+    every inbox until each 201 is delivered (the repair may need a few
+    seconds to put index entries back) or `timeout` passes, then reads once
+    more after a pause so that anything delivered late shows up as twice."""
+
+    def __init__(self, records, users):
+        self.users = list(users)
+        self.sends = [r for r in records if r.get("kind") == "send"]
+        self.reads = [r for r in records if r.get("kind") == "read" and r["status"] == 200]
+        self.by_text = {}
+        for r in self.sends:
+            assert r["text"] not in self.by_text, "send texts must be unique: %r" % r["text"]
+            self.by_text[r["text"]] = r
+        self.acked = {r["id"]: r for r in self.sends if r["status"] == 201}
+        self.drain_s = 0.0
+
+    def delivered(self):
+        return [(i, t, r["user"]) for r in self.reads for i, t in zip(r["ids"], r["texts"])]
+
+    def settle(self, port, timeout=20.0, pause=1.5):
+        t0 = time.time()
+        c = Client(port)
+        try:
+            deadline = t0 + timeout * MULT
+            while True:
+                for u in self.users:
+                    while True:
+                        r = read(c, u)
+                        assert r["status"] == 200, ("drain", describe(r))
+                        self.reads.append(r)
+                        if not r["ids"]:
+                            break
+                got = {i for i, _, _ in self.delivered()}
+                if set(self.acked) <= got or time.time() > deadline:
+                    break
+                time.sleep(0.5)
+            time.sleep(pause)
+            for u in self.users:
+                r = read(c, u)
+                assert r["status"] == 200, ("final read", describe(r))
+                self.reads.append(r)
+        finally:
+            c.close()
+        self.drain_s = time.time() - t0
+
+    def judge(self, problems):
+        """Checks every strict promise into problems; returns the figures."""
+        dl = self.delivered()
+        ids = [i for i, _, _ in dl]
+        twice = duplicates(ids)
+        lost = sorted(set(self.acked) - set(ids))
+        refused_delivered, unknown, mismatched = [], [], []
+        for mid, text, user in dl:
+            s = self.by_text.get(text)
+            if s is None:
+                unknown.append(mid)
+            elif s["status"] != 201:
+                refused_delivered.append(s)
+            elif s["id"] != mid or s["user"] != user:
+                mismatched.append((mid, text, user, s["id"], s["user"]))
+        problems.check(not lost, "acknowledged (201) but never delivered: %d ids %s; their "
+                       "sends:" % (len(lost), lost[:20]), [self.acked[i] for i in lost])
+        problems.check(not twice, "delivered more than once: %s" % twice[:20])
+        problems.check(not refused_delivered, "delivered although the send was not answered "
+                       "201 (%d):" % len(refused_delivered), refused_delivered)
+        problems.check(not unknown, "delivered messages no send of this test sent: %s" % unknown[:20])
+        problems.check(not mismatched, "delivered with another id or to another user than "
+                       "acknowledged: %s" % mismatched[:10])
+        return {"acknowledged": len(self.acked), "delivered": len(set(ids)), "lost": len(lost),
+                "twice": len(twice), "refused_but_delivered": len(refused_delivered),
+                "sends": len(self.sends),
+                "refused": len([r for r in self.sends if r["status"] != 201])}
+
+
+def fault_summary(test, figures, **extra):
+    """One machine-readable line per fault test (tests/faults/loop.sh sums them)."""
+    d = {"test": test}
+    d.update(figures)
+    d.update(extra)
+    print("FAULT-SUMMARY " + json.dumps(d, sort_keys=True), flush=True)
