@@ -321,32 +321,9 @@ def service_procs(stack):
     return [(p.name, p) for procs in stack.services.values() for p in procs if p.alive()]
 
 
-def metrics(port):
-    """/metrics of one instance: {'series{labels}': float}."""
-    st, _, text = snaptest.request("GET", "/metrics", port=port, timeout=5)
-    assert st == 200, ("metrics", port, st)
-    out = {}
-    for line in str(text).splitlines():
-        if not line or line.startswith("#"):
-            continue
-        key, _, val = line.rpartition(" ")
-        try:
-            out[key] = float(val)
-        except ValueError:
-            pass
-    return out
-
-
-def metric_sum(m, name, **labels):
-    """Sum of the series of `name` whose labels include every labels item."""
-    total = 0.0
-    for key, val in m.items():
-        base, _, rest = key.partition("{")
-        if base != name:
-            continue
-        if all('%s="%s"' % (k, v) in rest for k, v in labels.items()):
-            total += val
-    return total
+# One parser of /metrics for every test: the harness's.
+metrics = snaptest.metrics
+metric_sum = snaptest.metric_sum
 
 
 # ------------------------------------------------------------------ Redis --
