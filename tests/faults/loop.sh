@@ -19,6 +19,7 @@ N=${1:-20}
 BUILD=$(cd "${2:-build}" && pwd)
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 LOG_DIR=${LOOP_LOG_DIR:-$(mktemp -d -t snap-loop-XXXXXX)}
+mkdir -p "$LOG_DIR" || exit 2
 export PYTHONPATH="$SRC/tests/harness" PYTHONDONTWRITEBYTECODE=1 SNAP_SOURCE_DIR="$SRC"
 export SNAP_USERS_BIN="$BUILD/users" SNAP_INGEST_BIN="$BUILD/ingest" SNAP_FETCH_BIN="$BUILD/fetch"
 for b in "$SNAP_USERS_BIN" "$SNAP_INGEST_BIN" "$SNAP_FETCH_BIN"; do
