@@ -140,17 +140,17 @@ struct bad_case {
 static void test_bad_values(void)
 {
     static const struct bad_case cases[] = {
-        {"SNAPTEXT_THREADS", "0", "SNAPTEXT_THREADS=0: must be an integer between 1 and 256"},
-        {"SNAPTEXT_THREADS", "257", "SNAPTEXT_THREADS=257: must be an integer between 1 and 256"},
-        {"SNAPTEXT_THREADS", "abc", "SNAPTEXT_THREADS=abc: must be an integer between 1 and 256"},
-        {"SNAPTEXT_THREADS", "", "SNAPTEXT_THREADS=: must be an integer between 1 and 256"},
-        {"SNAPTEXT_THREADS", " 8", "SNAPTEXT_THREADS= 8: must be an integer between 1 and 256"},
-        {"SNAPTEXT_THREADS", "8 ", "SNAPTEXT_THREADS=8 : must be an integer between 1 and 256"},
-        {"SNAPTEXT_THREADS", "+8", "SNAPTEXT_THREADS=+8: must be an integer between 1 and 256"},
+        {"SNAPTEXT_THREADS", "0", "SNAPTEXT_THREADS=0: must be an integer between 1 and 4096"},
+        {"SNAPTEXT_THREADS", "4097", "SNAPTEXT_THREADS=4097: must be an integer between 1 and 4096"},
+        {"SNAPTEXT_THREADS", "abc", "SNAPTEXT_THREADS=abc: must be an integer between 1 and 4096"},
+        {"SNAPTEXT_THREADS", "", "SNAPTEXT_THREADS=: must be an integer between 1 and 4096"},
+        {"SNAPTEXT_THREADS", " 8", "SNAPTEXT_THREADS= 8: must be an integer between 1 and 4096"},
+        {"SNAPTEXT_THREADS", "8 ", "SNAPTEXT_THREADS=8 : must be an integer between 1 and 4096"},
+        {"SNAPTEXT_THREADS", "+8", "SNAPTEXT_THREADS=+8: must be an integer between 1 and 4096"},
         {"SNAPTEXT_THREADS", "0x10",
-         "SNAPTEXT_THREADS=0x10: must be an integer between 1 and 256"},
+         "SNAPTEXT_THREADS=0x10: must be an integer between 1 and 4096"},
         {"SNAPTEXT_THREADS", "99999999999999999999999",
-         "SNAPTEXT_THREADS=99999999999999999999999: must be an integer between 1 and 256"},
+         "SNAPTEXT_THREADS=99999999999999999999999: must be an integer between 1 and 4096"},
         {"SNAPTEXT_MAX_BODY_BYTES", "1023",
          "SNAPTEXT_MAX_BODY_BYTES=1023: must be an integer between 1024 and 16777216"},
         {"SNAPTEXT_MAX_BODY_BYTES", "16777217",
@@ -328,7 +328,7 @@ static void test_config_load_env(void)
         CHECK_EQ_INT(cfg.listen_port, 7000);
         CHECK_EQ_INT(setenv("SNAPTEXT_THREADS", "x", 1), 0);
         CHECK_EQ_INT(config_load(&cfg, 7000, msg, sizeof msg), -1);
-        CHECK_EQ_STR(msg, "SNAPTEXT_THREADS=x: must be an integer between 1 and 256");
+        CHECK_EQ_STR(msg, "SNAPTEXT_THREADS=x: must be an integer between 1 and 4096");
         CHECK_EQ_INT(unsetenv("SNAPTEXT_THREADS"), 0);
     }
 }
