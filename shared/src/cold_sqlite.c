@@ -604,7 +604,7 @@ static int claim_one(struct sq_conn *c, struct cold_claim *cl, int64_t at_ms, st
     size_t json_len = 0;
     int rc = cl->n == 0 ? SNAP_OK : stmt_get(c, ST_MSG_CLAIM, &s, err);
 
-    cl->n_claimed = 0;
+    /* cl->n_claimed is 0 (cold_store.c). */
     if (cl->n == 0 || rc != SNAP_OK) return rc;
     rc = ids_json(cl->ids, cl->n, &json, &json_len, err);
     if (rc != SNAP_OK) return rc;
@@ -729,16 +729,15 @@ static int sq_msg_close(void *state, const int64_t *ids, size_t n, int to_state,
     return rc;
 }
 
-/* Fills out from the current row of a statement that selects SQ_MSG_COLS.
- * out->text is heap memory owned by out; on failure out holds nothing to
- * free. */
+/* Fills out (zeroed by the caller) from the current row of a statement
+ * that selects SQ_MSG_COLS. out->text is heap memory owned by out; on
+ * failure out holds nothing to free. */
 static int row_to_msg(sqlite3_stmt *s, struct cold_msg *out, struct snap_err *err)
 {
     const unsigned char *text;
     int64_t id = sqlite3_column_int64(s, 0);
     int n;
 
-    memset(out, 0, sizeof *out);
     out->id = id;
     if (column_copy(s, 1, out->username, sizeof out->username) != 0)
         return snap_err_set(err, SNAP_ERR, "sqlite: message %lld has a bad username",
@@ -770,7 +769,8 @@ static int row_to_msg(sqlite3_stmt *s, struct cold_msg *out, struct snap_err *er
 }
 
 /* Steps s (bound by the caller) and appends every row to out, at most max
- * (0: no limit). On failure out is emptied. */
+ * (0: no limit). On failure out may hold the rows read so far: cold_store.c
+ * frees them. */
 static int rows_to_list(struct sq_conn *c, sqlite3_stmt *s, size_t max, struct cold_msg_list *out,
                         struct snap_err *err)
 {
@@ -789,11 +789,11 @@ static int rows_to_list(struct sq_conn *c, sqlite3_stmt *s, size_t max, struct c
             out->items = items;
             cap = ncap;
         }
+        memset(&out->items[out->len], 0, sizeof out->items[out->len]);
         rc = row_to_msg(s, &out->items[out->len], err);
         if (rc == SNAP_OK) out->len++;
     }
     if (rc == SNAP_OK && q != SQLITE_ROW && q != SQLITE_DONE) rc = sq_fail(c, q, "select", err);
-    if (rc != SNAP_OK) cold_msg_list_free(out);
     return rc;
 }
 
@@ -820,7 +820,6 @@ static int select_one(struct sq_state *st, enum sq_stmt which, int64_t id, const
         stmt_done(s);
     }
     sq_pool_give(st, c);
-    if (rc != SNAP_OK) cold_msg_cleanup(out);
     return rc;
 }
 
@@ -963,11 +962,9 @@ static int sq_user_get(void *state, const char *username, struct cold_user *out,
     struct sq_state *st = state;
     struct sq_conn *c;
     sqlite3_stmt *s = NULL;
-    size_t ulen = strlen(username);
+    size_t ulen = strlen(username); /* < sizeof out->username: cold_store.c checked */
     int rc;
 
-    if (ulen >= sizeof out->username) /* cold_store.c checked; keep the copy safe */
-        return snap_err_set(err, SNAP_EINVAL, "username too long");
     rc = sq_pool_take(st, &c, err);
     if (rc != SNAP_OK) return rc;
     rc = stmt_get(c, ST_USER_GET, &s, err);
@@ -988,7 +985,6 @@ static int sq_user_get(void *state, const char *username, struct cold_user *out,
         stmt_done(s);
     }
     sq_pool_give(st, c);
-    if (rc != SNAP_OK) memset(out, 0, sizeof *out);
     return rc;
 }
 
