@@ -818,7 +818,7 @@ static int find_list(struct lease *l, const bson_t *filter, const bson_t *opts,
     return rc;
 }
 
-/* find_list() on a leased client; *out is emptied again on failure. */
+/* find_list() on a leased client; on failure cold_store.c empties *out. */
 static int find_msgs(struct mongo_store *s, const bson_t *filter, const bson_t *opts,
                      const mongoc_read_prefs_t *prefs, struct cold_msg_list *out,
                      const char *what, struct snap_err *err)
@@ -830,7 +830,6 @@ static int find_msgs(struct mongo_store *s, const bson_t *filter, const bson_t *
         rc = find_list(&l, filter, opts, prefs, out, what, err);
         lease_end(s, &l);
     }
-    if (rc != SNAP_OK) cold_msg_list_free(out);
     return rc;
 }
 
@@ -1274,10 +1273,8 @@ static int mongo_user_get(void *state, const char *username, struct cold_user *o
             bad = "role";
         else if (!mongo_doc_date(&doc, "created_at", &out->created_ms))
             bad = "created_at";
-        if (bad) {
-            memset(out, 0, sizeof *out);
+        if (bad) /* the half-filled *out is zeroed by cold_store.c */
             rc = snap_err_set(err, SNAP_ERR, "mongodb user_get: user has a bad field %s", bad);
-        }
     }
     bson_destroy(&doc);
     return rc;

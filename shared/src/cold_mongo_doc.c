@@ -50,8 +50,10 @@ int mongo_doc_of_msg(const struct cold_msg *m, bson_t *doc)
 {
     bool ok = true;
 
-    /* cold_store.c checked the rest (ids, lengths, NUL bytes); BSON strings
-     * must also be UTF-8 and fit an int32 length. */
+    /* cold_store.c checked the rest (ids, lengths, NUL bytes) and checks no
+     * encoding. BSON requires UTF-8 strings with an int32 length, so this is
+     * the driver's own check, not a repeat of the front's: the text and idem
+     * come from clients (SQLite stores the same bytes as they are). */
     if (m->text_len > (size_t)INT_MAX || !bson_utf8_validate(m->text, m->text_len, false) ||
         !bson_utf8_validate(m->idem, strlen(m->idem), false))
         return SNAP_EINVAL;
@@ -131,17 +133,11 @@ int mongo_doc_to_msg(const bson_t *doc, struct cold_msg *out, const char **bad)
         *bad = MDOC_FROM;
     if (*bad == NULL && (!bson_iter_init_find(&it, doc, MDOC_TEXT) || !BSON_ITER_HOLDS_UTF8(&it)))
         *bad = MDOC_TEXT;
-    if (*bad != NULL) {
-        memset(out, 0, sizeof *out);
-        return SNAP_ERR;
-    }
+    if (*bad != NULL) return SNAP_ERR;
 
     text = bson_iter_utf8(&it, &len);
     out->text = malloc((size_t)len + 1);
-    if (!out->text) {
-        memset(out, 0, sizeof *out);
-        return SNAP_ERR; /* *bad stays NULL: out of memory */
-    }
+    if (!out->text) return SNAP_ERR; /* *bad stays NULL: out of memory */
     memcpy(out->text, text, len);
     out->text[len] = '\0';
     out->text_len = len;

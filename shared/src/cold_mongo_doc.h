@@ -53,8 +53,9 @@ int mongo_doc_of_msg(const struct cold_msg *m, bson_t *doc);
 /* Fills *out (zeroed by the caller) from a stored message document, every
  * field checked against the struct's bounds: the database is trusted for
  * content, not for sizes. On success out->text is heap memory owned by
- * *out (cold_msg_cleanup). On failure *out is zeroed again and the return
- * is SNAP_ERR with *bad naming the field, or NULL when out of memory. */
+ * *out (cold_msg_cleanup). On failure *out holds no heap memory (its other
+ * fields may be half-filled: cold_store.c zeroes a failed output) and the
+ * return is SNAP_ERR with *bad naming the field, or NULL when out of memory. */
 int mongo_doc_to_msg(const bson_t *doc, struct cold_msg *out, const char **bad);
 
 /* Appends key: {$in: [int64 ids[0..n)]} to parent. False on build failure. */

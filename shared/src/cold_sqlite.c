@@ -1,6 +1,7 @@
-/* cold_sqlite.c: the SQLite driver of the cold store (cold_store.h). A
- * store is one database file, named by sqlite:///abs/path.db or
- * sqlite://relative/path.db, shared by every worker thread.
+/* cold_sqlite.c: the SQLite driver of the cold store (cold_store.h): its
+ * SQL, its connections and the mapping of rows to structs. A store is one
+ * database file, named by sqlite:///abs/path.db or sqlite://relative/path.db,
+ * shared by every worker thread.
  *
  * Threads: connections are opened with SQLITE_OPEN_NOMUTEX, so each one is
  * used by one thread at a time. A small pool hands them out (a free list
@@ -9,42 +10,31 @@
  * until the connection is closed. Writes also take a process-wide mutex:
  * SQLite admits one writer at a time anyway, and queueing our own threads
  * on a mutex is fairer than letting them poll the busy handler; the busy
- * timeout then only covers other processes sharing the file.
+ * timeout then only covers other processes sharing the file. That lock,
+ * the group commit of message writes and the background checkpointer are
+ * cold_sqlite_writer.c's; cold_sqlite_int.h is what the two files share.
  *
  * Errors: busy/locked after the timeout, read-only, cannot open, I/O, disk
  * full, corruption -> SNAP_EUNAVAIL (the caller answers 503); a connection
  * that saw one of these (busy/locked aside) is closed, never pooled again.
  * SQLite's own message goes into err->msg, for the log only.
  *
- * This is the only file that includes sqlite3.h; it exports cold_sqlite_ops
- * and nothing else. Not here: argument checks (cold_store.c does them once
- * for every driver), anything about Redis or HTTP. */
-#include "snap/cold_store.h"
+ * Only the driver's two files include sqlite3.h (through cold_sqlite_int.h);
+ * the driver exports cold_sqlite_ops and nothing else to snaptext. Not here:
+ * argument checks (cold_store.c does them once for every driver), anything
+ * about Redis or HTTP. */
+#include "cold_sqlite_int.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
-#include <semaphore.h>
-#include <time.h>
-#include <sqlite3.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/file.h>
-#include <unistd.h>
-
-#include "snap/deadline.h"
 
 #define SQ_SCHEME   "sqlite://"
 #define SQ_PATH_MAX 4096 /* longest database path accepted            */
-#define SQ_BUSY_TIMEOUT_MS                                                                         \
-    2000                     /* wait this long for another process's lock: well                    \
-                              * inside HAProxy's 10 s server timeout */
 #define SQ_IDLE_MAX       32 /* idle connections kept; extra ones closed  */
 #define SQ_SCHEMA_VERSION 2  /* PRAGMA user_version this code writes      */
 #define SQ_CACHE_KIB_NEG  -256 /* page cache per connection: 256 KiB      */
-#define SQ_CHECKPOINT_MS  200  /* background WAL checkpoint period        */
 /* SQLite's own checkpoint, run inside a commit, only as a fallback when
  * the background one falls behind: 16384 pages of 4 KiB, 64 MiB of WAL. */
 #define SQ_AUTOCHECKPOINT_PAGES 16384
@@ -52,28 +42,6 @@
 #define SQ_STR(x)         SQ_STR_(x)
 
 /* ---- SQL ------------------------------------------------------------------ */
-
-/* Every statement a connection may cache. No SQL is ever built from input:
- * values go through sqlite3_bind_* only. */
-enum sq_stmt {
-    ST_BEGIN,
-    ST_COMMIT,
-    ST_ROLLBACK,
-    ST_PING,
-    ST_MSG_PUT,
-    ST_MSG_GET,
-    ST_MSG_CLAIM,
-    ST_MSG_CLAIMED,
-    ST_MSG_CLOSE,
-    ST_MSG_FIND_IDEM,
-    ST_MSG_RELEASE_IDEM,
-    ST_MSG_SCAN_OPEN,
-    ST_MSG_MAX_ID,
-    ST_USER_PUT,
-    ST_USER_GET,
-    ST_USER_SET_ROLE,
-    ST__COUNT
-};
 
 /* The columns row_to_msg() reads, in its order. */
 #define SQ_MSG_COLS "id, username, sender, text, created_ms, expires_ms, state, closed_ms, idem"
@@ -152,56 +120,6 @@ static const char schema_v2_indexes[] =
     "CREATE INDEX IF NOT EXISTS messages_open ON messages (expires_ms, id) WHERE state = 0;"
     "PRAGMA user_version = " SQ_STR(SQ_SCHEMA_VERSION) ";";
 
-/* ---- state ---------------------------------------------------------------- */
-
-struct sq_conn {
-    sqlite3 *db;                   /* owned: closed by conn_close()        */
-    sqlite3_stmt *stmt[ST__COUNT]; /* owned, prepared on first use          */
-    int broken;                    /* 1: close it instead of pooling it     */
-    struct sq_conn *next;          /* free-list link while idle             */
-};
-
-struct sq_state {
-    char *path;                /* owned: the database file             */
-    pthread_mutex_t pool_lock; /* guards idle and nidle                */
-    struct sq_conn *idle;      /* owned: connections nobody is using   */
-    size_t nidle;
-    pthread_mutex_t write_lock; /* one writing thread per process        */
-    int writer_fd;              /* <path>-writer.lock, flock()ed by the
-                                   writing thread: -1 when unavailable      */
-    /* Group commit of message writes (see group_commit). */
-    pthread_mutex_t gc_lock;   /* guards the three fields below          */
-    struct write_req *gc_head; /* queued writes, oldest first            */
-    struct write_req **gc_tail;
-    int gc_leader; /* 1 while some thread commits a batch    */
-    /* The checkpointer (see checkpointer_main). */
-    pthread_t ckpt_thread;
-    int ckpt_running;
-    pthread_mutex_t ckpt_lock; /* guards ckpt_stop */
-    pthread_cond_t ckpt_wake;
-    int ckpt_stop;
-};
-
-/* One caller's write, on its stack while it waits in group_commit. */
-enum write_kind { W_PUT, W_CLAIM, W_CLOSE };
-
-struct write_req {
-    enum write_kind kind;
-    const struct cold_msg *msgs; /* W_PUT: msgs[0..n), outcomes in rcs[]  */
-    int *rcs;
-    struct cold_claim *claims;   /* W_CLAIM: claims[0..n) at at_ms        */
-    const int64_t *ids;          /* W_CLOSE: ids[0..n) to to_state at at_ms */
-    int to_state;
-    size_t n_closed;
-    size_t n;
-    int64_t at_ms;
-    int rc; /* its outcome, valid once done           */
-    struct snap_err err;
-    int done;     /* set under gc_lock by the leader        */
-    sem_t wake;   /* posted when done, or to make it leader */
-    struct write_req *next;
-};
-
 /* ---- errors --------------------------------------------------------------- */
 
 /* Turns SQLite result rc into a status, writes the reason into err and
@@ -251,30 +169,6 @@ static int sq_fail(struct sq_conn *c, int rc, const char *what, struct snap_err 
 
 /* ---- connections ------------------------------------------------------------ */
 
-/* Busy handler: another process holds the write lock — one that does not
- * take turns through the writer's flock (see writer_enter), or any of ours
- * when the flock is unavailable. SQLite's own busy_timeout backs off to
- * sleeps of up to 100 ms, which a transaction of a few hundred
- * microseconds turns into pure latency; poll every 200 us instead, up to
- * SQ_BUSY_TIMEOUT_MS in total, and never past the thread's deadline
- * (deadline.h). arg is the store's sq_state. */
-#define SQ_BUSY_POLL_US 200
-
-static void writer_yield(const struct sq_state *st);
-static __thread int64_t busy_until; /* deadline_now() ms: stop waiting then */
-
-static int busy_wait(void *arg, int count)
-{
-    if (count == 0) {
-        writer_yield(arg);
-        busy_until = deadline_now() + deadline_left(SQ_BUSY_TIMEOUT_MS);
-    }
-    if (deadline_now() >= busy_until) return 0;
-    struct timespec ts = {0, SQ_BUSY_POLL_US * 1000L};
-    (void)nanosleep(&ts, NULL);
-    return 1;
-}
-
 static void conn_close(struct sq_conn *c)
 {
     if (c == NULL) return;
@@ -309,7 +203,7 @@ static int first_value(void *arg, int ncol, char **vals, char **names)
  * Only the first connection, made by cold_open, may create the file: if it
  * disappears later (deleted, volume unmounted), a new connection fails
  * with SNAP_EUNAVAIL instead of quietly starting an empty database.
- * On success *out belongs to the caller (pool_give or conn_close). */
+ * On success *out belongs to the caller (sq_pool_give or conn_close). */
 static int conn_open(const struct sq_state *st, int create, struct sq_conn **out,
                      struct snap_err *err)
 {
@@ -331,7 +225,7 @@ static int conn_open(const struct sq_state *st, int create, struct sq_conn **out
         goto fail;
     }
     (void)sqlite3_extended_result_codes(c->db, 1); /* tell PK conflicts apart */
-    (void)sqlite3_busy_handler(c->db, busy_wait, (void *)st);
+    (void)sqlite3_busy_handler(c->db, sq_busy_wait, (void *)st);
     if (sqlite3_db_readonly(c->db, "main") == 1) {
         /* SQLite falls back to read-only when the file is not writable; a
          * store that cannot take messages is down, so say so at once. */
@@ -361,7 +255,7 @@ static int conn_open(const struct sq_state *st, int create, struct sq_conn **out
      * few pages; the kernel's page cache keeps the rest of the file warm. */
     rc = conn_exec(c, "PRAGMA cache_size=" SQ_STR(SQ_CACHE_KIB_NEG), "cache_size", err);
     if (rc != SNAP_OK) goto fail;
-    /* Checkpoints run in the background (checkpointer_main), not inside a
+    /* Checkpoints run in the background (cold_sqlite_writer.c), not inside a
      * commit that a 201 is waiting for. */
     rc = conn_exec(c, "PRAGMA wal_autocheckpoint=" SQ_STR(SQ_AUTOCHECKPOINT_PAGES),
                    "wal_autocheckpoint", err);
@@ -376,8 +270,8 @@ fail:
 /* ---- the pool --------------------------------------------------------------- */
 
 /* Takes an idle connection or opens a new one. *out is the caller's until
- * pool_give(). */
-static int pool_take(struct sq_state *st, struct sq_conn **out, struct snap_err *err)
+ * sq_pool_give(). */
+int sq_pool_take(struct sq_state *st, struct sq_conn **out, struct snap_err *err)
 {
     struct sq_conn *c;
 
@@ -396,7 +290,7 @@ static int pool_take(struct sq_state *st, struct sq_conn **out, struct snap_err 
 
 /* Returns c to the pool, or closes it when it is broken, still inside a
  * transaction, or the pool already has enough idle ones. Takes ownership. */
-static void pool_give(struct sq_state *st, struct sq_conn *c)
+void sq_pool_give(struct sq_state *st, struct sq_conn *c)
 {
     if (c == NULL) return;
     if (!c->broken && sqlite3_get_autocommit(c->db)) {
@@ -443,7 +337,7 @@ static int bind_text(sqlite3_stmt *s, int i, const char *p, size_t len)
 }
 
 /* Runs a statement without parameters or rows (BEGIN, COMMIT, ROLLBACK). */
-static int stmt_run(struct sq_conn *c, enum sq_stmt which, const char *what, struct snap_err *err)
+int sq_stmt_run(struct sq_conn *c, enum sq_stmt which, const char *what, struct snap_err *err)
 {
     sqlite3_stmt *s = NULL;
     int rc = stmt_get(c, which, &s, err);
@@ -466,7 +360,7 @@ static int stmt_run(struct sq_conn *c, enum sq_stmt which, const char *what, str
  * answered 503 (lost for everybody), and a send answered 503 would come
  * back open (claimable). Only a move between that check and the COMMIT
  * itself (microseconds) still commits into the moved file. */
-static int check_not_moved(struct sq_conn *c, const struct sq_state *st, struct snap_err *err)
+int sq_check_not_moved(struct sq_conn *c, const struct sq_state *st, struct snap_err *err)
 {
     int moved = 0;
 
@@ -488,93 +382,6 @@ static int column_copy(sqlite3_stmt *s, int col, char *out, size_t cap)
     memcpy(out, p, (size_t)n);
     out[n] = '\0';
     return 0;
-}
-
-/* ---- the writer's lock ----------------------------------------------------- */
-
-/* Every process sharing the file (ingest, fetch and users, and several
- * instances of each) writes through SQLite's single write lock, and a
- * process that finds it taken can only poll for it (busy_wait). Between
- * our own processes, an flock() on a side file hands the turn over at
- * once instead: the writer takes it around each transaction, and a waiter
- * sleeps in the kernel until it is released. SQLite's own locking still
- * guards the data; anything else writing the file (the sqlite3 shell, a
- * backup) is still met by busy_wait and its time limit. Without the side
- * file (read-only directory), writers just poll as before.
- *
- * Every wait here is bounded: by the thread's deadline (deadline.h), and by
- * SQ_BUSY_TIMEOUT_MS when there is none. The flock is tried without
- * blocking and then polled with sleeps growing from 50 us to 800 us, so a
- * process that holds the side file forever (stopped, or not ours) costs a
- * 503 within the deadline, never a request that outlives it. */
-static __thread int writer_held; /* this thread holds the flock */
-
-#define SQ_LOCK_POLL_MIN_US 50
-#define SQ_LOCK_POLL_MAX_US 800
-
-static int writer_enter(struct sq_state *st, struct snap_err *err)
-{
-    int64_t left = deadline_left(SQ_BUSY_TIMEOUT_MS), until = deadline_now() + left;
-    struct timespec abs;
-    long pause_us = SQ_LOCK_POLL_MIN_US;
-
-    (void)clock_gettime(CLOCK_REALTIME, &abs);
-    abs.tv_sec += left / 1000;
-    abs.tv_nsec += (left % 1000) * 1000000L;
-    if (abs.tv_nsec >= 1000000000L) {
-        abs.tv_sec++;
-        abs.tv_nsec -= 1000000000L;
-    }
-    if (pthread_mutex_timedlock(&st->write_lock, &abs) != 0)
-        return snap_err_set(err, SNAP_EUNAVAIL,
-                            "sqlite \"%s\": this process's writers are queued past the deadline",
-                            st->path);
-    if (st->writer_fd < 0) return SNAP_OK;
-    for (;;) {
-        if (flock(st->writer_fd, LOCK_EX | LOCK_NB) == 0) break;
-        if (errno == EINTR) continue;
-        if (errno != EWOULDBLOCK) return SNAP_OK; /* no turn-taking: SQLite still locks */
-        if (deadline_now() >= until) {
-            (void)pthread_mutex_unlock(&st->write_lock);
-            return snap_err_set(err, SNAP_EUNAVAIL,
-                                "sqlite \"%s\": another process held %s-writer.lock past the "
-                                "deadline",
-                                st->path, st->path);
-        }
-        struct timespec ts = {0, pause_us * 1000L};
-        (void)nanosleep(&ts, NULL);
-        if (pause_us < SQ_LOCK_POLL_MAX_US) pause_us *= 2;
-    }
-    writer_held = 1;
-    return SNAP_OK;
-}
-
-/* Gives the turn back early: called when SQLite's lock is held by a writer
- * that does not take part (see busy_wait), so that our other processes are
- * not stuck behind this one for the whole busy timeout. */
-static void writer_yield(const struct sq_state *st)
-{
-    if (!writer_held) return;
-    (void)flock(st->writer_fd, LOCK_UN);
-    writer_held = 0;
-}
-
-static void writer_leave(struct sq_state *st)
-{
-    writer_yield(st);
-    (void)pthread_mutex_unlock(&st->write_lock);
-}
-
-static void writer_open(struct sq_state *st)
-{
-    size_t len = strlen(st->path) + sizeof "-writer.lock";
-    char *name = malloc(len);
-
-    st->writer_fd = -1;
-    if (name == NULL) return;
-    (void)snprintf(name, len, "%s-writer.lock", st->path);
-    st->writer_fd = open(name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    free(name);
 }
 
 /* ---- open / close / schema ----------------------------------------------- */
@@ -617,73 +424,19 @@ static int parse_url(const char *url, char **path, struct snap_err *err)
     return SNAP_OK;
 }
 
-/* ---- background checkpoint ------------------------------------------------ */
-
-/* In WAL mode a commit appends to the -wal file, and a checkpoint copies
- * those pages back into the database and fsyncs it. Left to SQLite, that
- * happens inside the commit that crosses the threshold — a commit a batch
- * of 201s is waiting for. Here one thread per process runs a PASSIVE
- * checkpoint every SQ_CHECKPOINT_MS instead: it never waits for writers or
- * readers, and writers go on appending meanwhile. When several processes
- * share the file, whichever gets there first does the work; the others
- * find SQLITE_BUSY and try again next period. A failure here costs nothing
- * but WAL growth (the fallback checkpoint above still bounds it), and any
- * real I/O trouble shows on the next write, which reports it. */
-static void *checkpointer_main(void *arg)
-{
-    struct sq_state *st = arg;
-
-    (void)pthread_mutex_lock(&st->ckpt_lock);
-    while (!st->ckpt_stop) {
-        struct timespec until;
-        struct sq_conn *c = NULL;
-        struct snap_err ignored;
-
-        (void)clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += SQ_CHECKPOINT_MS * 1000000L;
-        until.tv_sec += until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
-        (void)pthread_cond_timedwait(&st->ckpt_wake, &st->ckpt_lock, &until);
-        if (st->ckpt_stop) break;
-        (void)pthread_mutex_unlock(&st->ckpt_lock);
-        if (pool_take(st, &c, &ignored) == SNAP_OK) {
-            (void)sqlite3_wal_checkpoint_v2(c->db, "main", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-            pool_give(st, c);
-        }
-        (void)pthread_mutex_lock(&st->ckpt_lock);
-    }
-    (void)pthread_mutex_unlock(&st->ckpt_lock);
-    return NULL;
-}
-
-static void checkpointer_stop(struct sq_state *st)
-{
-    if (!st->ckpt_running) return;
-    (void)pthread_mutex_lock(&st->ckpt_lock);
-    st->ckpt_stop = 1;
-    (void)pthread_cond_signal(&st->ckpt_wake);
-    (void)pthread_mutex_unlock(&st->ckpt_lock);
-    (void)pthread_join(st->ckpt_thread, NULL);
-    st->ckpt_running = 0;
-}
-
 static void sq_close(void *state)
 {
     struct sq_state *st = state;
 
     if (st == NULL) return;
-    checkpointer_stop(st);
+    sq_checkpointer_stop(st);
     /* No operation may be in flight: every connection is back in the pool. */
     while (st->idle != NULL) {
         struct sq_conn *c = st->idle;
         st->idle = c->next;
         conn_close(c);
     }
-    if (st->writer_fd >= 0) (void)close(st->writer_fd);
-    (void)pthread_cond_destroy(&st->ckpt_wake);
-    (void)pthread_mutex_destroy(&st->ckpt_lock);
-    (void)pthread_mutex_destroy(&st->gc_lock);
-    (void)pthread_mutex_destroy(&st->write_lock);
+    sq_writer_cleanup(st);
     (void)pthread_mutex_destroy(&st->pool_lock);
     free(st->path);
     free(st);
@@ -708,27 +461,11 @@ static int sq_open(const char *url, void **state, struct snap_err *err)
         free(st);
         return snap_err_set(err, SNAP_ERR, "sqlite: cannot create a mutex");
     }
-    if (pthread_mutex_init(&st->write_lock, NULL) != 0) {
+    if (sq_writer_init(st) != 0) {
         (void)pthread_mutex_destroy(&st->pool_lock);
         free(st);
         return snap_err_set(err, SNAP_ERR, "sqlite: cannot create a mutex");
     }
-    if (pthread_mutex_init(&st->gc_lock, NULL) != 0) {
-        (void)pthread_mutex_destroy(&st->write_lock);
-        (void)pthread_mutex_destroy(&st->pool_lock);
-        free(st);
-        return snap_err_set(err, SNAP_ERR, "sqlite: cannot create a mutex");
-    }
-    if (pthread_mutex_init(&st->ckpt_lock, NULL) != 0 ||
-        pthread_cond_init(&st->ckpt_wake, NULL) != 0) {
-        (void)pthread_mutex_destroy(&st->gc_lock);
-        (void)pthread_mutex_destroy(&st->write_lock);
-        (void)pthread_mutex_destroy(&st->pool_lock);
-        free(st);
-        return snap_err_set(err, SNAP_ERR, "sqlite: cannot create a mutex");
-    }
-    st->gc_tail = &st->gc_head;
-    st->writer_fd = -1;
     /* From here on sq_close() releases everything. */
     rc = parse_url(url, &st->path, err);
     if (rc == SNAP_OK)
@@ -737,10 +474,10 @@ static int sq_open(const char *url, void **state, struct snap_err *err)
         sq_close(st);
         return rc;
     }
-    writer_open(st);
-    pool_give(st, c);
+    sq_writer_open(st);
+    sq_pool_give(st, c);
     /* Without the thread, SQLite's fallback checkpoint still bounds the WAL. */
-    st->ckpt_running = pthread_create(&st->ckpt_thread, NULL, checkpointer_main, st) == 0;
+    sq_checkpointer_start(st);
     *state = st;
     return SNAP_OK;
 }
@@ -752,14 +489,14 @@ static int sq_ensure_schema(void *state, struct snap_err *err)
     sqlite3_stmt *s = NULL;
     int version = 0, rc;
 
-    rc = pool_take(st, &c, err);
+    rc = sq_pool_take(st, &c, err);
     if (rc != SNAP_OK) return rc;
-    rc = writer_enter(st, err);
+    rc = sq_writer_enter(st, err);
     if (rc != SNAP_OK) {
-        pool_give(st, c);
+        sq_pool_give(st, c);
         return rc;
     }
-    rc = stmt_run(c, ST_BEGIN, "begin schema", err);
+    rc = sq_stmt_run(c, ST_BEGIN, "begin schema", err);
     if (rc != SNAP_OK) goto done;
     /* Read once at start, so not worth a cached statement. */
     rc = sqlite3_prepare_v2(c->db, "PRAGMA user_version", -1, &s, NULL);
@@ -780,12 +517,12 @@ static int sq_ensure_schema(void *state, struct snap_err *err)
     rc = version == 1 ? conn_exec(c, schema_v2_from_v1, "upgrade schema to v2", err)
                       : conn_exec(c, schema_v2, "create schema", err);
     if (rc == SNAP_OK) rc = conn_exec(c, schema_v2_indexes, "create indexes", err);
-    if (rc == SNAP_OK) rc = stmt_run(c, ST_COMMIT, "commit schema", err);
+    if (rc == SNAP_OK) rc = sq_stmt_run(c, ST_COMMIT, "commit schema", err);
 done:
     (void)sqlite3_finalize(s);
-    if (!sqlite3_get_autocommit(c->db)) (void)stmt_run(c, ST_ROLLBACK, "rollback schema", NULL);
-    writer_leave(st);
-    pool_give(st, c);
+    if (!sqlite3_get_autocommit(c->db)) (void)sq_stmt_run(c, ST_ROLLBACK, "rollback schema", NULL);
+    sq_writer_leave(st);
+    sq_pool_give(st, c);
     return rc;
 }
 
@@ -798,7 +535,7 @@ static int sq_ping(void *state, struct snap_err *err)
     sqlite3_stmt *s = NULL;
     int rc;
 
-    rc = pool_take(st, &c, err);
+    rc = sq_pool_take(st, &c, err);
     if (rc != SNAP_OK) return rc;
     rc = stmt_get(c, ST_PING, &s, err);
     if (rc == SNAP_OK) {
@@ -806,8 +543,8 @@ static int sq_ping(void *state, struct snap_err *err)
         rc = step == SQLITE_ROW ? SNAP_OK : sq_fail(c, step, "ping", err);
         stmt_done(s);
     }
-    if (rc == SNAP_OK) rc = check_not_moved(c, st, err); /* so /readyz sees a deleted file */
-    pool_give(st, c);
+    if (rc == SNAP_OK) rc = sq_check_not_moved(c, st, err); /* so /readyz sees a deleted file */
+    sq_pool_give(st, c);
     return rc;
 }
 
@@ -867,7 +604,7 @@ static int claim_one(struct sq_conn *c, struct cold_claim *cl, int64_t at_ms, st
     size_t json_len = 0;
     int rc = cl->n == 0 ? SNAP_OK : stmt_get(c, ST_MSG_CLAIM, &s, err);
 
-    cl->n_claimed = 0;
+    /* cl->n_claimed is 0 (cold_store.c). */
     if (cl->n == 0 || rc != SNAP_OK) return rc;
     rc = ids_json(cl->ids, cl->n, &json, &json_len, err);
     if (rc != SNAP_OK) return rc;
@@ -955,118 +692,23 @@ static void claim_req(struct sq_conn *c, struct write_req *r)
     }
 }
 
-/* Sets the failure rc (err) on r and on every part of it. */
-static void req_fail(struct write_req *r, int rc, const struct snap_err *err)
+/* One queued write's SQL, for the group commit's batch (commit_batch in
+ * cold_sqlite_writer.c): an insert, a claim or a close, by r->kind. */
+void sq_req_run(struct sq_conn *c, struct write_req *r)
 {
-    r->rc = rc;
-    r->err = *err;
-    for (size_t i = 0; r->kind == W_PUT && i < r->n; i++) r->rcs[i] = rc;
-    for (size_t i = 0; r->kind == W_CLAIM && i < r->n; i++) {
-        r->claims[i].rc = rc;
-        r->claims[i].n_claimed = 0;
-    }
-    r->n_closed = 0;
-}
-
-/* Commits batch (a list of queued writes) in one transaction and sets each
- * one's outcome: a conflict for an insert of a taken id or idem (the
- * others still commit), otherwise the transaction's. */
-static void commit_batch(struct sq_state *st, struct write_req *batch)
-{
-    struct sq_conn *c = NULL;
-    struct snap_err err;
-    struct write_req *r;
-    int rc = pool_take(st, &c, &err);
-
-    if (rc == SNAP_OK) rc = writer_enter(st, &err);
-    if (rc == SNAP_OK) {
-        rc = stmt_run(c, ST_BEGIN, "begin write", &err);
-        for (r = batch; rc == SNAP_OK && r != NULL; r = r->next) {
-            if (r->kind == W_PUT)
-                insert_req(c, r);
-            else if (r->kind == W_CLAIM)
-                claim_req(c, r);
-            else
-                r->rc = close_ids(c, r, &r->err);
-            if (r->rc != SNAP_OK && r->rc != SNAP_ECONFLICT && r->rc != SNAP_EEXIST) {
-                rc = r->rc; /* the disk or the file failed: nothing commits */
-                err = r->err;
-            }
-        }
-        if (rc == SNAP_OK) rc = check_not_moved(c, st, &err); /* moved: roll back */
-        if (rc == SNAP_OK) rc = stmt_run(c, ST_COMMIT, "commit write", &err);
-        if (rc == SNAP_OK) rc = check_not_moved(c, st, &err);
-        if (rc != SNAP_OK && !sqlite3_get_autocommit(c->db)) {
-            struct snap_err ignored;
-            (void)stmt_run(c, ST_ROLLBACK, "rollback write", &ignored);
-        }
-        writer_leave(st);
-    }
-    pool_give(st, c);
-    for (r = batch; r != NULL; r = r->next)
-        if (rc != SNAP_OK) req_fail(r, rc, &err);
-}
-
-/* Group commit: a reply must wait for the fsync of its write (a 201 for an
- * insert, a read's 200 for the claim of what it returns), and one fsync
- * costs far more than a write, so writes that arrive while a commit is
- * running are queued and committed together by the next one. The first
- * caller to find no commit running becomes the leader: it takes the whole
- * queue, commits it as one transaction and marks every request done. Each
- * waiter sleeps on its own semaphore, so a commit wakes exactly the
- * threads it finished (a shared condition variable woke every waiter for
- * each batch); then the leader hands over to the oldest write still queued,
- * which wakes up as the next leader. A lone write is committed at once.
- * The leader's deadline bounds the lock waits of the whole batch. */
-static int group_commit(struct sq_state *st, struct write_req *req, struct snap_err *err)
-{
-    int lead;
-
-    if (sem_init(&req->wake, 0, 0) != 0)
-        return snap_err_set(err, SNAP_ERR, "sqlite: cannot create a semaphore");
-    (void)pthread_mutex_lock(&st->gc_lock);
-    *st->gc_tail = req;
-    st->gc_tail = &req->next;
-    lead = !st->gc_leader;
-    st->gc_leader = 1;
-    (void)pthread_mutex_unlock(&st->gc_lock);
-    if (!lead)
-        while (sem_wait(&req->wake) != 0) {
-        } /* EINTR only */
-    if (!req->done) {
-        /* Leader: req is still queued, so the batch holds it. */
-        struct write_req *batch, *r, *next;
-
-        (void)pthread_mutex_lock(&st->gc_lock);
-        batch = st->gc_head;
-        st->gc_head = NULL;
-        st->gc_tail = &st->gc_head;
-        (void)pthread_mutex_unlock(&st->gc_lock);
-
-        commit_batch(st, batch);
-
-        (void)pthread_mutex_lock(&st->gc_lock);
-        for (r = batch; r != NULL; r = next) {
-            next = r->next; /* r may be gone once it is woken */
-            r->done = 1;
-            if (r != req) (void)sem_post(&r->wake);
-        }
-        if (st->gc_head != NULL)
-            (void)sem_post(&st->gc_head->wake); /* it leads the next batch */
-        else
-            st->gc_leader = 0;
-        (void)pthread_mutex_unlock(&st->gc_lock);
-    }
-    (void)sem_destroy(&req->wake);
-    if (req->rc != SNAP_OK && err != NULL) *err = req->err;
-    return req->rc;
+    if (r->kind == W_PUT)
+        insert_req(c, r);
+    else if (r->kind == W_CLAIM)
+        claim_req(c, r);
+    else
+        r->rc = close_ids(c, r, &r->err);
 }
 
 static int sq_msg_put_many(void *state, const struct cold_msg *msgs, size_t n, int *rcs,
                            struct snap_err *err)
 {
     struct write_req req = {.kind = W_PUT, .msgs = msgs, .rcs = rcs, .n = n, .rc = SNAP_ERR};
-    return group_commit(state, &req, err);
+    return sq_group_commit(state, &req, err);
 }
 
 static int sq_msg_claim(void *state, struct cold_claim *claims, size_t n, int64_t now_ms,
@@ -1074,7 +716,7 @@ static int sq_msg_claim(void *state, struct cold_claim *claims, size_t n, int64_
 {
     struct write_req req = {.kind = W_CLAIM, .claims = claims, .n = n, .at_ms = now_ms,
                             .rc = SNAP_ERR};
-    return group_commit(state, &req, err);
+    return sq_group_commit(state, &req, err);
 }
 
 static int sq_msg_close(void *state, const int64_t *ids, size_t n, int to_state, int64_t at_ms,
@@ -1082,21 +724,20 @@ static int sq_msg_close(void *state, const int64_t *ids, size_t n, int to_state,
 {
     struct write_req req = {.kind = W_CLOSE, .ids = ids, .n = n, .to_state = to_state,
                             .at_ms = at_ms, .rc = SNAP_ERR};
-    int rc = group_commit(state, &req, err);
+    int rc = sq_group_commit(state, &req, err);
     *n_closed = req.n_closed;
     return rc;
 }
 
-/* Fills out from the current row of a statement that selects SQ_MSG_COLS.
- * out->text is heap memory owned by out; on failure out holds nothing to
- * free. */
+/* Fills out (zeroed by the caller) from the current row of a statement
+ * that selects SQ_MSG_COLS. out->text is heap memory owned by out; on
+ * failure out holds nothing to free. */
 static int row_to_msg(sqlite3_stmt *s, struct cold_msg *out, struct snap_err *err)
 {
     const unsigned char *text;
     int64_t id = sqlite3_column_int64(s, 0);
     int n;
 
-    memset(out, 0, sizeof *out);
     out->id = id;
     if (column_copy(s, 1, out->username, sizeof out->username) != 0)
         return snap_err_set(err, SNAP_ERR, "sqlite: message %lld has a bad username",
@@ -1128,7 +769,8 @@ static int row_to_msg(sqlite3_stmt *s, struct cold_msg *out, struct snap_err *er
 }
 
 /* Steps s (bound by the caller) and appends every row to out, at most max
- * (0: no limit). On failure out is emptied. */
+ * (0: no limit). On failure out may hold the rows read so far: cold_store.c
+ * frees them. */
 static int rows_to_list(struct sq_conn *c, sqlite3_stmt *s, size_t max, struct cold_msg_list *out,
                         struct snap_err *err)
 {
@@ -1147,11 +789,11 @@ static int rows_to_list(struct sq_conn *c, sqlite3_stmt *s, size_t max, struct c
             out->items = items;
             cap = ncap;
         }
+        memset(&out->items[out->len], 0, sizeof out->items[out->len]);
         rc = row_to_msg(s, &out->items[out->len], err);
         if (rc == SNAP_OK) out->len++;
     }
     if (rc == SNAP_OK && q != SQLITE_ROW && q != SQLITE_DONE) rc = sq_fail(c, q, "select", err);
-    if (rc != SNAP_OK) cold_msg_list_free(out);
     return rc;
 }
 
@@ -1162,7 +804,7 @@ static int select_one(struct sq_state *st, enum sq_stmt which, int64_t id, const
 {
     struct sq_conn *c;
     sqlite3_stmt *s = NULL;
-    int rc = pool_take(st, &c, err);
+    int rc = sq_pool_take(st, &c, err);
 
     if (rc != SNAP_OK) return rc;
     rc = stmt_get(c, which, &s, err);
@@ -1177,8 +819,7 @@ static int select_one(struct sq_state *st, enum sq_stmt which, int64_t id, const
             rc = sq_fail(c, q, "select message", err);
         stmt_done(s);
     }
-    pool_give(st, c);
-    if (rc != SNAP_OK) cold_msg_cleanup(out);
+    sq_pool_give(st, c);
     return rc;
 }
 
@@ -1199,7 +840,7 @@ static int sq_msg_claimed(void *state, const char *username, const char *token, 
     struct sq_state *st = state;
     struct sq_conn *c;
     sqlite3_stmt *s = NULL;
-    int rc = pool_take(st, &c, err);
+    int rc = sq_pool_take(st, &c, err);
 
     if (rc != SNAP_OK) return rc;
     rc = stmt_get(c, ST_MSG_CLAIMED, &s, err);
@@ -1210,7 +851,7 @@ static int sq_msg_claimed(void *state, const char *username, const char *token, 
         rc = q == SQLITE_OK ? rows_to_list(c, s, 0, out, err) : sq_fail(c, q, "bind", err);
         stmt_done(s);
     }
-    pool_give(st, c);
+    sq_pool_give(st, c);
     return rc;
 }
 
@@ -1221,7 +862,7 @@ static int sq_msg_scan_open(void *state, int64_t since_ms, int64_t now_ms, int64
     struct sq_state *st = state;
     struct sq_conn *c;
     sqlite3_stmt *s = NULL;
-    int rc = pool_take(st, &c, err);
+    int rc = sq_pool_take(st, &c, err);
 
     if (rc != SNAP_OK) return rc;
     rc = stmt_get(c, ST_MSG_SCAN_OPEN, &s, err);
@@ -1234,7 +875,7 @@ static int sq_msg_scan_open(void *state, int64_t since_ms, int64_t now_ms, int64
         rc = q == SQLITE_OK ? rows_to_list(c, s, max, out, err) : sq_fail(c, q, "bind", err);
         stmt_done(s);
     }
-    pool_give(st, c);
+    sq_pool_give(st, c);
     return rc;
 }
 
@@ -1244,10 +885,10 @@ static int sq_msg_release_idem(void *state, int64_t id, struct snap_err *err)
     struct sq_state *st = state;
     struct sq_conn *c;
     sqlite3_stmt *s = NULL;
-    int rc = pool_take(st, &c, err);
+    int rc = sq_pool_take(st, &c, err);
 
     if (rc != SNAP_OK) return rc;
-    rc = writer_enter(st, err);
+    rc = sq_writer_enter(st, err);
     if (rc == SNAP_OK) {
         rc = stmt_get(c, ST_MSG_RELEASE_IDEM, &s, err);
         if (rc == SNAP_OK) {
@@ -1255,11 +896,11 @@ static int sq_msg_release_idem(void *state, int64_t id, struct snap_err *err)
             if (q == SQLITE_OK) q = sqlite3_step(s);
             rc = q == SQLITE_DONE ? SNAP_OK : sq_fail(c, q, "release idem", err);
             stmt_done(s);
-            if (rc == SNAP_OK) rc = check_not_moved(c, st, err);
+            if (rc == SNAP_OK) rc = sq_check_not_moved(c, st, err);
         }
-        writer_leave(st);
+        sq_writer_leave(st);
     }
-    pool_give(st, c);
+    sq_pool_give(st, c);
     return rc;
 }
 
@@ -1270,7 +911,7 @@ static int sq_msg_max_id(void *state, int64_t *out, struct snap_err *err)
     sqlite3_stmt *s = NULL;
     int rc;
 
-    rc = pool_take(st, &c, err);
+    rc = sq_pool_take(st, &c, err);
     if (rc != SNAP_OK) return rc;
     rc = stmt_get(c, ST_MSG_MAX_ID, &s, err);
     if (rc == SNAP_OK) {
@@ -1281,7 +922,7 @@ static int sq_msg_max_id(void *state, int64_t *out, struct snap_err *err)
             rc = sq_fail(c, q, "select max id", err);
         stmt_done(s);
     }
-    pool_give(st, c);
+    sq_pool_give(st, c);
     return rc;
 }
 
@@ -1292,11 +933,11 @@ static int sq_user_put(void *state, const struct cold_user *u, struct snap_err *
     sqlite3_stmt *s = NULL;
     int rc;
 
-    rc = pool_take(st, &c, err);
+    rc = sq_pool_take(st, &c, err);
     if (rc != SNAP_OK) return rc;
-    rc = writer_enter(st, err);
+    rc = sq_writer_enter(st, err);
     if (rc != SNAP_OK) {
-        pool_give(st, c);
+        sq_pool_give(st, c);
         return rc;
     }
     rc = stmt_get(c, ST_USER_PUT, &s, err);
@@ -1308,10 +949,10 @@ static int sq_user_put(void *state, const struct cold_user *u, struct snap_err *
         if (q == SQLITE_OK) q = sqlite3_step(s);
         rc = q == SQLITE_DONE ? SNAP_OK : sq_fail(c, q, "insert user", err);
         stmt_done(s);
-        if (rc == SNAP_OK) rc = check_not_moved(c, st, err);
+        if (rc == SNAP_OK) rc = sq_check_not_moved(c, st, err);
     }
-    writer_leave(st);
-    pool_give(st, c);
+    sq_writer_leave(st);
+    sq_pool_give(st, c);
     return rc;
 }
 
@@ -1321,12 +962,10 @@ static int sq_user_get(void *state, const char *username, struct cold_user *out,
     struct sq_state *st = state;
     struct sq_conn *c;
     sqlite3_stmt *s = NULL;
-    size_t ulen = strlen(username);
+    size_t ulen = strlen(username); /* < sizeof out->username: cold_store.c checked */
     int rc;
 
-    if (ulen >= sizeof out->username) /* cold_store.c checked; keep the copy safe */
-        return snap_err_set(err, SNAP_EINVAL, "username too long");
-    rc = pool_take(st, &c, err);
+    rc = sq_pool_take(st, &c, err);
     if (rc != SNAP_OK) return rc;
     rc = stmt_get(c, ST_USER_GET, &s, err);
     if (rc == SNAP_OK) {
@@ -1345,8 +984,7 @@ static int sq_user_get(void *state, const char *username, struct cold_user *out,
         }
         stmt_done(s);
     }
-    pool_give(st, c);
-    if (rc != SNAP_OK) memset(out, 0, sizeof *out);
+    sq_pool_give(st, c);
     return rc;
 }
 
@@ -1358,11 +996,11 @@ static int sq_user_set_role(void *state, const char *username, const char *role,
     sqlite3_stmt *s = NULL;
     int rc;
 
-    rc = pool_take(st, &c, err);
+    rc = sq_pool_take(st, &c, err);
     if (rc != SNAP_OK) return rc;
-    rc = writer_enter(st, err);
+    rc = sq_writer_enter(st, err);
     if (rc != SNAP_OK) {
-        pool_give(st, c);
+        sq_pool_give(st, c);
         return rc;
     }
     rc = stmt_get(c, ST_USER_SET_ROLE, &s, err);
@@ -1375,10 +1013,10 @@ static int sq_user_set_role(void *state, const char *username, const char *role,
         else if (sqlite3_changes(c->db) == 0) /* counts matched rows, same role too */
             rc = snap_err_set(err, SNAP_ENOTFOUND, "user not found");
         stmt_done(s);
-        if (rc == SNAP_OK) rc = check_not_moved(c, st, err);
+        if (rc == SNAP_OK) rc = sq_check_not_moved(c, st, err);
     }
-    writer_leave(st);
-    pool_give(st, c);
+    sq_writer_leave(st);
+    sq_pool_give(st, c);
     return rc;
 }
 

@@ -5,7 +5,12 @@
  * The drivers may therefore assume: non-NULL pointers, ids > 0, usernames,
  * roles, tokens and idem keys that are NUL-terminated within their limits
  * (non-empty where required), texts that are non-NULL and NUL-free, n > 0
- * for the calls that take lists, and outputs already zeroed.
+ * for the calls that take lists, and outputs already zeroed. A driver
+ * that fails may leave an output half-filled, as long as any heap memory it
+ * allocated is reachable from it: the front releases and zeroes a failed
+ * output (cold_msg_cleanup, cold_msg_list_free), so every caller gets an
+ * empty one. Encoding rules of a driver's own (BSON wants UTF-8) stay in
+ * that driver.
  * Not here: any SQL or BSON (cold_sqlite.c, cold_mongo.c). */
 #include "snap/cold_store.h"
 
@@ -192,7 +197,9 @@ int cold_msg_get(struct cold_store *cs, int64_t id, struct cold_msg *out, struct
     if (id <= 0)
         return snap_err_set(err, SNAP_EINVAL, "cold_msg_get: id %lld is not positive",
                             (long long)id);
-    return cs->ops->msg_get(cs->state, id, out, err);
+    int rc = cs->ops->msg_get(cs->state, id, out, err);
+    if (rc != SNAP_OK) cold_msg_cleanup(out);
+    return rc;
 }
 
 /* ids[0..n) are all positive; fn names the caller. */
@@ -235,7 +242,9 @@ int cold_msg_claimed(struct cold_store *cs, const char *username, const char *to
     *out = (struct cold_msg_list){0};
     if (!str_ok(username, SNAP_USERNAME_MAX + 1) || !str_ok(token, COLD_TOKEN_MAX + 1))
         return snap_err_set(err, SNAP_EINVAL, "cold_msg_claimed: no username or token");
-    return cs->ops->msg_claimed(cs->state, username, token, since_ms, out, err);
+    int rc = cs->ops->msg_claimed(cs->state, username, token, since_ms, out, err);
+    if (rc != SNAP_OK) cold_msg_list_free(out);
+    return rc;
 }
 
 int cold_msg_close(struct cold_store *cs, const int64_t *ids, size_t n, int to_state,
@@ -262,7 +271,9 @@ int cold_msg_find_idem(struct cold_store *cs, const char *idem, struct cold_msg 
     memset(out, 0, sizeof *out);
     if (!str_ok(idem, COLD_IDEM_MAX + 1))
         return snap_err_set(err, SNAP_EINVAL, "cold_msg_find_idem: key is empty or too long");
-    return cs->ops->msg_find_idem(cs->state, idem, out, err);
+    int rc = cs->ops->msg_find_idem(cs->state, idem, out, err);
+    if (rc != SNAP_OK) cold_msg_cleanup(out);
+    return rc;
 }
 
 int cold_msg_release_idem(struct cold_store *cs, int64_t id, struct snap_err *err)
@@ -282,7 +293,10 @@ int cold_msg_scan_open(struct cold_store *cs, int64_t since_ms, int64_t now_ms,
     if (max == 0 || max > 100000)
         return snap_err_set(err, SNAP_EINVAL, "cold_msg_scan_open: page size %zu out of range",
                             max);
-    return cs->ops->msg_scan_open(cs->state, since_ms, now_ms, after_exp, after_id, max, out, err);
+    int rc =
+        cs->ops->msg_scan_open(cs->state, since_ms, now_ms, after_exp, after_id, max, out, err);
+    if (rc != SNAP_OK) cold_msg_list_free(out);
+    return rc;
 }
 
 int cold_msg_max_id(struct cold_store *cs, int64_t *out, struct snap_err *err)
@@ -330,7 +344,9 @@ int cold_user_get(struct cold_store *cs, const char *username, struct cold_user 
     memset(out, 0, sizeof *out);
     if (!str_ok(username, SNAP_USERNAME_MAX + 1))
         return snap_err_set(err, SNAP_EINVAL, "cold_user_get: username is empty or too long");
-    return cs->ops->user_get(cs->state, username, out, err);
+    int rc = cs->ops->user_get(cs->state, username, out, err);
+    if (rc != SNAP_OK) memset(out, 0, sizeof *out);
+    return rc;
 }
 
 int cold_user_set_role(struct cold_store *cs, const char *username, const char *role,

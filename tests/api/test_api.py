@@ -4,7 +4,6 @@ One stack (Redis, users, 2x ingest, 2x fetch, HAProxy, SQLite) for the whole
 file; every request goes through HAProxy. At the end the stack is stopped
 and every service must have exited 0 without a sanitizer report.
 """
-import itertools
 import json
 import re
 import sys
@@ -15,24 +14,6 @@ import snaptest
 from snaptest import test
 
 S = None  # the stack
-_names = itertools.count(1)
-
-
-def uname(prefix="u"):
-    return "%s%d_%d" % (prefix, int(time.time() * 1000) % 100000, next(_names))
-
-
-def register(name=None, password="correct horse battery"):
-    name = name or uname()
-    st, _, body = S.req("POST", "/users", {"username": name, "password": password})
-    assert st == 201, (st, body)
-    return name, body["token"]
-
-
-def admin_token():
-    st, _, body = S.req("POST", "/sessions", {"username": S.admin[0], "password": S.admin[1]})
-    assert st == 201, (st, body)
-    return body["token"]
 
 
 def send(to, text="hello", token=None, timeout=60, expect=201):
@@ -109,7 +90,7 @@ def wrong_method_is_405_with_allow():
 
 @test
 def register_login_me_logout():
-    name = uname("alice")
+    name = S.uname("alice")
     st, h, body = S.req("POST", "/users", {"username": name, "password": "correct horse battery"})
     assert st == 201 and body["username"] == name and len(body["token"]) >= 22, (st, body)
     token = body["token"]
@@ -131,7 +112,7 @@ def register_login_me_logout():
 
 @test
 def register_conflict_and_field_errors():
-    name, _ = register()
+    name, _ = S.register()
     assert_error(S.req("POST", "/users", {"username": name, "password": "another password"}),
                  409, "conflict")
     bad = [{"username": "a b", "password": "long enough"},
@@ -139,9 +120,9 @@ def register_conflict_and_field_errors():
            {"username": "x" * 65, "password": "long enough"},
            {"username": "a/b", "password": "long enough"},
            {"username": {"$gt": ""}, "password": "long enough"},
-           {"username": uname(), "password": "short"},
-           {"username": uname(), "password": "p" * 1025},
-           {"username": uname(), "password": 12345678},
+           {"username": S.uname(), "password": "short"},
+           {"username": S.uname(), "password": "p" * 1025},
+           {"username": S.uname(), "password": 12345678},
            {"password": "long enough"}]
     for b in bad:
         assert_error(S.req("POST", "/users", b), 400, "invalid_field")
@@ -151,9 +132,9 @@ def register_conflict_and_field_errors():
 
 @test
 def login_failures_look_the_same():
-    name, _ = register()
+    name, _ = S.register()
     r1 = S.req("POST", "/sessions", {"username": name, "password": "wrong password"})
-    r2 = S.req("POST", "/sessions", {"username": uname("ghost"), "password": "wrong password"})
+    r2 = S.req("POST", "/sessions", {"username": S.uname("ghost"), "password": "wrong password"})
     assert_error(r1, 401, "unauthorized")
     assert_error(r2, 401, "unauthorized")
     assert r1[2]["message"] == r2[2]["message"], (r1[2], r2[2])
@@ -161,13 +142,13 @@ def login_failures_look_the_same():
 
 @test
 def login_timing_does_not_reveal_users():
-    name, _ = register()
+    name, _ = S.register()
     def timed(user):
         t0 = time.perf_counter()
         S.req("POST", "/sessions", {"username": user, "password": "wrong password"})
         return time.perf_counter() - t0
     known = sorted(timed(name) for _ in range(7))[3]
-    unknown = sorted(timed(uname("ghost")) for _ in range(7))[3]
+    unknown = sorted(timed(S.uname("ghost")) for _ in range(7))[3]
     # Both do one full yescrypt check; without the dummy check an unknown
     # user would answer in a small fraction of the time.
     assert unknown > known * 0.5, (known, unknown)
@@ -182,7 +163,7 @@ def bad_tokens_are_401():
 
 @test
 def admin_bootstrapped():
-    st, _, me = S.req("GET", "/users/me", token=admin_token())
+    st, _, me = S.req("GET", "/users/me", token=S.admin_token())
     assert st == 200 and me["username"] == S.admin[0] and me["role"] == "admin", me
 
 
@@ -195,8 +176,8 @@ def send_requires_token_in_required_mode():
 
 @test
 def send_read_once_oldest_first():
-    sender, stoken = register(uname("s"))
-    rcpt, rtoken = register(uname("r"))
+    sender, stoken = S.register(S.uname("s"))
+    rcpt, rtoken = S.register(S.uname("r"))
     ids = [send(rcpt, "m%d" % i, stoken) for i in range(5)]
     assert ids == sorted(ids) and len(set(ids)) == 5, ids
     st, h, body = S.req("GET", "/chats/" + rcpt, token=rtoken)
@@ -208,14 +189,14 @@ def send_read_once_oldest_first():
 
 @test
 def send_returns_location_and_admin_lookup_finds_it():
-    sender, stoken = register(uname("s"))
-    rcpt, rtoken = register(uname("r"))
+    sender, stoken = S.register(S.uname("s"))
+    rcpt, rtoken = S.register(S.uname("r"))
     text = 'quotes " and \\ and <script>alert(1)</script> and emoji \U0001F600 and \u00fc'
     st, h, body = S.req("POST", "/chat", {"username": rcpt, "text": text, "timeout": 120},
                         token=stoken)
     assert st == 201 and h["location"] == "/chat/%d" % body["id"], (st, h, body)
     mid = body["id"]
-    st, _, m = S.req("GET", "/chat/%d" % mid, token=admin_token())
+    st, _, m = S.req("GET", "/chat/%d" % mid, token=S.admin_token())
     assert st == 200, (st, m)
     assert m["id"] == mid and m["username"] == rcpt and m["from"] == sender and m["text"] == text, m
     exp = time.mktime(time.strptime(m["expiration_date"], "%Y-%m-%d %H:%M:%S"))
@@ -224,15 +205,15 @@ def send_returns_location_and_admin_lookup_finds_it():
     # reading expires it at the read time; the lookup still finds it
     st, _, got = S.req("GET", "/chats/" + rcpt, token=rtoken)
     assert [x["text"] for x in got] == [text], got
-    st, _, m2 = S.req("GET", "/chat/%d" % mid, token=admin_token())
+    st, _, m2 = S.req("GET", "/chat/%d" % mid, token=S.admin_token())
     exp2 = time.mktime(time.strptime(m2["expiration_date"], "%Y-%m-%d %H:%M:%S"))
     assert abs(exp2 - now) <= 3, (m2, now)
 
 
 @test
 def timeout_forms():
-    _, tok = register()
-    rcpt = uname("t")
+    _, tok = S.register()
+    rcpt = S.uname("t")
     for t in (60, 60.0, 6e1, None, 1, 2592000):
         body = {"username": rcpt, "text": "x"}
         if t is not None:
@@ -253,7 +234,7 @@ def timeout_forms():
 
 @test
 def send_field_errors():
-    _, tok = register()
+    _, tok = S.register()
     good = {"username": "bob", "text": "hi"}
     cases = [
         dict(good, username=""), dict(good, username="a b"), dict(good, username="a\tb"),
@@ -276,7 +257,7 @@ def send_field_errors():
 
 @test
 def body_errors():
-    _, tok = register()
+    _, tok = S.register()
     ctype = {"Content-Type": "application/json"}
     for raw in (b"", b"{", b"[]", b'"x"', b"42", b"null", b'{"username":"a","text":"b"} x',
                 b"\xff\xfe{}", b'{"username":"a\xc3","text":"b"}', b'{"username":"\xed\xa0\x80"}',
@@ -298,7 +279,7 @@ def body_errors():
 
 @test
 def content_type_rules():
-    _, tok = register()
+    _, tok = S.register()
     raw = b'{"username":"bob","text":"hi"}'
     for ct in ("application/json", "Application/JSON", "application/json; charset=utf-8"):
         st, _, b = S.req("POST", "/chat", raw=raw, token=tok, headers={"Content-Type": ct})
@@ -313,7 +294,7 @@ def content_type_rules():
 
 @test
 def payload_too_large():
-    _, tok = register()
+    _, tok = S.register()
     big = b'{"username":"bob","text":"' + b"x" * 70000 + b'"}'
     assert_error(S.req("POST", "/chat", raw=big, token=tok,
                        headers={"Content-Type": "application/json"}), 413, "payload_too_large")
@@ -334,7 +315,7 @@ def payload_too_large():
 
 @test
 def check_order_follows_api():
-    _, tok = register()
+    _, tok = S.register()
     # 401 before 413/415/400
     assert_error(S.req("POST", "/chat", raw=b"nope", headers={"Content-Type": "text/plain"}),
                  401, "unauthorized")
@@ -354,18 +335,18 @@ def check_order_follows_api():
 
 @test
 def inbox_auth_rules():
-    owner, otok = register()
-    other, xtok = register()
+    owner, otok = S.register()
+    other, xtok = S.register()
     assert_error(S.req("GET", "/chats/" + owner), 401, "unauthorized")
     assert_error(S.req("GET", "/chats/" + owner, token=xtok), 403, "forbidden")
-    assert_error(S.req("GET", "/chats/" + owner, token=admin_token()), 403, "forbidden")
+    assert_error(S.req("GET", "/chats/" + owner, token=S.admin_token()), 403, "forbidden")
     assert S.req("GET", "/chats/" + owner, token=otok)[0] == 200
 
 
 @test
 def percent_decoded_username():
-    name = "j\u00fcrgen_" + uname()
-    _, tok = register(name)
+    name = "j\u00fcrgen_" + S.uname()
+    _, tok = S.register(name)
     mid = send(name, "servus", tok)
     enc = "".join("%%%02X" % b if b >= 0x80 else chr(b) for b in name.encode())
     st, _, body = S.req("GET", "/chats/" + enc, token=tok)
@@ -374,22 +355,22 @@ def percent_decoded_username():
 
 @test
 def expired_messages_are_not_returned():
-    rcpt, rtok = register()
-    _, stok = register()
+    rcpt, rtok = S.register()
+    _, stok = S.register()
     short = send(rcpt, "short", stok, timeout=1)
     keep = send(rcpt, "long", stok, timeout=60)
     time.sleep(2.2)
     st, _, body = S.req("GET", "/chats/" + rcpt, token=rtok)
     assert st == 200 and body == [{"id": keep, "text": "long"}], body
     # the admin lookup still finds the expired one
-    st, _, m = S.req("GET", "/chat/%d" % short, token=admin_token())
+    st, _, m = S.req("GET", "/chat/%d" % short, token=S.admin_token())
     assert st == 200 and m["text"] == "short", m
 
 
 @test
 def exactly_once_with_concurrent_readers():
-    rcpt, rtok = register()
-    _, stok = register()
+    rcpt, rtok = S.register()
+    _, stok = S.register()
     sent = set()
     lock = threading.Lock()
     got = []
@@ -437,11 +418,11 @@ def exactly_once_with_concurrent_readers():
 
 @test
 def admin_lookup_rules():
-    sender, tok = register()
+    sender, tok = S.register()
     mid = send("bob", "hi", tok)
     assert_error(S.req("GET", "/chat/%d" % mid), 401, "unauthorized")
     assert_error(S.req("GET", "/chat/%d" % mid, token=tok), 403, "forbidden")
-    adm = admin_token()
+    adm = S.admin_token()
     for bad in ("abc", "0", "-1", "1e3", "1" + "0" * 30, "9223372036854775808", "%20"):
         assert_error(S.req("GET", "/chat/" + bad, token=adm), 400, "invalid_field")
     assert_error(S.req("GET", "/chat/9223372036854775807", token=adm), 404, "not_found")
@@ -451,7 +432,7 @@ def admin_lookup_rules():
 
 @test
 def logout_is_seen_by_every_instance_at_once():
-    name, tok = register()
+    name, tok = S.register()
     for _ in range(4):  # both ingest and both fetch instances accept it
         send("bob", "hi", tok)
         assert S.req("GET", "/chats/" + name, token=tok)[0] == 200
@@ -464,7 +445,7 @@ def logout_is_seen_by_every_instance_at_once():
 
 @test
 def logs_hold_no_secrets():
-    name, tok = register(password="super secret password 1")
+    name, tok = S.register(password="super secret password 1")
     send(name, "the secret text of a snap", tok)
     S.req("GET", "/chats/" + name, token=tok)
     logs = S.all_logs()

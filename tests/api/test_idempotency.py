@@ -43,12 +43,6 @@ def read(user, key=None, limit=None):
     return S.req("GET", path, headers={"Idempotency-Key": key} if key else None)
 
 
-def admin_token():
-    st, _, b = S.req("POST", "/sessions", {"username": S.admin[0], "password": S.admin[1]})
-    assert st == 201, (st, b)
-    return b["token"]
-
-
 def lose_reply(method, path, body=None, key=None, wait=0.5):
     """Sends one request on a raw socket, gives the service `wait` seconds to
     answer, and closes without reading a byte: the reply is lost."""
@@ -90,7 +84,7 @@ def send_retried_with_the_same_key_is_stored_once():
     # another key is another message
     st3, _, b3 = send(user, "hello once", key + "x")
     assert st3 == 201 and b3["id"] != b1["id"], (st3, b3)
-    st, _, m = S.req("GET", "/chat/%d" % b1["id"], token=admin_token())
+    st, _, m = S.req("GET", "/chat/%d" % b1["id"], token=S.admin_token())
     assert st == 200 and m["text"] == "hello once" and m["username"] == user, (st, m)
     assert inbox_ids(user) == [b1["id"], b3["id"]]
     assert inbox_ids(user) == []
@@ -110,7 +104,7 @@ def send_retried_after_its_reply_was_lost():
     assert st == 201, (st, b)
     # the lost attempt was stored (its id is the one the retry got, not a new one)
     assert b["id"] == before["id"] + 1, ("the retry made a second message", before, b)
-    st, _, m = S.req("GET", "/chat/%d" % (b["id"] + 1), token=admin_token())
+    st, _, m = S.req("GET", "/chat/%d" % (b["id"] + 1), token=S.admin_token())
     assert st == 404 or m["text"] != "lost reply", ("a second copy exists", m)
     st, _, got = read(user)
     assert st == 200 and got == [{"id": b["id"], "text": "lost reply"}], (st, got)
@@ -134,7 +128,7 @@ def read_retried_with_the_same_key_gets_what_the_first_claimed():
     assert st == 200 and [m["id"] for m in got] == later, ("retry of the second", got)
     assert inbox_ids(user) == []
     # what the lost read claimed is marked read at its time (admin lookup)
-    tok = admin_token()
+    tok = S.admin_token()
     now = time.time()
     for mid in first:
         st, _, m = S.req("GET", "/chat/%d" % mid, token=tok)

@@ -15,7 +15,6 @@
    get 503 at once instead of waiting in line.
 The limits are made small here (env below); the defaults are in README.md.
 """
-import itertools
 import sys
 import threading
 import time
@@ -28,15 +27,10 @@ PASSWORD = "correct horse battery staple"
 LIMIT_ACCOUNT = 3
 LIMIT_ADDR = 8
 WINDOW = 30
-_names = itertools.count(1)
-
-
-def uname(prefix="la"):
-    return "%s%d_%d" % (prefix, int(time.time() * 1000) % 100000, next(_names))
 
 
 def register(name=None):
-    name = name or uname()
+    name = name or S.uname("la")
     st, _, body = S.req("POST", "/users", {"username": name, "password": PASSWORD})
     assert st == 201, (st, body)
     return name, body["token"]
@@ -90,7 +84,7 @@ def account_throttled_after_failures():
 @test
 def unknown_accounts_count_too():
     forget_address()
-    ghost = uname("ghost")
+    ghost = S.uname("ghost")
     for _ in range(LIMIT_ACCOUNT):
         assert login(ghost, "wrong password")[0] == 401
     # The same answer as for a real account: the throttle tells nothing
@@ -105,7 +99,7 @@ def address_throttled_after_failures():
     forget_address("127.0.0.2")
     name, _ = register()
     for i in range(LIMIT_ADDR):
-        st, _, body = login(uname("guess"), "wrong password %d" % i)
+        st, _, body = login(S.uname("guess"), "wrong password %d" % i)
         assert st == 401, (st, body)
     retry = assert_throttled(login(name), "from this address")
     # A client cannot pick its own address: HAProxy overwrites the header.

@@ -16,10 +16,6 @@ def register(name):
     return body["token"]
 
 
-def admin_token():
-    return S.req("POST", "/sessions", {"username": S.admin[0], "password": S.admin[1]})[2]["token"]
-
-
 @test
 def send_and_read_without_token():
     name = "open_%d" % (time.time() * 1000)
@@ -27,7 +23,7 @@ def send_and_read_without_token():
     assert st == 201 and h["location"] == "/chat/%d" % body["id"], (st, body)
     st, _, got = S.req("GET", "/chats/" + name)
     assert st == 200 and got == [{"id": body["id"], "text": "classic"}], got
-    st, _, m = S.req("GET", "/chat/%d" % body["id"], token=admin_token())
+    st, _, m = S.req("GET", "/chat/%d" % body["id"], token=S.admin_token())
     assert st == 200 and m["from"] is None, m
 
 
@@ -37,7 +33,7 @@ def valid_token_still_records_from():
     tok = register(sender)
     st, _, body = S.req("POST", "/chat", {"username": "bob", "text": "signed"}, token=tok)
     assert st == 201, body
-    st, _, m = S.req("GET", "/chat/%d" % body["id"], token=admin_token())
+    st, _, m = S.req("GET", "/chat/%d" % body["id"], token=S.admin_token())
     assert m["from"] == sender, m
 
 
@@ -54,7 +50,7 @@ def admin_lookup_still_needs_admin():
     assert S.req("GET", "/chat/%d" % mid)[0] == 401
     tok = register("plain_%d" % (time.time() * 1000))
     assert S.req("GET", "/chat/%d" % mid, token=tok)[0] == 403
-    assert S.req("GET", "/chat/%d" % mid, token=admin_token())[0] == 200
+    assert S.req("GET", "/chat/%d" % mid, token=S.admin_token())[0] == 200
 
 
 @test

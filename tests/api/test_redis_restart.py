@@ -12,12 +12,6 @@ from snaptest import test
 S = None
 
 
-def admin_token():
-    st, _, b = S.req("POST", "/sessions", {"username": S.admin[0], "password": S.admin[1]})
-    assert st == 201, (st, b)
-    return b["token"]
-
-
 def restart(kill):
     """Stops Redis (SIGTERM, or SIGKILL as a crash), waits, starts it again
     on the same port and data dir; returns the outage answers seen."""
@@ -68,7 +62,7 @@ def roundtrip_after_restart(kill):
     assert st == 200, got
     ids = [m["id"] for m in got]
     assert ids == before + [b["id"]], (ids, before)
-    adm = admin_token()
+    adm = S.admin_token()
     for mid in before:
         st, _, m = S.req("GET", "/chat/%d" % mid, token=adm)
         assert st == 200, (mid, st, m)

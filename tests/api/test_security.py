@@ -17,7 +17,6 @@ Not here: malformed input (test_attacks.py), the plain API (test_api.py).
 """
 import hashlib
 import http.client
-import itertools
 import json
 import os
 import socket
@@ -32,13 +31,8 @@ import snaptest
 from snaptest import test
 
 S = None  # the stack
-_names = itertools.count(1)
 SECRETS = []   # every password and token this file used
 PASSWORD = "correct horse battery staple"
-
-
-def uname(prefix="u"):
-    return "%s%d_%d" % (prefix, int(time.time() * 1000) % 100000, next(_names))
 
 
 def remember(*secrets):
@@ -46,7 +40,7 @@ def remember(*secrets):
 
 
 def register(name=None, password=None, port=None):
-    name = name or uname()
+    name = name or S.uname()
     password = password or "%s %s" % (PASSWORD, name)
     st, _, body = snaptest.request("POST", "/users", port=port or S.port,
                                    body={"username": name, "password": password})
@@ -96,8 +90,8 @@ def instances(*names):
 
 @test
 def another_users_token_never_reads_an_inbox():
-    a, atok = register(uname("a"))
-    b, btok = register(uname("b"))
+    a, atok = register(S.uname("a"))
+    b, btok = register(S.uname("b"))
     first = send(b, "b's first", atok)
     # A, and the admin, are refused on every fetch instance, and the refusal
     # carries no message text.
@@ -126,7 +120,7 @@ def look_alike_names_are_other_inboxes():
                  lambda b: (unicodedata.normalize("NFC", "j\u00fcrgen_" + b),
                             unicodedata.normalize("NFD", "j\u00fcrgen_" + b)),
                  lambda b: (b, b + "\u200b")):
-        pairs.append(make(uname("Ju")))
+        pairs.append(make(S.uname("Ju")))
     for victim, lookalike in pairs:
         assert victim != lookalike
         vname, vtok = register(victim)
@@ -140,8 +134,8 @@ def look_alike_names_are_other_inboxes():
 
 @test
 def own_name_percent_encoded_is_still_only_yours():
-    name, tok = register(uname("p"))
-    other, otok = register(uname("q"))
+    name, tok = register(S.uname("p"))
+    other, otok = register(S.uname("q"))
     mid = send(name, "mine", otok)
     enc = "".join("%%%02X" % c for c in name.encode())
     assert_error(S.req("GET", "/chats/" + enc, token=otok), 403, "forbidden")
@@ -150,8 +144,8 @@ def own_name_percent_encoded_is_still_only_yours():
 
 @test
 def send_and_errors_reveal_nothing_about_inboxes():
-    a, atok = register(uname("a"))
-    b, btok = register(uname("b"))
+    a, atok = register(S.uname("a"))
+    b, btok = register(S.uname("b"))
     send(b, "secret for b", atok)
     st, h, body = S.req("POST", "/chat", {"username": b, "text": "another"}, token=atok)
     assert st == 201 and set(body) == {"id"}, body
@@ -192,7 +186,7 @@ def every_instance_refuses(name, tok):
 
 @test
 def revoked_token_refused_by_every_instance_at_once():
-    name, tok = register(uname("r"))
+    name, tok = register(S.uname("r"))
     every_instance_accepts(name, tok)
     st, _, body = S.req("DELETE", "/sessions/current", token=tok)
     assert st == 204, (st, body)
@@ -218,7 +212,7 @@ def redis_command(*args):
 
 @test
 def expired_token_refused_by_every_instance():
-    name, first = register(uname("e"))
+    name, first = register(S.uname("e"))
     tok = login(name, "%s %s" % (PASSWORD, name))
     every_instance_accepts(name, tok)
     key = "snap:session:" + hashlib.sha256(tok.encode()).hexdigest()
@@ -235,7 +229,7 @@ def expired_token_refused_by_every_instance():
 
 @test
 def admin_lookup_needs_the_admin_role_on_every_instance():
-    a, atok = register(uname("a"))
+    a, atok = register(S.uname("a"))
     mid = send(a, "look me up", atok)
     adm = admin_token()
     for label, port in instances("fetch") + [("haproxy", S.port)]:
@@ -254,7 +248,7 @@ def admin_lookup_needs_the_admin_role_on_every_instance():
 
 @test
 def admin_role_cannot_be_claimed():
-    name = uname("m")
+    name = S.uname("m")
     password = "%s %s" % (PASSWORD, name)
     st, _, body = S.req("POST", "/users", {"username": name, "password": password,
                                            "role": "admin", "admin": True})
@@ -358,7 +352,7 @@ def tls_termination_register_send_read():
     while https(tls_port, ctx, "GET", "/chats/x")[0] == 503 and time.time() < deadline:
         time.sleep(0.1)
 
-    name = uname("tls")
+    name = S.uname("tls")
     password = "%s %s" % (PASSWORD, name)
     st, h, body, version = https(tls_port, ctx, "POST", "/users",
                                  {"username": name, "password": password})

@@ -231,13 +231,6 @@ def describe(rec):
 
 # -------------------------------------------------- one-off API helpers --
 
-def admin_token(port, admin):
-    st, _, b = snaptest.request("POST", "/sessions", port=port,
-                                body={"username": admin[0], "password": admin[1]})
-    assert st == 201, ("admin login", st, b)
-    return b["token"]
-
-
 def lookup_all(port, token, ids):
     """Admin lookup of every id: {id: (status, body)} over one connection."""
     c = Client(port)

@@ -147,7 +147,7 @@ def locked_store_single_requests(kind):
         c.close()
         P.check(again["status"] == 200 and again["ids"] == ids,
                 "the first read after the release (expected 200 with ids %s):" % ids, [again])
-        token = fl.admin_token(S.port, S.admin)
+        token = S.admin_token()
         off = expiry_at(S, token, ids, again["t0"])
         P.check(not off, "expiration_date is not the read time: %s" % off[:3])
         time.sleep(1.0)
@@ -295,7 +295,7 @@ def store_file_replaced_by_a_directory():
         P.check(not fl.duplicates(delivered), "delivered twice: %s" % fl.duplicates(delivered))
         P.check(acked <= set(delivered), "acknowledged, never delivered: %s" % sorted(
             acked - set(delivered))[:20])
-        token = fl.admin_token(S.port, S.admin)
+        token = S.admin_token()
         off = expiry_at(S, token, ids, kept[0]["t0"]) if kept else []
         P.check(not off, "expiration_date is not the read time: %s" % off[:3])
         found = fl.lookup_all(S.port, token, sorted(acked))

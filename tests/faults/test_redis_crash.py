@@ -89,7 +89,7 @@ def sigkill_under_load(name, empty):
         D.settle(S.port)
         figures = D.judge(P)
 
-        token = fl.admin_token(S.port, S.admin)
+        token = S.admin_token()
         found = fl.lookup_all(S.port, token, sorted(D.acked))
         missing = {i: v for i, v in found.items() if v[0] != 200}
         P.check(not missing, "acknowledged but not found by the admin lookup: %s" % (

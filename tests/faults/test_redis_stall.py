@@ -74,7 +74,7 @@ def redis_replies_stalled_under_load():
             D = fl.Delivery(recs, users)
             D.settle(S.port)
             figures = D.judge(P)
-            token = fl.admin_token(S.port, S.admin)
+            token = S.admin_token()
             found = fl.lookup_all(S.port, token, sorted(D.acked))
             missing = [i for i, v in found.items() if v[0] != 200]
             P.check(not missing, "acknowledged, not found by the admin lookup: %s" % missing[:10])

@@ -195,7 +195,7 @@ def soak_steady_mixed_load():
         late = [(i, r["t0"] - acked[i]["t1"]) for i, r in delivered
                 if r["t0"] > acked[i]["t1"] + MSG_TIMEOUT_S + 0.05]
         assert not late, "returned after expiry (id, seconds since sent): %s" % late[:10]
-        token = fl.admin_token(S.port, S.admin)
+        token = S.admin_token()
         sample_ids = sorted(acked)[:: max(1, len(acked) // 100)]
         found = fl.lookup_all(S.port, token, sample_ids)
         assert all(v[0] == 200 for v in found.values()), [

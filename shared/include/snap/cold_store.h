@@ -127,7 +127,9 @@ const char *cold_driver_name(const struct cold_store *cs);
 int cold_ping(struct cold_store *cs, struct snap_err *err);
 
 /* Records m durably (a 0 return means it is on disk / majority-acknowledged):
- * cold_msg_put_many() of one message. */
+ * cold_msg_put_many() of one message, with its outcome as the return.
+ * The services batch every put (cold_msg_put_many); this is the one-message
+ * form the contract suite, the SQLite fault tests and cold_cli write with. */
 int cold_msg_put(struct cold_store *cs, const struct cold_msg *m, struct snap_err *err);
 
 /* Records msgs[0..n) as one batch, each as COLD_OPEN (state and closed_ms
@@ -207,7 +209,9 @@ int cold_user_put(struct cold_store *cs, const struct cold_user *u, struct snap_
 int cold_user_get(struct cold_store *cs, const char *username, struct cold_user *out,
                   struct snap_err *err);
 
-/* Changes the role of an existing user. SNAP_ENOTFOUND if no such user. */
+/* Changes the role of an existing user. SNAP_ENOTFOUND if no such user.
+ * No route calls it yet (admin.c never promotes an account); the wire test
+ * pins each driver's update so that an admin route has it ready. */
 int cold_user_set_role(struct cold_store *cs, const char *username, const char *role,
                        struct snap_err *err);
 
