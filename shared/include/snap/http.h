@@ -7,7 +7,8 @@
  * JSON object), and only then calls the handler. So a handler only
  * validates its fields and calls the stores. The dispatcher also sets the
  * request id, counts the request in the metrics and writes the access log.
- * /healthz, /readyz and /metrics are served by the dispatcher itself.
+ * /healthz, /readyz and /metrics are served by the dispatcher itself
+ * (http_builtin.c); bodies are parsed by json_strict.h.
  * Not here: what a route does (services/<name>/handlers.c). */
 #ifndef SNAP_HTTP_H
 #define SNAP_HTTP_H
@@ -133,13 +134,6 @@ void http_client_addr(const struct http_req *r, char out[HTTP_CLIENT_ADDR_MAX + 
  * Returns the decoded length, or -1 for a malformed escape or overflow.
  * '+' is kept as is (path semantics, not form semantics). */
 long http_percent_decode(const char *src, size_t len, char *dst, size_t dstlen);
-
-/* Parses and checks a request body: valid UTF-8 (no lone surrogate escape),
- * a JSON object, no duplicate keys. Returns the object (caller owns it:
- * cJSON_Delete) or NULL with a reason in msg that the 400 invalid_json
- * reply can show. A string holding "\u0000" gives NULL with *nul_field set
- * to 1 (answer invalid_field: strings must be NUL-free). */
-cJSON *http_parse_body(const char *buf, size_t len, int *nul_field, char *msg, size_t msglen);
 
 /* Installed by service.c as civetweb's http_error callback: the errors
  * civetweb itself raises (malformed request line, headers too large, ...)
