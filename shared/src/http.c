@@ -1,11 +1,13 @@
 /* http.c: the one civetweb request handler every service installs — routing,
- * auth, reading the body — and the replies.
+ * auth, reading the body — and the one place an answer (http_res.c) is
+ * rendered.
  *
  * http_dispatch() takes a request through API.md's checks in their order:
  * built-in routes (http_builtin.c), then 404 (no route has this path), 405
  * with Allow, 401, 403, 413, 415 and 400 (the body is parsed by
- * json_strict.c), and only then calls the route's handler. It owns
- * everything in struct http_req, makes sure exactly one reply goes out,
+ * json_strict.c), and only then calls the route's handler, which fills a
+ * struct http_res. It owns everything in struct http_req, renders exactly
+ * one reply (render_answer),
  * counts the request in the metrics and writes the access log line.
  * Request bodies are read into one buffer per worker thread of
  * SNAPTEXT_MAX_BODY_BYTES + 1 bytes; a declared length above the limit is
@@ -247,30 +249,6 @@ static int send_reply(struct http_req *r, int status, const char *content_type, 
     return rc;
 }
 
-int http_reply_raw(struct http_req *r, int status, const char *content_type, const char *body,
-                   size_t len, const char *headers)
-{
-    return send_reply(r, status, content_type, body, len, headers, status == 413);
-}
-
-int http_reply_json(struct http_req *r, int status, const cJSON *body, const char *headers)
-{
-    char *text;
-    int rc;
-
-    if (body == NULL)
-        return send_reply(r, status, "application/json", "", 0, headers, status == 413);
-    text = cJSON_PrintUnformatted((cJSON *)body); /* cJSON's API is not const-clean */
-    if (text == NULL) {
-        static const char oom[] = "{\"error\":\"internal\",\"message\":\"out of memory\"}";
-        log_event(SNAP_LOG_ERROR, r->request_id, "reply", "out of memory encoding a reply");
-        return send_reply(r, 500, "application/json", oom, sizeof oom - 1, NULL, 0);
-    }
-    rc = send_reply(r, status, "application/json", text, strlen(text), headers, status == 413);
-    cJSON_free(text);
-    return rc;
-}
-
 /* ---- routing ------------------------------------------------------------- */
 
 /* The raw request target without its query string. */
@@ -342,27 +320,28 @@ static size_t allowed_methods(const struct snap_ctx *ctx, const char *path, size
     return matched;
 }
 
-static int reply_error_v(struct http_req *r, enum http_error e, int force_close, const char *fmt,
-                         va_list ap) __attribute__((format(printf, 4, 0)));
+/* ---- rendering an answer ------------------------------------------------ */
 
-static int reply_error_v(struct http_req *r, enum http_error e, int force_close, const char *fmt,
-                         va_list ap)
+static const char oom_body[] = "{\"error\":\"internal\",\"message\":\"out of memory\"}";
+
+/* An ERROR answer: the table's status and headers (Retry-After, Allow,
+ * WWW-Authenticate) and {"error": code, "message": ...}. */
+static int send_error(struct http_req *r, const struct http_res *res)
 {
-    char message[512], headers[256], allow[160];
+    char headers[256], allow[160];
     size_t plen = 0;
     const char *path;
+    enum http_error e = res->error;
     cJSON *obj;
     char *text;
     int status, rc, n = 0;
 
     if ((int)e < 0 || e >= HTTP_E__COUNT) e = HTTP_E_INTERNAL;
     status = error_status[e];
-    (void)vsnprintf(message, sizeof message, fmt, ap); /* a cut sentence is still fine */
-
     headers[0] = '\0';
     if (status == 503 || status == 429)
         n = snprintf(headers, sizeof headers, "Retry-After: %ld\r\n",
-                     r->retry_after_s > 0 ? r->retry_after_s : 1);
+                     res->retry_after_s > 0 ? res->retry_after_s : 1);
     else if (status == 401)
         n = snprintf(headers, sizeof headers, "WWW-Authenticate: Bearer\r\n");
     else if (status == 405) {
@@ -375,41 +354,65 @@ static int reply_error_v(struct http_req *r, enum http_error e, int force_close,
 
     obj = cJSON_CreateObject();
     if (obj == NULL || cJSON_AddStringToObject(obj, "error", error_code[e]) == NULL ||
-        cJSON_AddStringToObject(obj, "message", message) == NULL ||
+        cJSON_AddStringToObject(obj, "message", res->message) == NULL ||
         (text = cJSON_PrintUnformatted(obj)) == NULL) {
-        static const char oom[] = "{\"error\":\"internal\",\"message\":\"out of memory\"}";
         cJSON_Delete(obj);
-        return send_reply(r, 500, "application/json", oom, sizeof oom - 1, NULL, 0);
+        return send_reply(r, 500, "application/json", oom_body, sizeof oom_body - 1, NULL, 0);
     }
     cJSON_Delete(obj);
     rc = send_reply(r, status, "application/json", text, strlen(text), headers,
-                    force_close || status == 413);
+                    res->close || status == 413);
     cJSON_free(text);
     return rc;
 }
 
-int http_reply_error(struct http_req *r, enum http_error e, const char *fmt, ...)
+/* The one place an answer becomes bytes on the connection: the bug guards
+ * (no answer, a second one), the store-error log line and metric, the
+ * out-of-memory answer. Releases what res owns. label names the route. */
+static void render_answer(struct http_req *r, struct http_res *res, const char *label)
 {
-    va_list ap;
-    int rc;
-    va_start(ap, fmt);
-    rc = reply_error_v(r, e, 0, fmt, ap);
-    va_end(ap);
-    return rc;
-}
+    const char *headers = res->headers_len > 0 ? res->headers : NULL;
+    int close = res->close || res->status == 413;
+    char *text;
 
-/* Same, closing the connection afterwards (body left unread or broken). */
-static int reply_error_close(struct http_req *r, enum http_error e, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int reply_error_close(struct http_req *r, enum http_error e, const char *fmt, ...)
-{
-    va_list ap;
-    int rc;
-    va_start(ap, fmt);
-    rc = reply_error_v(r, e, 1, fmt, ap);
-    va_end(ap);
-    return rc;
+    if (res->kind == HTTP_RES_NONE) {
+        log_event(SNAP_LOG_ERROR, r->request_id, "dispatch",
+                  "bug: the handler of %s returned without a reply", label);
+        (void)http_res_error(res, HTTP_E_INTERNAL, "internal error");
+    }
+    if (res->dropped != 0)
+        log_event(SNAP_LOG_ERROR, r->request_id, "double_reply",
+                  "bug: a second reply (%d) after %d was dropped", res->dropped, res->status);
+    if (res->store[0] != '\0') {
+        log_event(SNAP_LOG_ERROR, r->request_id, "store_error", "%s while %s: %s (%s)", res->store,
+                  res->what, res->cause.msg, snap_status_name(res->cause.code));
+        if (r->ctx != NULL)
+            metrics_add(r->ctx->metrics,
+                        strcmp(res->store, "redis") == 0 ? METRIC_STORE_ERRORS_REDIS
+                                                         : METRIC_STORE_ERRORS_COLD,
+                        1);
+    }
+    switch (res->kind) {
+    case HTTP_RES_JSON:
+        text = cJSON_PrintUnformatted(res->json);
+        if (text == NULL) {
+            log_event(SNAP_LOG_ERROR, r->request_id, "reply", "out of memory encoding a reply");
+            (void)send_reply(r, 500, "application/json", oom_body, sizeof oom_body - 1, NULL, 0);
+            break;
+        }
+        (void)send_reply(r, res->status, "application/json", text, strlen(text), headers, close);
+        cJSON_free(text);
+        break;
+    case HTTP_RES_RAW:
+        (void)send_reply(r, res->status, res->content_type, res->raw, res->raw_len, headers, close);
+        break;
+    case HTTP_RES_ERROR:
+    case HTTP_RES_NONE:
+    default:
+        (void)send_error(r, res);
+        break;
+    }
+    http_res_cleanup(res);
 }
 
 /* ---- the dispatcher ------------------------------------------------------ */
@@ -478,9 +481,9 @@ static int content_type_is_json(const char *ct)
     return *ct == '\0' || *ct == ';';
 }
 
-/* 401/403/503 per the route's auth rule. Returns 0 to go on, -1 when a
- * reply went out. param_ok says whether req->param holds the parameter. */
-static int check_auth(struct http_req *r, int param_ok)
+/* 401/403/503 per the route's auth rule. Returns 0 to go on, -1 when res
+ * holds the refusal. param_ok says whether req->param holds the parameter. */
+static int check_auth(struct http_req *r, struct http_res *res, int param_ok)
 {
     const struct http_route *rt = r->route;
     const char *hdr = mg_get_header(r->conn, "Authorization");
@@ -511,20 +514,20 @@ static int check_auth(struct http_req *r, int param_ok)
     else
         rc = auth_identify(r->hot, hdr, &r->who, &err);
     if (rc == SNAP_EUNAUTH) {
-        (void)http_reply_error(r, HTTP_E_UNAUTHORIZED,
+        (void)http_res_error(res, HTTP_E_UNAUTHORIZED,
                                "a valid bearer token is required: send Authorization: Bearer "
                                "<token> (POST /sessions gives one)");
         return -1;
     }
     if (rc == SNAP_EUNAVAIL) {
         log_event(SNAP_LOG_WARN, r->request_id, "auth", "%s", err.msg);
-        (void)http_reply_error(r, HTTP_E_UNAVAILABLE,
+        (void)http_res_error(res, HTTP_E_UNAVAILABLE,
                                "the session store is unavailable, try again shortly");
         return -1;
     }
     if (rc != 0) {
         log_event(SNAP_LOG_ERROR, r->request_id, "auth", "%s: %s", snap_status_name(rc), err.msg);
-        (void)http_reply_error(r, HTTP_E_INTERNAL, "internal error");
+        (void)http_res_error(res, HTTP_E_INTERNAL, "internal error");
         return -1;
     }
 
@@ -532,13 +535,13 @@ static int check_auth(struct http_req *r, int param_ok)
         size_t ul = strnlen(r->who.username, sizeof r->who.username);
         if (!r->who.valid || !param_ok || ul != r->param_len ||
             memcmp(r->who.username, r->param, ul) != 0) {
-            (void)http_reply_error(r, HTTP_E_FORBIDDEN,
+            (void)http_res_error(res, HTTP_E_FORBIDDEN,
                                    "this token may only be used for its own user's inbox");
             return -1;
         }
     } else if (rt->auth == HTTP_AUTH_ADMIN) {
         if (!r->who.valid || strcmp(r->who.role, AUTH_ROLE_ADMIN) != 0) {
-            (void)http_reply_error(r, HTTP_E_FORBIDDEN, "this route needs an admin token");
+            (void)http_res_error(res, HTTP_E_FORBIDDEN, "this route needs an admin token");
             return -1;
         }
     }
@@ -546,8 +549,9 @@ static int check_auth(struct http_req *r, int param_ok)
 }
 
 /* 413 and 415 for an HTTP_BODY_JSON route; on success buf/len hold the body
- * (in this thread's buffer). Returns 0 to go on, -1 when a reply went out. */
-static int read_body(struct http_req *r, const char **buf, size_t *len)
+ * (in this thread's buffer). Returns 0 to go on, -1 when res holds the
+ * refusal. */
+static int read_body(struct http_req *r, struct http_res *res, const char **buf, size_t *len)
 {
     long max = r->ctx->cfg.max_body_bytes;
     long long cl = r->ri->content_length;
@@ -558,12 +562,13 @@ static int read_body(struct http_req *r, const char **buf, size_t *len)
 
     if (max < 0) max = 0;
     if (cl > (long long)max) {
-        (void)reply_error_close(r, HTTP_E_PAYLOAD_TOO_LARGE,
+        res->close = 1;
+        (void)http_res_error(res, HTTP_E_PAYLOAD_TOO_LARGE,
                                 "the request body must be at most %ld bytes", max);
         return -1;
     }
     if (cl >= 0 && ct != NULL && !content_type_is_json(ct)) {
-        (void)http_reply_error(r, HTTP_E_UNSUPPORTED_MEDIA_TYPE,
+        (void)http_res_error(res, HTTP_E_UNSUPPORTED_MEDIA_TYPE,
                                "Content-Type must be application/json");
         return -1;
     }
@@ -571,7 +576,8 @@ static int read_body(struct http_req *r, const char **buf, size_t *len)
     b = body_buffer(cap);
     if (b == NULL) {
         log_event(SNAP_LOG_ERROR, r->request_id, "body", "out of memory for the body buffer");
-        (void)reply_error_close(r, HTTP_E_INTERNAL, "internal error");
+        res->close = 1;
+        (void)http_res_error(res, HTTP_E_INTERNAL, "internal error");
         return -1;
     }
     while (total < cap) {
@@ -584,17 +590,19 @@ static int read_body(struct http_req *r, const char **buf, size_t *len)
         total += (size_t)n;
     }
     if (total > (size_t)max) {
-        (void)reply_error_close(r, HTTP_E_PAYLOAD_TOO_LARGE,
+        res->close = 1;
+        (void)http_res_error(res, HTTP_E_PAYLOAD_TOO_LARGE,
                                 "the request body must be at most %ld bytes", max);
         return -1;
     }
     if (failed || (cl >= 0 && total != (size_t)cl)) {
-        (void)reply_error_close(r, HTTP_E_INVALID_JSON,
+        res->close = 1;
+        (void)http_res_error(res, HTTP_E_INVALID_JSON,
                                 "the request body could not be read completely");
         return -1;
     }
     if (ct != NULL && !content_type_is_json(ct)) {
-        (void)http_reply_error(r, HTTP_E_UNSUPPORTED_MEDIA_TYPE,
+        (void)http_res_error(res, HTTP_E_UNSUPPORTED_MEDIA_TYPE,
                                "Content-Type must be application/json");
         return -1;
     }
@@ -603,9 +611,9 @@ static int read_body(struct http_req *r, const char **buf, size_t *len)
     return 0;
 }
 
-/* Everything up to and including the handler. *label gets the route's
- * pattern for the access log. */
-static void dispatch(struct http_req *r, const char **label)
+/* Everything up to and including the handler: each refusal, or the
+ * handler, fills res. *label gets the route's pattern for the access log. */
+static void dispatch(struct http_req *r, struct http_res *res, const char **label)
 {
     const char *method = r->ri != NULL && r->ri->request_method ? r->ri->request_method : "";
     const char *path, *seg = NULL, *body;
@@ -618,7 +626,7 @@ static void dispatch(struct http_req *r, const char **label)
 
     path = request_path(r->ri, &plen);
     if (path == NULL) {
-        (void)http_reply_error(r, HTTP_E_NOT_FOUND, "no such route");
+        (void)http_res_error(res, HTTP_E_NOT_FOUND, "no such route");
         return;
     }
 
@@ -626,11 +634,11 @@ static void dispatch(struct http_req *r, const char **label)
     if (b != HTTP_BUILTIN_NONE) {
         *label = http_builtin_path(b);
         if (strcmp(method, "GET") != 0) {
-            (void)http_reply_error(r, HTTP_E_METHOD_NOT_ALLOWED, "%s only answers GET",
+            (void)http_res_error(res, HTTP_E_METHOD_NOT_ALLOWED, "%s only answers GET",
                                    http_builtin_path(b));
             return;
         }
-        http_builtin_serve(r, b);
+        http_builtin_serve(r, b, res);
         return;
     }
 
@@ -643,9 +651,9 @@ static void dispatch(struct http_req *r, const char **label)
     }
     if (r->route == NULL) {
         if (allowed_methods(r->ctx, path, plen, allow, sizeof allow) == 0)
-            (void)http_reply_error(r, HTTP_E_NOT_FOUND, "no such route");
+            (void)http_res_error(res, HTTP_E_NOT_FOUND, "no such route");
         else
-            (void)http_reply_error(r, HTTP_E_METHOD_NOT_ALLOWED, "this path only answers %s",
+            (void)http_res_error(res, HTTP_E_METHOD_NOT_ALLOWED, "this path only answers %s",
                                    allow);
         return;
     }
@@ -686,31 +694,32 @@ static void dispatch(struct http_req *r, const char **label)
                            HTTP_PARAM_MAX);
     }
 
-    if (check_auth(r, param_ok) != 0) return;
+    if (check_auth(r, res, param_ok) != 0) return;
 
     body = NULL;
     blen = 0;
-    if ((r->route->flags & HTTP_BODY_JSON) != 0 && read_body(r, &body, &blen) != 0) return;
+    if ((r->route->flags & HTTP_BODY_JSON) != 0 && read_body(r, res, &body, &blen) != 0) return;
 
     if (!param_ok) {
-        (void)http_reply_error(r, HTTP_E_INVALID_FIELD, "%s", pmsg);
+        (void)http_res_error(res, HTTP_E_INVALID_FIELD, "%s", pmsg);
         return;
     }
 
     if ((r->route->flags & HTTP_BODY_JSON) != 0) {
         r->body = json_strict_parse(body, blen, &nul, bmsg, sizeof bmsg);
         if (r->body == NULL) {
-            (void)http_reply_error(r, nul ? HTTP_E_INVALID_FIELD : HTTP_E_INVALID_JSON, "%s", bmsg);
+            (void)http_res_error(res, nul ? HTTP_E_INVALID_FIELD : HTTP_E_INVALID_JSON, "%s", bmsg);
             return;
         }
     }
 
-    r->route->handler(r);
+    r->route->handler(r, res);
 }
 
 int http_dispatch(struct mg_connection *conn, void *cbdata)
 {
     struct http_req req;
+    struct http_res res;
     const struct snap_worker *worker;
     const char *label = "other";
     int64_t t0 = clock_mono_ns(), dt;
@@ -718,6 +727,7 @@ int http_dispatch(struct mg_connection *conn, void *cbdata)
     double secs;
 
     memset(&req, 0, sizeof req);
+    memset(&res, 0, sizeof res);
     /* Everything this request waits for must be done before HAProxy's
      * `timeout server` gives up on it (deadline.h). */
     deadline_set(deadline_now() + SNAP_DEADLINE_MS);
@@ -730,15 +740,11 @@ int http_dispatch(struct mg_connection *conn, void *cbdata)
 
     if (req.ctx == NULL || req.ri == NULL) {
         log_event(SNAP_LOG_ERROR, req.request_id, "dispatch", "bug: no service context");
-        (void)http_reply_error(&req, HTTP_E_INTERNAL, "internal error");
+        (void)http_res_error(&res, HTTP_E_INTERNAL, "internal error");
     } else {
-        dispatch(&req, &label);
+        dispatch(&req, &res, &label);
     }
-    if (req.status == 0) {
-        log_event(SNAP_LOG_ERROR, req.request_id, "dispatch",
-                  "bug: the handler of %s returned without a reply", label);
-        (void)http_reply_error(&req, HTTP_E_INTERNAL, "internal error");
-    }
+    render_answer(&req, &res, label);
 
     dt = clock_mono_ns() - t0;
     secs = dt > 0 ? (double)dt / 1e9 : 0.0;
@@ -757,24 +763,7 @@ int http_dispatch(struct mg_connection *conn, void *cbdata)
     return req.status > 0 ? req.status : 500;
 }
 
-/* ---- replies for the paths outside a handler ------------------------------ */
-
-int http_reply_store_error(struct http_req *r, const char *store, const char *what,
-                           const struct snap_err *err)
-{
-    int unavailable = err != NULL && (err->code == SNAP_EUNAVAIL || err->code == SNAP_ETIMEOUT);
-
-    log_event(SNAP_LOG_ERROR, r->request_id, "store_error", "%s while %s: %s (%s)", store, what,
-              err != NULL ? err->msg : "no detail", snap_status_name(err ? err->code : SNAP_ERR));
-    if (r->ctx != NULL)
-        metrics_add(
-            r->ctx->metrics,
-            strcmp(store, "redis") == 0 ? METRIC_STORE_ERRORS_REDIS : METRIC_STORE_ERRORS_COLD, 1);
-    if (unavailable)
-        return http_reply_error(r, HTTP_E_UNAVAILABLE,
-                                "storage is unavailable while %s; retry in a moment", what);
-    return http_reply_error(r, HTTP_E_INTERNAL, "internal error while %s", what);
-}
+/* ---- civetweb's own errors -------------------------------------------------- */
 
 /* civetweb's own errors (malformed request line, headers too large, ...)
  * happen before any route: same JSON body, a fresh request id, and the
@@ -782,6 +771,7 @@ int http_reply_store_error(struct http_req *r, const char *store, const char *wh
 int http_civetweb_error(struct mg_connection *conn, int status, const char *errmsg)
 {
     struct http_req req;
+    struct http_res res;
     enum http_error e = status >= 500 ? HTTP_E_INTERNAL : HTTP_E_INVALID_JSON;
     int i;
 
@@ -796,7 +786,10 @@ int http_civetweb_error(struct mg_connection *conn, int status, const char *errm
     request_id_init(&req);
     log_event(SNAP_LOG_WARN, req.request_id, "bad_request", "civetweb %d: %s", status,
               errmsg != NULL ? errmsg : "");
-    (void)reply_error_close(&req, e, "the request could not be processed as HTTP (%d)", status);
+    memset(&res, 0, sizeof res);
+    res.close = 1;
+    (void)http_res_error(&res, e, "the request could not be processed as HTTP (%d)", status);
+    render_answer(&req, &res, "other");
     return 0;
 }
 

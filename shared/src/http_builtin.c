@@ -31,23 +31,20 @@ const char *http_builtin_path(enum http_builtin b)
     return (int)b > HTTP_BUILTIN_NONE && b <= HTTP_BUILTIN_METRICS ? builtin_paths[b] : NULL;
 }
 
-static void reply_status_object(struct http_req *r, int status, const char *state,
-                                const char *redis, const char *store)
+/* {"status": state[, "redis": ..., "store": ...]}; a 503 carries Retry-After. */
+static void status_object(struct http_res *res, int status, const char *state, const char *redis,
+                          const char *store)
 {
     cJSON *obj = cJSON_CreateObject();
+    int ok = obj != NULL && cJSON_AddStringToObject(obj, "status", state) != NULL &&
+             (redis == NULL || cJSON_AddStringToObject(obj, "redis", redis) != NULL) &&
+             (store == NULL || cJSON_AddStringToObject(obj, "store", store) != NULL);
 
-    if (obj == NULL || cJSON_AddStringToObject(obj, "status", state) == NULL ||
-        (redis != NULL && cJSON_AddStringToObject(obj, "redis", redis) == NULL) ||
-        (store != NULL && cJSON_AddStringToObject(obj, "store", store) == NULL)) {
-        cJSON_Delete(obj);
-        (void)http_reply_error(r, HTTP_E_INTERNAL, "out of memory");
-        return;
-    }
-    (void)http_reply_json(r, status, obj, status == 503 ? "Retry-After: 1\r\n" : NULL);
-    cJSON_Delete(obj);
+    if (status == 503) (void)http_res_header(res, "Retry-After: 1\r\n");
+    (void)http_res_json(res, status, obj, ok);
 }
 
-void http_builtin_serve(struct http_req *r, enum http_builtin b)
+void http_builtin_serve(const struct http_req *r, enum http_builtin b, struct http_res *res)
 {
     struct snap_err err;
     int redis_ok, store_ok;
@@ -56,15 +53,15 @@ void http_builtin_serve(struct http_req *r, enum http_builtin b)
 
     switch (b) {
     case HTTP_BUILTIN_HEALTHZ:
-        reply_status_object(r, 200, "ok", NULL, NULL);
+        status_object(res, 200, "ok", NULL, NULL);
         return;
     case HTTP_BUILTIN_READYZ:
         if (r->ctx != NULL && r->ctx->draining) {
-            reply_status_object(r, 503, "stopping", NULL, NULL);
+            status_object(res, 503, "stopping", NULL, NULL);
             return;
         }
         if (r->ctx != NULL && r->ctx->def != NULL && (r->ctx->def->flags & SERVICE_NO_STORES)) {
-            reply_status_object(r, 200, "ready", NULL, NULL);
+            status_object(res, 200, "ready", NULL, NULL);
             return;
         }
         memset(&err, 0, sizeof err);
@@ -78,18 +75,17 @@ void http_builtin_serve(struct http_req *r, enum http_builtin b)
             log_event(SNAP_LOG_WARN, r->request_id, "readyz", "store: %s",
                       r->ctx && r->ctx->cold ? err.msg : "not open");
         if (redis_ok && store_ok)
-            reply_status_object(r, 200, "ready", NULL, NULL);
+            status_object(res, 200, "ready", NULL, NULL);
         else
-            reply_status_object(r, 503, "unavailable", redis_ok ? "ok" : "down",
+            status_object(res, 503, "unavailable", redis_ok ? "ok" : "down",
                                 store_ok ? "ok" : "down");
         return;
     case HTTP_BUILTIN_METRICS:
         if (metrics_render(r->ctx ? r->ctx->metrics : NULL, &text, &len) != 0) {
-            (void)http_reply_error(r, HTTP_E_INTERNAL, "metrics could not be rendered");
+            (void)http_res_error(res, HTTP_E_INTERNAL, "metrics could not be rendered");
             return;
         }
-        (void)http_reply_raw(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, NULL);
-        free(text);
+        (void)http_res_raw_take(res, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
         return;
     case HTTP_BUILTIN_NONE:
         break;

@@ -21,8 +21,8 @@ enum http_builtin http_builtin_of(const char *path, size_t len);
 /* "/healthz", "/readyz", "/metrics" (NULL for HTTP_BUILTIN_NONE). */
 const char *http_builtin_path(enum http_builtin b);
 
-/* Answers GET of built-in b: liveness, readiness (Redis and the cold store
- * pinged, unless the service opens none) or the Prometheus text. */
-void http_builtin_serve(struct http_req *r, enum http_builtin b);
+/* Answers GET of built-in b into res: liveness, readiness (Redis and the
+ * cold store pinged, unless the service opens none) or the Prometheus text. */
+void http_builtin_serve(const struct http_req *r, enum http_builtin b, struct http_res *res);
 
 #endif
