@@ -230,6 +230,7 @@ void fetch_chats_read(const struct http_req *r, struct http_res *res)
             return;
         }
         if (job.msgs.len > 0 || job.more || deadline_now() >= until) break;
+        hot_msg_list_free(&job.msgs); /* empty, but a lost claim leaves its array */
         int rc = wait_step(r, &w, until, &err);
         if (rc == SNAP_OK) continue;
         wait_done(r, &w, 0);
