@@ -22,15 +22,15 @@ struct fetch_state {
 /* GET /chats/{username}: claims the oldest unexpired messages of the inbox
  * (each exactly once across all instances) and returns them oldest first;
  * with an Idempotency-Key seen before, returns what that read claimed. */
-void fetch_chats_read(struct http_req *r);
+void fetch_chats_read(const struct http_req *r, struct http_res *res);
 
 /* GET /chat/{id}: the admin lookup of any message, from the cold store. */
-void fetch_chat_lookup(struct http_req *r);
+void fetch_chat_lookup(const struct http_req *r, struct http_res *res);
 
 /* The sender's receipts (receipts.c): GET /chat/{id}/status, and
  * DELETE /chat/{id} (unsend while unread: 204, else 409). */
-void fetch_chat_status(struct http_req *r);
-void fetch_chat_unsend(struct http_req *r);
+void fetch_chat_status(const struct http_req *r, struct http_res *res);
+void fetch_chat_unsend(const struct http_req *r, struct http_res *res);
 
 /* One inbox read on its way through the batcher; lives on the request
  * thread's stack. The caller sets user, limit, token and deadline;

@@ -56,25 +56,25 @@ static int add_message(cJSON *arr, int64_t id, const char *text)
     return add_int64(o, "id", id) && cJSON_AddStringToObject(o, "text", text) ? 0 : -1;
 }
 
-/* Sends arr (which it deletes) as a read's 200; n messages were claimed. */
-static void reply_read(struct http_req *r, cJSON *arr, size_t n, int more)
+/* A read's 200 with arr (res owns it); n messages were claimed. */
+static void reply_read(const struct http_req *r, struct http_res *res, cJSON *arr, size_t n,
+                       int more)
 {
     if (arr == NULL) {
         /* Only on out-of-memory; the messages are claimed, so say which. A
          * retry with the same Idempotency-Key still gets them. */
         log_event(SNAP_LOG_ERROR, r->request_id, "lost_read",
                   "out of memory building the reply of %zu claimed messages", n);
-        http_reply_error(r, HTTP_E_INTERNAL, "out of memory");
-        return;
+    } else {
+        metrics_add(r->ctx->metrics, METRIC_MESSAGES_READ, n);
+        if (more) (void)http_res_header(res, "X-More-Messages: true\r\n");
     }
-    metrics_add(r->ctx->metrics, METRIC_MESSAGES_READ, n);
-    http_reply_json(r, 200, arr, more ? "X-More-Messages: true\r\n" : NULL);
-    cJSON_Delete(arr);
+    http_res_json(res, 200, arr, 1);
 }
 
 /* The retry of a read: answers what the first read with this key claimed.
- * Returns 1 when it answered. */
-static int replay(struct http_req *r, const char *key)
+ * Returns 1 when res holds the answer. */
+static int replay(const struct http_req *r, struct http_res *res, const char *key)
 {
     struct cold_msg_list l;
     struct snap_err err;
@@ -82,7 +82,7 @@ static int replay(struct http_req *r, const char *key)
                               &l, &err);
 
     if (rc != SNAP_OK) {
-        http_reply_store_error(r, "cold", "looking up the Idempotency-Key", &err);
+        http_res_store_error(res, "cold", "looking up the Idempotency-Key", &err);
         return 1;
     }
     if (l.len == 0) return 0;
@@ -92,7 +92,7 @@ static int replay(struct http_req *r, const char *key)
             cJSON_Delete(arr);
             arr = NULL;
         }
-    reply_read(r, arr, l.len, 0);
+    reply_read(r, res, arr, l.len, 0);
     cold_msg_list_free(&l);
     return 1;
 }
@@ -116,7 +116,7 @@ static void random_token(char out[COLD_TOKEN_MAX + 1])
 }
 
 /* One read: claims through the batcher into *job. */
-static int read_once(struct http_req *r, struct read_job *job, long limit, const char *token)
+static int read_once(const struct http_req *r, struct read_job *job, long limit, const char *token)
 {
     const struct fetch_state *fs = r->ctx->data;
 
@@ -135,7 +135,7 @@ struct waiter {
 
 /* Waits for the next chance of a message. Returns SNAP_OK to read again,
  * or a failure (answered by the caller: SNAP_EFULL, SNAP_EGONE, ...). */
-static int wait_step(struct http_req *r, struct waiter *w, int64_t until, struct snap_err *err)
+static int wait_step(const struct http_req *r, struct waiter *w, int64_t until, struct snap_err *err)
 {
     struct fetch_state *fs = r->ctx->data;
 
@@ -171,7 +171,7 @@ static int wait_step(struct http_req *r, struct waiter *w, int64_t until, struct
     return rc;
 }
 
-static void wait_done(struct http_req *r, struct waiter *w, size_t got)
+static void wait_done(const struct http_req *r, struct waiter *w, size_t got)
 {
     struct fetch_state *fs = r->ctx->data;
 
@@ -181,7 +181,7 @@ static void wait_done(struct http_req *r, struct waiter *w, size_t got)
     metrics_add(r->ctx->metrics, got > 0 ? METRIC_WAITS_WOKEN : METRIC_WAITS_TIMED_OUT, 1);
 }
 
-void fetch_chats_read(struct http_req *r)
+void fetch_chats_read(const struct http_req *r, struct http_res *res)
 {
     const char *key = mg_get_header(r->conn, "Idempotency-Key");
     long limit = r->ctx->cfg.read_max, wait_s = 0;
@@ -191,29 +191,29 @@ void fetch_chats_read(struct http_req *r)
     struct snap_err err;
 
     if (!username_valid(r->param, r->param_len)) {
-        http_reply_error(r, HTTP_E_INVALID_FIELD,
+        http_res_error(res, HTTP_E_INVALID_FIELD,
                          "username in the path must be 1 to 64 bytes of UTF-8 without "
                          "whitespace, control characters or '/'");
         return;
     }
     if (key != NULL && !idem_key_valid(key)) {
-        http_reply_error(r, HTTP_E_INVALID_FIELD,
+        http_res_error(res, HTTP_E_INVALID_FIELD,
                          "Idempotency-Key must be 1 to 64 characters of A-Z a-z 0-9 _ -");
         return;
     }
     if (query_long(r->ri->query_string, "limit", 1, r->ctx->cfg.read_max, &limit) < 0) {
-        http_reply_error(r, HTTP_E_INVALID_FIELD, "limit must be an integer between 1 and %ld",
+        http_res_error(res, HTTP_E_INVALID_FIELD, "limit must be an integer between 1 and %ld",
                          r->ctx->cfg.read_max);
         return;
     }
     if (query_long(r->ri->query_string, "wait", 0, WAIT_MAX_S, &wait_s) < 0) {
-        http_reply_error(r, HTTP_E_INVALID_FIELD,
+        http_res_error(res, HTTP_E_INVALID_FIELD,
                          "wait must be an integer number of seconds between 0 and %d",
                          WAIT_MAX_S);
         return;
     }
     if (key != NULL) {
-        if (replay(r, key)) return;
+        if (replay(r, res, key)) return;
         snprintf(token, sizeof token, "%s", key);
     } else {
         random_token(token);
@@ -225,11 +225,12 @@ void fetch_chats_read(struct http_req *r)
     for (;;) {
         if (read_once(r, &job, limit, token) != SNAP_OK) {
             wait_done(r, &w, 0);
-            http_reply_store_error(r, job.store ? job.store : "fetch", "reading the inbox",
+            http_res_store_error(res, job.store ? job.store : "fetch", "reading the inbox",
                                    &job.err);
             return;
         }
         if (job.msgs.len > 0 || job.more || deadline_now() >= until) break;
+        hot_msg_list_free(&job.msgs); /* empty, but a lost claim leaves its array */
         int rc = wait_step(r, &w, until, &err);
         if (rc == SNAP_OK) continue;
         wait_done(r, &w, 0);
@@ -239,11 +240,11 @@ void fetch_chats_read(struct http_req *r)
                       "the client of a waiting read went away; nothing was claimed");
         }
         if (rc == SNAP_EFULL)
-            http_reply_error(r, HTTP_E_UNAVAILABLE,
+            http_res_error(res, HTTP_E_UNAVAILABLE,
                              "too many readers are waiting on this instance; retry shortly "
                              "(or read without ?wait)");
         else
-            http_reply_store_error(r, "redis", "waiting for the inbox", &err);
+            http_res_store_error(res, "redis", "waiting for the inbox", &err);
         return;
     }
     wait_done(r, &w, job.msgs.len);
@@ -255,15 +256,15 @@ void fetch_chats_read(struct http_req *r)
             arr = NULL;
         }
     metrics_add(r->ctx->metrics, METRIC_MESSAGES_EXPIRED, job.n_expired);
-    reply_read(r, arr, l.len, job.more);
+    reply_read(r, res, arr, l.len, job.more);
     hot_msg_list_free(&l);
 }
 
-void fetch_chat_lookup(struct http_req *r)
+void fetch_chat_lookup(const struct http_req *r, struct http_res *res)
 {
     int64_t id;
     if (id_parse(r->param, r->param_len, &id) != 0) {
-        http_reply_error(r, HTTP_E_INVALID_FIELD,
+        http_res_error(res, HTTP_E_INVALID_FIELD,
                          "id must be a positive 64-bit integer (decimal digits only)");
         return;
     }
@@ -271,11 +272,11 @@ void fetch_chat_lookup(struct http_req *r)
     struct snap_err err;
     int rc = cold_msg_get(r->ctx->cold, id, &m, &err);
     if (rc == SNAP_ENOTFOUND) {
-        http_reply_error(r, HTTP_E_NOT_FOUND, "no message with id %lld", (long long)id);
+        http_res_error(res, HTTP_E_NOT_FOUND, "no message with id %lld", (long long)id);
         return;
     }
     if (rc != SNAP_OK) {
-        http_reply_store_error(r, "cold", "looking up the message", &err);
+        http_res_store_error(res, "cold", "looking up the message", &err);
         return;
     }
     /* expiration_date: when it stopped being deliverable — its read (or
@@ -283,15 +284,12 @@ void fetch_chat_lookup(struct http_req *r)
     char when[SNAP_TIME_STR_LEN];
     int64_t exp = m.state != COLD_OPEN && m.closed_ms > 0 ? m.closed_ms : m.expires_ms;
     cJSON *o = cJSON_CreateObject();
-    int ok = o && add_int64(o, "id", m.id) && cJSON_AddStringToObject(o, "username", m.username) &&
-             (m.has_from ? cJSON_AddStringToObject(o, "from", m.from) != NULL
-                         : cJSON_AddNullToObject(o, "from") != NULL) &&
-             cJSON_AddStringToObject(o, "text", m.text) &&
-             cJSON_AddStringToObject(o, "expiration_date", clock_format_utc(exp, when));
-    if (ok)
-        http_reply_json(r, 200, o, NULL);
-    else
-        http_reply_error(r, HTTP_E_INTERNAL, "out of memory");
-    cJSON_Delete(o);
+    http_res_json(res, 200, o,
+                  o && add_int64(o, "id", m.id) &&
+                      cJSON_AddStringToObject(o, "username", m.username) &&
+                      (m.has_from ? cJSON_AddStringToObject(o, "from", m.from) != NULL
+                                  : cJSON_AddNullToObject(o, "from") != NULL) &&
+                      cJSON_AddStringToObject(o, "text", m.text) &&
+                      cJSON_AddStringToObject(o, "expiration_date", clock_format_utc(exp, when)));
     cold_msg_cleanup(&m);
 }

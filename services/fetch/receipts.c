@@ -18,14 +18,14 @@
 #include "snap/validate.h"
 
 /* Loads the message of the path's id for its sender or an admin into *m.
- * Returns 0 with *m filled (cold_msg_cleanup), or -1 having answered. */
-static int load_for_sender(struct http_req *r, struct cold_msg *m)
+ * Returns 0 with *m filled (cold_msg_cleanup), or -1 with the refusal in res. */
+static int load_for_sender(const struct http_req *r, struct http_res *res, struct cold_msg *m)
 {
     struct snap_err err;
     int64_t id;
 
     if (id_parse(r->param, r->param_len, &id) != 0) {
-        http_reply_error(r, HTTP_E_INVALID_FIELD,
+        http_res_error(res, HTTP_E_INVALID_FIELD,
                          "id must be a positive 64-bit integer (decimal digits only)");
         return -1;
     }
@@ -35,29 +35,29 @@ static int load_for_sender(struct http_req *r, struct cold_msg *m)
         rc = SNAP_ENOTFOUND;
     }
     if (rc == SNAP_ENOTFOUND) {
-        http_reply_error(r, HTTP_E_NOT_FOUND, "no message with id %lld", (long long)id);
+        http_res_error(res, HTTP_E_NOT_FOUND, "no message with id %lld", (long long)id);
         return -1;
     }
     if (rc != SNAP_OK) {
-        http_reply_store_error(r, "cold", "looking up the message", &err);
+        http_res_store_error(res, "cold", "looking up the message", &err);
         return -1;
     }
     if (strcmp(r->who.role, "admin") != 0 &&
         !(m->has_from && strcmp(m->from, r->who.username) == 0)) {
         cold_msg_cleanup(m);
-        http_reply_error(r, HTTP_E_FORBIDDEN, "only the sender of a message or an admin may do this");
+        http_res_error(res, HTTP_E_FORBIDDEN, "only the sender of a message or an admin may do this");
         return -1;
     }
     return 0;
 }
 
-void fetch_chat_status(struct http_req *r)
+void fetch_chat_status(const struct http_req *r, struct http_res *res)
 {
     struct cold_msg m;
     char when[SNAP_TIME_STR_LEN], id[24];
     const char *state;
 
-    if (load_for_sender(r, &m) != 0) return;
+    if (load_for_sender(r, res, &m) != 0) return;
     switch (m.state) {
     case COLD_READ: state = "read"; break;
     case COLD_UNSENT: state = "unsent"; break;
@@ -70,34 +70,29 @@ void fetch_chat_status(struct http_req *r)
              (m.state == COLD_READ
                   ? cJSON_AddStringToObject(o, "read_at", clock_format_utc(m.closed_ms, when)) != NULL
                   : cJSON_AddNullToObject(o, "read_at") != NULL);
-    if (ok) {
-        metrics_add(r->ctx->metrics, METRIC_STATUS_READS, 1);
-        http_reply_json(r, 200, o, NULL);
-    } else {
-        http_reply_error(r, HTTP_E_INTERNAL, "out of memory");
-    }
-    cJSON_Delete(o);
+    if (ok) metrics_add(r->ctx->metrics, METRIC_STATUS_READS, 1);
+    http_res_json(res, 200, o, ok);
     cold_msg_cleanup(&m);
 }
 
-void fetch_chat_unsend(struct http_req *r)
+void fetch_chat_unsend(const struct http_req *r, struct http_res *res)
 {
     struct cold_msg m;
     struct snap_err err;
     size_t closed = 0;
 
-    if (load_for_sender(r, &m) != 0) return;
+    if (load_for_sender(r, res, &m) != 0) return;
     int64_t id = m.id;
     char user[SNAP_USERNAME_MAX + 1];
     snprintf(user, sizeof user, "%s", m.username);
     cold_msg_cleanup(&m);
     if (cold_msg_close(r->ctx->cold, &id, 1, COLD_UNSENT, clock_now_ms(), &closed, &err) !=
         SNAP_OK) {
-        http_reply_store_error(r, "cold", "unsending the message", &err);
+        http_res_store_error(res, "cold", "unsending the message", &err);
         return;
     }
     if (closed == 0) {
-        http_reply_error(r, HTTP_E_CONFLICT,
+        http_res_error(res, HTTP_E_CONFLICT,
                          "message %lld is no longer unread (already read, expired or unsent)",
                          (long long)id);
         return;
@@ -109,5 +104,5 @@ void fetch_chat_unsend(struct http_req *r)
                   "message %lld unsent; its index entry stays until a read drops it: %s",
                   (long long)id, err.msg);
     metrics_add(r->ctx->metrics, METRIC_UNSENDS, 1);
-    http_reply_raw(r, 204, "application/json", "", 0, NULL);
+    http_res_raw(res, 204, "application/json", "", 0);
 }

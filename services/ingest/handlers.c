@@ -27,25 +27,20 @@
 #define IDEM_KEEP_MS      (24LL * 3600 * 1000) /* API.md: a send's key lives 24 hours */
 
 /* 201 {"id"} with Location for message id. */
-static void reply_created(struct http_req *r, int64_t id)
+static void reply_created(struct http_res *res, int64_t id)
 {
-    char location[48], num[24];
-    snprintf(location, sizeof location, "Location: /chat/%lld\r\n", (long long)id);
+    char num[24];
     snprintf(num, sizeof num, "%lld", (long long)id); /* exact, not via double */
+    (void)http_res_header(res, "Location: /chat/%lld\r\n", (long long)id);
     cJSON *out = cJSON_CreateObject();
-    if (!out || !cJSON_AddRawToObject(out, "id", num)) {
-        cJSON_Delete(out);
-        http_reply_error(r, HTTP_E_INTERNAL, "out of memory");
-        return;
-    }
-    http_reply_json(r, 201, out, location);
-    cJSON_Delete(out);
+    http_res_json(res, 201, out, out && cJSON_AddRawToObject(out, "id", num));
 }
 
 /* The retry of a send: answers from the message that holds m->idem, if a
- * live one does. Returns 1 when it answered, 0 when the key is free (a
- * stale holder is released first). */
-static int replay(struct http_req *r, const struct cold_msg *m, int64_t timeout_s)
+ * live one does. Returns 1 when res holds the answer, 0 when the key is
+ * free (a stale holder is released first). */
+static int replay(const struct http_req *r, struct http_res *res, const struct cold_msg *m,
+                  int64_t timeout_s)
 {
     struct cold_msg old;
     struct snap_err err;
@@ -53,29 +48,29 @@ static int replay(struct http_req *r, const struct cold_msg *m, int64_t timeout_
 
     if (rc == SNAP_ENOTFOUND) return 0;
     if (rc != SNAP_OK) {
-        http_reply_store_error(r, "cold", "looking up the Idempotency-Key", &err);
+        http_res_store_error(res, "cold", "looking up the Idempotency-Key", &err);
         return 1;
     }
     if (old.created_ms < clock_now_ms() - IDEM_KEEP_MS) {
         rc = cold_msg_release_idem(r->ctx->cold, old.id, &err);
         cold_msg_cleanup(&old);
         if (rc == SNAP_OK) return 0;
-        http_reply_store_error(r, "cold", "releasing an old Idempotency-Key", &err);
+        http_res_store_error(res, "cold", "releasing an old Idempotency-Key", &err);
         return 1;
     }
     if (strcmp(old.username, m->username) == 0 && old.text_len == m->text_len &&
         memcmp(old.text, m->text, m->text_len) == 0 &&
         old.expires_ms - old.created_ms == timeout_s * 1000)
-        reply_created(r, old.id);
+        reply_created(res, old.id);
     else
-        http_reply_error(r, HTTP_E_CONFLICT,
+        http_res_error(res, HTTP_E_CONFLICT,
                          "this Idempotency-Key was already used for a different message; "
                          "use a new key for a new message");
     cold_msg_cleanup(&old);
     return 1;
 }
 
-void ingest_chat_send(struct http_req *r)
+void ingest_chat_send(const struct http_req *r, struct http_res *res)
 {
     const struct snap_config *cfg = &r->ctx->cfg;
     const struct ingest_state *st = r->ctx->data;
@@ -88,7 +83,7 @@ void ingest_chat_send(struct http_req *r)
     long dflt = cfg->max_timeout < DEFAULT_TIMEOUT_S ? cfg->max_timeout : DEFAULT_TIMEOUT_S;
 
     if (key != NULL && !idem_key_valid(key)) {
-        http_reply_error(r, HTTP_E_INVALID_FIELD,
+        http_res_error(res, HTTP_E_INVALID_FIELD,
                          "Idempotency-Key must be 1 to 64 characters of A-Z a-z 0-9 _ -");
         return;
     }
@@ -96,7 +91,7 @@ void ingest_chat_send(struct http_req *r)
         field_string(r->body, "text", 1, (size_t)cfg->max_text_bytes, &text, &m.text_len, msg,
                      sizeof msg) != 0 ||
         field_timeout(r->body, "timeout", dflt, cfg->max_timeout, &timeout, msg, sizeof msg) != 0) {
-        http_reply_error(r, HTTP_E_INVALID_FIELD, "%s", msg);
+        http_res_error(res, HTTP_E_INVALID_FIELD, "%s", msg);
         return;
     }
     m.text = (char *)text; /* borrowed from the body until the pipeline is done */
@@ -106,7 +101,7 @@ void ingest_chat_send(struct http_req *r)
     }
     if (key != NULL) {
         snprintf(m.idem, sizeof m.idem, "%s/%s", m.has_from ? m.from : "", key);
-        if (replay(r, &m, timeout)) return;
+        if (replay(r, res, &m, timeout)) return;
     }
     m.created_ms = clock_now_ms();
     m.expires_ms = m.created_ms + (int64_t)timeout * 1000;
@@ -114,21 +109,21 @@ void ingest_chat_send(struct http_req *r)
     struct send_job job = {.msg = m, .request_id = r->request_id};
     int rc = pipeline_send(st->pipeline, &job);
     if (rc == SNAP_EEXIST) { /* a concurrent send with the same key won */
-        if (!replay(r, &m, timeout))
-            http_reply_error(r, HTTP_E_CONFLICT, "this Idempotency-Key is in use; retry");
+        if (!replay(r, res, &m, timeout))
+            http_res_error(res, HTTP_E_CONFLICT, "this Idempotency-Key is in use; retry");
         return;
     }
     if (rc == SNAP_EFULL) {
-        http_reply_error(r, HTTP_E_INBOX_FULL,
+        http_res_error(res, HTTP_E_INBOX_FULL,
                          "%s already holds %ld unread messages; nothing was stored", m.username,
                          cfg->max_inbox);
         return;
     }
     if (rc != SNAP_OK) {
-        http_reply_store_error(r, job.store ? job.store : "ingest",
+        http_res_store_error(res, job.store ? job.store : "ingest",
                                job.what ? job.what : "queueing the message", &job.err);
         return;
     }
     metrics_add(r->ctx->metrics, METRIC_MESSAGES_SENT, 1);
-    reply_created(r, job.msg.id);
+    reply_created(res, job.msg.id);
 }

@@ -21,7 +21,7 @@ struct ingest_state {
 
 /* POST /chat: validates, honours Idempotency-Key, hands the message to the
  * pipeline, then answers 201 {"id"} + Location or the failure. */
-void ingest_chat_send(struct http_req *r);
+void ingest_chat_send(const struct http_req *r, struct http_res *res);
 
 /* One send on its way through the pipeline; lives on the request thread's
  * stack. The caller fills msg (all but id) and request_id; the pipeline

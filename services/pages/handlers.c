@@ -42,29 +42,26 @@ static int not_modified(const struct http_req *r, const char *etag)
     return inm != NULL && (strstr(inm, etag) != NULL || strcmp(inm, "*") == 0);
 }
 
-static void send_file(struct http_req *r, const char *url)
+static void send_file(const struct http_req *r, struct http_res *res, const char *url)
 {
     const struct pages_file *f = pages_site_find(r->ctx->data, url);
-    char headers[1024];
-    int n;
 
     if (f == NULL) {
-        (void)http_reply_error(r, HTTP_E_NOT_FOUND, "no such page; the web client is at /app/");
+        (void)http_res_error(res, HTTP_E_NOT_FOUND, "no such page; the web client is at /app/");
         return;
     }
-    n = snprintf(headers, sizeof headers, "%sETag: %s\r\n", f->headers, f->etag);
-    if (n < 0 || (size_t)n >= sizeof headers) {
-        (void)http_reply_error(r, HTTP_E_INTERNAL, "internal error");
+    if (http_res_header(res, "%sETag: %s\r\n", f->headers, f->etag) != 0) {
+        (void)http_res_error(res, HTTP_E_INTERNAL, "internal error");
         return;
     }
     if (not_modified(r, f->etag))
-        (void)http_reply_raw(r, 304, f->content_type, "", 0, headers);
+        (void)http_res_raw(res, 304, f->content_type, "", 0);
     else
-        (void)http_reply_raw(r, 200, f->content_type, f->body, f->len, headers);
+        (void)http_res_raw(res, 200, f->content_type, f->body, f->len); /* the site outlives it */
 }
 
 /* /<folder>/<param>, or /<folder>/index.html without a parameter. */
-static void send_in(struct http_req *r, const char *folder)
+static void send_in(const struct http_req *r, struct http_res *res, const char *folder)
 {
     char url[128];
     int n;
@@ -73,35 +70,36 @@ static void send_in(struct http_req *r, const char *folder)
         n = snprintf(url, sizeof url, "/%s/index.html", folder);
     } else {
         if (strlen(r->param) != r->param_len || strchr(r->param, '/') != NULL) {
-            (void)http_reply_error(r, HTTP_E_NOT_FOUND, "no such page; the web client is at /app/");
+            (void)http_res_error(res, HTTP_E_NOT_FOUND, "no such page; the web client is at /app/");
             return;
         }
         n = snprintf(url, sizeof url, "/%s/%s", folder, r->param);
     }
     if (n < 0 || (size_t)n >= sizeof url) {
-        (void)http_reply_error(r, HTTP_E_NOT_FOUND, "no such page; the web client is at /app/");
+        (void)http_res_error(res, HTTP_E_NOT_FOUND, "no such page; the web client is at /app/");
         return;
     }
-    send_file(r, url);
+    send_file(r, res, url);
 }
 
-void pages_root(struct http_req *r)
+void pages_root(const struct http_req *r, struct http_res *res)
 {
-    (void)http_reply_raw(r, 302, "text/plain; charset=utf-8", "see /app/\n", 10,
-                         "Location: /app/\r\nCache-Control: no-cache\r\n");
+    (void)r;
+    (void)http_res_header(res, "Location: /app/\r\nCache-Control: no-cache\r\n");
+    (void)http_res_raw(res, 302, "text/plain; charset=utf-8", "see /app/\n", 10);
 }
 
-void pages_app(struct http_req *r)
+void pages_app(const struct http_req *r, struct http_res *res)
 {
-    send_in(r, "app");
+    send_in(r, res, "app");
 }
 
-void pages_docs(struct http_req *r)
+void pages_docs(const struct http_req *r, struct http_res *res)
 {
-    send_in(r, "docs");
+    send_in(r, res, "docs");
 }
 
-void pages_openapi(struct http_req *r)
+void pages_openapi(const struct http_req *r, struct http_res *res)
 {
-    send_file(r, "/openapi.json");
+    send_file(r, res, "/openapi.json");
 }

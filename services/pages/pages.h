@@ -42,9 +42,13 @@ const struct pages_file *pages_site_find(const struct pages_site *site, const ch
 int pages_start(struct snap_ctx *ctx, struct snap_err *err); /* loads the site */
 void pages_stop(struct snap_ctx *ctx);
 
-void pages_root(struct http_req *r);     /* GET /   -> 302 /app/         */
-void pages_app(struct http_req *r);      /* GET /app/, /app/{file}       */
-void pages_docs(struct http_req *r);     /* GET /docs, /docs/{file}      */
-void pages_openapi(struct http_req *r);  /* GET /openapi.json            */
+/* GET / -> 302 /app/ */
+void pages_root(const struct http_req *r, struct http_res *res);
+/* GET /app/, /app/{file} */
+void pages_app(const struct http_req *r, struct http_res *res);
+/* GET /docs, /docs/{file} */
+void pages_docs(const struct http_req *r, struct http_res *res);
+/* GET /openapi.json */
+void pages_openapi(const struct http_req *r, struct http_res *res);
 
 #endif

@@ -1,13 +1,18 @@
-/* users.h: the handlers and start hook of the users service. */
+/* users.h: the handlers and start hook of the users service. Each handler
+ * fills res with its answer (http.h). */
 #ifndef USERS_H
 #define USERS_H
 
 #include "snap/service.h"
 
-void users_register(struct http_req *r); /* POST /users            */
-void users_login(struct http_req *r);    /* POST /sessions         */
-void users_logout(struct http_req *r);   /* DELETE /sessions/current */
-void users_me(struct http_req *r);       /* GET /users/me          */
+/* POST /users */
+void users_register(const struct http_req *r, struct http_res *res);
+/* POST /sessions */
+void users_login(const struct http_req *r, struct http_res *res);
+/* DELETE /sessions/current */
+void users_logout(const struct http_req *r, struct http_res *res);
+/* GET /users/me */
+void users_me(const struct http_req *r, struct http_res *res);
 
 /* Start hook: creates SNAPTEXT_ADMIN_USERNAME if absent; refuses to start
  * when that name is an ordinary account or an admin with another password

@@ -1,20 +1,24 @@
-/* http.c: the one civetweb request handler every service installs, and the
- * replies.
+/* http.c: the one civetweb request handler every service installs — routing,
+ * auth, reading the body — and the one place an answer (http_res.c) is
+ * rendered.
  *
  * http_dispatch() takes a request through API.md's checks in their order:
- * built-in routes (/healthz, /readyz, /metrics), then 404 (no route has this
- * path), 405 with Allow, 401, 403, 413, 415 and 400, and only then calls the
- * route's handler. It owns everything in struct http_req, makes sure exactly
- * one reply goes out, counts the request in the metrics and writes the
- * access log line. Request bodies are read into one buffer per worker
- * thread of SNAPTEXT_MAX_BODY_BYTES + 1 bytes; a declared length above the
- * limit is refused before anything is read.
+ * built-in routes (http_builtin.c), then 404 (no route has this path), 405
+ * with Allow, 401, 403, 413, 415 and 400 (the body is parsed by
+ * json_strict.c), and only then calls the route's handler, which fills a
+ * struct http_res. It owns everything in struct http_req, renders exactly
+ * one reply (render_answer),
+ * counts the request in the metrics and writes the access log line.
+ * Request bodies are read into one buffer per worker thread of
+ * SNAPTEXT_MAX_BODY_BYTES + 1 bytes; a declared length above the limit is
+ * refused before anything is read.
  * Paths are matched on the raw request target, so civetweb must run with
  * decode_url=no: then "/chats/a%2Fb" reaches "/chats/{}" with the parameter
  * "a/b". With decoding left on, the dispatcher still works but cannot see
  * %2F (it says so once in the log).
- * Not here: what a route does (services/<name>/handlers.c), starting the
- * server (service.c). */
+ * Not here: what a route does (services/<name>/handlers.c), the JSON
+ * grammar (json_strict.c), the built-in routes (http_builtin.c), starting
+ * the server (service.c). */
 #include "snap/http.h"
 
 #include <pthread.h>
@@ -30,14 +34,15 @@
 
 #include "snap/auth.h"
 #include "snap/clock.h"
-#include "snap/cold_store.h"
 #include "snap/deadline.h"
 #include "snap/err.h"
 #include "snap/hot_store.h"
+#include "snap/json_strict.h"
 #include "snap/log.h"
 #include "snap/metrics.h"
 #include "snap/service.h"
-#include "snap/validate.h"
+
+#include "http_builtin.h"
 
 /* ---- the error table ----------------------------------------------------- */
 
@@ -103,276 +108,6 @@ static int percent_well_formed(const char *s, size_t len)
         i += 2;
     }
     return 1;
-}
-
-/* ---- body parsing -------------------------------------------------------- */
-
-static int hex4(const char *s, size_t avail, unsigned *out)
-{
-    unsigned v = 0;
-    size_t k;
-    if (avail < 4) return -1;
-    for (k = 0; k < 4; k++) {
-        int h = hex_value(s[k]);
-        if (h < 0) return -1;
-        v = v * 16 + (unsigned)h;
-    }
-    *out = v;
-    return 0;
-}
-
-/* Length of the JSON number at s (RFC 8259 grammar), 0 when it is not one.
- * cJSON alone would take "01", "1." and "-.5". */
-static size_t json_number_len(const char *s, size_t len)
-{
-    size_t i = 0;
-
-    if (i < len && s[i] == '-') i++;
-    if (i >= len) return 0;
-    if (s[i] == '0') {
-        i++;
-    } else if (s[i] >= '1' && s[i] <= '9') {
-        while (i < len && s[i] >= '0' && s[i] <= '9') i++;
-    } else {
-        return 0;
-    }
-    if (i < len && s[i] == '.') {
-        size_t start = ++i;
-        while (i < len && s[i] >= '0' && s[i] <= '9') i++;
-        if (i == start) return 0;
-    }
-    if (i < len && (s[i] == 'e' || s[i] == 'E')) {
-        size_t start;
-        i++;
-        if (i < len && (s[i] == '+' || s[i] == '-')) i++;
-        start = i;
-        while (i < len && s[i] >= '0' && s[i] <= '9') i++;
-        if (i == start) return 0;
-    }
-    if (i < len && (s[i] == '.' || s[i] == '-' || s[i] == '+' || s[i] == 'e' || s[i] == 'E' ||
-                    (s[i] >= '0' && s[i] <= '9')))
-        return 0; /* "01", "1.2.3", "1e5e" */
-    return i;
-}
-
-/* Deepest nesting of arrays/objects accepted. cJSON recurses once per
- * level, and civetweb's worker threads have small stacks (~100 KiB): about
- * 900 levels (a 1.8 KB body) overflowed one. No API body needs more than 1. */
-#define JSON_DEPTH_MAX 32
-
-/* Finds what cJSON lets through but JSON forbids, or what it must not be
- * given: control characters (outside JSON whitespace, or raw inside a
- * string), escapes of lone surrogates, malformed numbers, nesting deeper
- * than JSON_DEPTH_MAX. Sets *nul for a \u0000 escape and notes where the
- * first one is in *where: the top-level key it belongs to (raw bytes of
- * the body, escapes not decoded) and whether it is inside that key itself.
- * Anything else that is malformed is left to cJSON. Returns 0 or -1 with
- * msg set. */
-struct nul_where {
-    const char *key; /* NULL: not under a top-level key */
-    size_t key_len;
-    int in_key;
-};
-
-static int json_scan(const char *s, size_t len, int *nul, struct nul_where *where, char *msg,
-                     size_t msglen)
-{
-    size_t i = 0;
-    int in_string = 0, depth = 0;
-    /* Top-level key tracking: the next string at depth 1 is a key right
-     * after '{' or ','; key_start/key_len hold the last key seen. */
-    int expect_key = 0, string_is_key = 0;
-    size_t key_start = 0, key_len = 0;
-
-    while (i < len) {
-        unsigned char c = (unsigned char)s[i];
-        if (in_string) {
-            if (c == '"') {
-                in_string = 0;
-                if (string_is_key) key_len = i - key_start;
-                i++;
-            } else if (c < 0x20) {
-                (void)snprintf(msg, msglen,
-                               "body is not valid JSON: control character in a string at "
-                               "byte %zu (escape it)",
-                               i);
-                return -1;
-            } else if (c == '\\' && i + 1 < len && s[i + 1] == 'u') {
-                unsigned v, lo;
-                if (hex4(s + i + 2, len - i - 2, &v) != 0) return 0; /* cJSON refuses it */
-                if (v == 0 && !*nul) {
-                    *nul = 1;
-                    if (key_start > 0) { /* under a top-level key (or in one) */
-                        where->key = s + key_start;
-                        where->key_len = string_is_key ? i - key_start : key_len;
-                        where->in_key = string_is_key;
-                    }
-                }
-                if (v >= 0xDC00 && v <= 0xDFFF) goto lone;
-                if (v >= 0xD800 && v <= 0xDBFF) {
-                    if (len - i < 12 || s[i + 6] != '\\' || s[i + 7] != 'u' ||
-                        hex4(s + i + 8, len - i - 8, &lo) != 0 || lo < 0xDC00 || lo > 0xDFFF)
-                        goto lone;
-                    i += 12;
-                } else {
-                    i += 6;
-                }
-            } else if (c == '\\') {
-                i += 2;
-            } else {
-                i++;
-            }
-            continue;
-        }
-        if (c == '"') {
-            in_string = 1;
-            string_is_key = depth == 1 && expect_key;
-            if (string_is_key) {
-                key_start = i + 1;
-                key_len = 0;
-                expect_key = 0;
-            }
-            i++;
-        } else if (c == ',' && depth == 1) {
-            expect_key = 1;
-            i++;
-        } else if (c == '[' || c == '{') {
-            if (depth == 0 && c == '{') expect_key = 1;
-            if (++depth > JSON_DEPTH_MAX) {
-                (void)snprintf(msg, msglen, "body is nested too deeply (more than %d levels)",
-                               JSON_DEPTH_MAX);
-                return -1;
-            }
-            i++;
-        } else if (c == ']' || c == '}') {
-            depth--;
-            i++;
-        } else if (c == '-' || (c >= '0' && c <= '9')) {
-            size_t n = json_number_len(s + i, len - i);
-            if (n == 0) {
-                (void)snprintf(msg, msglen, "body is not valid JSON: bad number at byte %zu", i);
-                return -1;
-            }
-            i += n;
-        } else if (c < 0x20 && c != ' ' && c != '\t' && c != '\n' && c != '\r') {
-            (void)snprintf(msg, msglen, "body is not valid JSON: control character at byte %zu", i);
-            return -1;
-        } else {
-            i++;
-        }
-    }
-    return 0;
-lone:
-    (void)snprintf(msg, msglen, "body is not valid JSON: unpaired surrogate escape at byte %zu", i);
-    return -1;
-}
-
-static int key_cmp(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* Writes into msg `duplicate key "<key>"` if obj has one at its top level.
- * Sorting keeps this O(n log n) however many keys a body has. */
-static int find_duplicate_key(const cJSON *obj, char *msg, size_t msglen)
-{
-    const cJSON *it;
-    const char **keys;
-    size_t n = 0, i;
-    int rc = 0;
-
-    for (it = obj->child; it != NULL; it = it->next) n++;
-    if (n < 2) return 0;
-    keys = malloc(n * sizeof *keys);
-    if (keys == NULL) {
-        (void)snprintf(msg, msglen, "body is too large to check");
-        return -1;
-    }
-    i = 0;
-    for (it = obj->child; it != NULL; it = it->next) keys[i++] = it->string ? it->string : "";
-    qsort(keys, n, sizeof *keys, key_cmp);
-    for (i = 1; i < n; i++) {
-        if (strcmp(keys[i - 1], keys[i]) == 0) {
-            size_t kl = strlen(keys[i]), cut = kl > 40 ? 40 : kl;
-            while (cut > 0 && cut < kl && ((unsigned char)keys[i][cut] & 0xC0) == 0x80)
-                cut--; /* end on a UTF-8 character boundary */
-            (void)snprintf(msg, msglen, "duplicate key \"%.*s%s\"", (int)cut, keys[i],
-                           cut < kl ? "..." : "");
-            rc = -1;
-            break;
-        }
-    }
-    free(keys);
-    return rc;
-}
-
-/* The invalid_field message for a \u0000: it names the field (API.md), at
- * most 40 bytes of it, cut on a UTF-8 boundary. */
-static void nul_message(const struct nul_where *w, char *msg, size_t msglen)
-{
-    size_t cut = w->key_len > 40 ? 40 : w->key_len;
-    while (w->key != NULL && cut > 0 && cut < w->key_len &&
-           ((unsigned char)w->key[cut] & 0xC0) == 0x80)
-        cut--;
-    if (w->key == NULL)
-        (void)snprintf(msg, msglen, "strings must not contain \\u0000");
-    else if (!w->in_key && w->key_len == 0)
-        (void)snprintf(msg, msglen, "the field \"\" must not contain \\u0000");
-    else if (w->in_key)
-        (void)snprintf(msg, msglen, "field names must not contain \\u0000 (the field \"%.*s%s\")",
-                       (int)cut, w->key, cut < w->key_len ? "..." : "");
-    else
-        (void)snprintf(msg, msglen, "%.*s%s must not contain \\u0000", (int)cut, w->key,
-                       cut < w->key_len ? "..." : "");
-}
-
-cJSON *http_parse_body(const char *buf, size_t len, int *nul_field, char *msg, size_t msglen)
-{
-    const char *end = NULL;
-    cJSON *root;
-    size_t pos;
-    int nul = 0;
-    struct nul_where where = {NULL, 0, 0};
-
-    *nul_field = 0;
-    if (msg != NULL && msglen > 0) msg[0] = '\0';
-    if (len == 0) {
-        (void)snprintf(msg, msglen, "body is empty: send a JSON object");
-        return NULL;
-    }
-    if (!utf8_valid(buf, len)) {
-        (void)snprintf(msg, msglen, "body is not valid UTF-8");
-        return NULL;
-    }
-    if (json_scan(buf, len, &nul, &where, msg, msglen) != 0) return NULL;
-    root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
-    if (root == NULL) {
-        pos = end != NULL && end >= buf && end <= buf + len ? (size_t)(end - buf) : 0;
-        (void)snprintf(msg, msglen, "body is not well-formed JSON (error at byte %zu)", pos);
-        return NULL;
-    }
-    pos = end != NULL && end >= buf && end <= buf + len ? (size_t)(end - buf) : len;
-    while (pos < len &&
-           (buf[pos] == ' ' || buf[pos] == '\t' || buf[pos] == '\n' || buf[pos] == '\r'))
-        pos++;
-    if (pos != len) {
-        (void)snprintf(msg, msglen, "body has data after the JSON value (at byte %zu)", pos);
-        goto fail;
-    }
-    if (!cJSON_IsObject(root)) {
-        (void)snprintf(msg, msglen, "body must be a JSON object");
-        goto fail;
-    }
-    if (nul) { /* before duplicates: keys cut at a NUL could look equal */
-        *nul_field = 1;
-        nul_message(&where, msg, msglen);
-        goto fail;
-    }
-    if (find_duplicate_key(root, msg, msglen) != 0) goto fail;
-    return root;
-fail:
-    cJSON_Delete(root);
-    return NULL;
 }
 
 /* ---- replies ------------------------------------------------------------- */
@@ -514,35 +249,7 @@ static int send_reply(struct http_req *r, int status, const char *content_type, 
     return rc;
 }
 
-int http_reply_raw(struct http_req *r, int status, const char *content_type, const char *body,
-                   size_t len, const char *headers)
-{
-    return send_reply(r, status, content_type, body, len, headers, status == 413);
-}
-
-int http_reply_json(struct http_req *r, int status, const cJSON *body, const char *headers)
-{
-    char *text;
-    int rc;
-
-    if (body == NULL)
-        return send_reply(r, status, "application/json", "", 0, headers, status == 413);
-    text = cJSON_PrintUnformatted((cJSON *)body); /* cJSON's API is not const-clean */
-    if (text == NULL) {
-        static const char oom[] = "{\"error\":\"internal\",\"message\":\"out of memory\"}";
-        log_event(SNAP_LOG_ERROR, r->request_id, "reply", "out of memory encoding a reply");
-        return send_reply(r, 500, "application/json", oom, sizeof oom - 1, NULL, 0);
-    }
-    rc = send_reply(r, status, "application/json", text, strlen(text), headers, status == 413);
-    cJSON_free(text);
-    return rc;
-}
-
 /* ---- routing ------------------------------------------------------------- */
-
-enum builtin { BUILTIN_NONE, BUILTIN_HEALTHZ, BUILTIN_READYZ, BUILTIN_METRICS };
-
-static const char *const builtin_paths[] = {NULL, "/healthz", "/readyz", "/metrics"};
 
 /* The raw request target without its query string. */
 static const char *request_path(const struct mg_request_info *ri, size_t *len)
@@ -555,15 +262,6 @@ static const char *request_path(const struct mg_request_info *ri, size_t *len)
     q = strchr(p, '?');
     *len = q != NULL ? (size_t)(q - p) : strlen(p);
     return p;
-}
-
-static enum builtin builtin_of(const char *path, size_t len)
-{
-    int b;
-    for (b = BUILTIN_HEALTHZ; b <= BUILTIN_METRICS; b++)
-        if (strlen(builtin_paths[b]) == len && memcmp(path, builtin_paths[b], len) == 0)
-            return (enum builtin)b;
-    return BUILTIN_NONE;
 }
 
 /* 1 when pattern matches path[0..len). A pattern with "{}" ("/chat/{}",
@@ -598,7 +296,7 @@ static size_t allowed_methods(const struct snap_ctx *ctx, const char *path, size
     size_t seglen;
 
     out[0] = '\0';
-    if (builtin_of(path, len) != BUILTIN_NONE) {
+    if (http_builtin_of(path, len) != HTTP_BUILTIN_NONE) {
         (void)snprintf(out, outlen, "GET");
         return 1;
     }
@@ -622,27 +320,28 @@ static size_t allowed_methods(const struct snap_ctx *ctx, const char *path, size
     return matched;
 }
 
-static int reply_error_v(struct http_req *r, enum http_error e, int force_close, const char *fmt,
-                         va_list ap) __attribute__((format(printf, 4, 0)));
+/* ---- rendering an answer ------------------------------------------------ */
 
-static int reply_error_v(struct http_req *r, enum http_error e, int force_close, const char *fmt,
-                         va_list ap)
+static const char oom_body[] = "{\"error\":\"internal\",\"message\":\"out of memory\"}";
+
+/* An ERROR answer: the table's status and headers (Retry-After, Allow,
+ * WWW-Authenticate) and {"error": code, "message": ...}. */
+static int send_error(struct http_req *r, const struct http_res *res)
 {
-    char message[512], headers[256], allow[160];
+    char headers[256], allow[160];
     size_t plen = 0;
     const char *path;
+    enum http_error e = res->error;
     cJSON *obj;
     char *text;
     int status, rc, n = 0;
 
     if ((int)e < 0 || e >= HTTP_E__COUNT) e = HTTP_E_INTERNAL;
     status = error_status[e];
-    (void)vsnprintf(message, sizeof message, fmt, ap); /* a cut sentence is still fine */
-
     headers[0] = '\0';
     if (status == 503 || status == 429)
         n = snprintf(headers, sizeof headers, "Retry-After: %ld\r\n",
-                     r->retry_after_s > 0 ? r->retry_after_s : 1);
+                     res->retry_after_s > 0 ? res->retry_after_s : 1);
     else if (status == 401)
         n = snprintf(headers, sizeof headers, "WWW-Authenticate: Bearer\r\n");
     else if (status == 405) {
@@ -655,108 +354,65 @@ static int reply_error_v(struct http_req *r, enum http_error e, int force_close,
 
     obj = cJSON_CreateObject();
     if (obj == NULL || cJSON_AddStringToObject(obj, "error", error_code[e]) == NULL ||
-        cJSON_AddStringToObject(obj, "message", message) == NULL ||
+        cJSON_AddStringToObject(obj, "message", res->message) == NULL ||
         (text = cJSON_PrintUnformatted(obj)) == NULL) {
-        static const char oom[] = "{\"error\":\"internal\",\"message\":\"out of memory\"}";
         cJSON_Delete(obj);
-        return send_reply(r, 500, "application/json", oom, sizeof oom - 1, NULL, 0);
+        return send_reply(r, 500, "application/json", oom_body, sizeof oom_body - 1, NULL, 0);
     }
     cJSON_Delete(obj);
     rc = send_reply(r, status, "application/json", text, strlen(text), headers,
-                    force_close || status == 413);
+                    res->close || status == 413);
     cJSON_free(text);
     return rc;
 }
 
-int http_reply_error(struct http_req *r, enum http_error e, const char *fmt, ...)
+/* The one place an answer becomes bytes on the connection: the bug guards
+ * (no answer, a second one), the store-error log line and metric, the
+ * out-of-memory answer. Releases what res owns. label names the route. */
+static void render_answer(struct http_req *r, struct http_res *res, const char *label)
 {
-    va_list ap;
-    int rc;
-    va_start(ap, fmt);
-    rc = reply_error_v(r, e, 0, fmt, ap);
-    va_end(ap);
-    return rc;
-}
+    const char *headers = res->headers_len > 0 ? res->headers : NULL;
+    int close = res->close || res->status == 413;
+    char *text;
 
-/* Same, closing the connection afterwards (body left unread or broken). */
-static int reply_error_close(struct http_req *r, enum http_error e, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int reply_error_close(struct http_req *r, enum http_error e, const char *fmt, ...)
-{
-    va_list ap;
-    int rc;
-    va_start(ap, fmt);
-    rc = reply_error_v(r, e, 1, fmt, ap);
-    va_end(ap);
-    return rc;
-}
-
-/* ---- built-in routes ----------------------------------------------------- */
-
-static void reply_status_object(struct http_req *r, int status, const char *state,
-                                const char *redis, const char *store)
-{
-    cJSON *obj = cJSON_CreateObject();
-
-    if (obj == NULL || cJSON_AddStringToObject(obj, "status", state) == NULL ||
-        (redis != NULL && cJSON_AddStringToObject(obj, "redis", redis) == NULL) ||
-        (store != NULL && cJSON_AddStringToObject(obj, "store", store) == NULL)) {
-        cJSON_Delete(obj);
-        (void)http_reply_error(r, HTTP_E_INTERNAL, "out of memory");
-        return;
+    if (res->kind == HTTP_RES_NONE) {
+        log_event(SNAP_LOG_ERROR, r->request_id, "dispatch",
+                  "bug: the handler of %s returned without a reply", label);
+        (void)http_res_error(res, HTTP_E_INTERNAL, "internal error");
     }
-    (void)http_reply_json(r, status, obj, status == 503 ? "Retry-After: 1\r\n" : NULL);
-    cJSON_Delete(obj);
-}
-
-static void serve_builtin(struct http_req *r, enum builtin b)
-{
-    struct snap_err err;
-    int redis_ok, store_ok;
-    char *text = NULL;
-    size_t len = 0;
-
-    switch (b) {
-    case BUILTIN_HEALTHZ:
-        reply_status_object(r, 200, "ok", NULL, NULL);
-        return;
-    case BUILTIN_READYZ:
-        if (r->ctx != NULL && r->ctx->draining) {
-            reply_status_object(r, 503, "stopping", NULL, NULL);
-            return;
+    if (res->dropped != 0)
+        log_event(SNAP_LOG_ERROR, r->request_id, "double_reply",
+                  "bug: a second reply (%d) after %d was dropped", res->dropped, res->status);
+    if (res->store[0] != '\0') {
+        log_event(SNAP_LOG_ERROR, r->request_id, "store_error", "%s while %s: %s (%s)", res->store,
+                  res->what, res->cause.msg, snap_status_name(res->cause.code));
+        if (r->ctx != NULL)
+            metrics_add(r->ctx->metrics,
+                        strcmp(res->store, "redis") == 0 ? METRIC_STORE_ERRORS_REDIS
+                                                         : METRIC_STORE_ERRORS_COLD,
+                        1);
+    }
+    switch (res->kind) {
+    case HTTP_RES_JSON:
+        text = cJSON_PrintUnformatted(res->json);
+        if (text == NULL) {
+            log_event(SNAP_LOG_ERROR, r->request_id, "reply", "out of memory encoding a reply");
+            (void)send_reply(r, 500, "application/json", oom_body, sizeof oom_body - 1, NULL, 0);
+            break;
         }
-        if (r->ctx != NULL && r->ctx->def != NULL && (r->ctx->def->flags & SERVICE_NO_STORES)) {
-            reply_status_object(r, 200, "ready", NULL, NULL);
-            return;
-        }
-        memset(&err, 0, sizeof err);
-        redis_ok = r->hot != NULL && hot_ping(r->hot, &err) == 0;
-        if (!redis_ok)
-            log_event(SNAP_LOG_WARN, r->request_id, "readyz", "redis: %s",
-                      r->hot ? err.msg : "no handle for this thread");
-        memset(&err, 0, sizeof err);
-        store_ok = r->ctx != NULL && r->ctx->cold != NULL && cold_ping(r->ctx->cold, &err) == 0;
-        if (!store_ok)
-            log_event(SNAP_LOG_WARN, r->request_id, "readyz", "store: %s",
-                      r->ctx && r->ctx->cold ? err.msg : "not open");
-        if (redis_ok && store_ok)
-            reply_status_object(r, 200, "ready", NULL, NULL);
-        else
-            reply_status_object(r, 503, "unavailable", redis_ok ? "ok" : "down",
-                                store_ok ? "ok" : "down");
-        return;
-    case BUILTIN_METRICS:
-        if (metrics_render(r->ctx ? r->ctx->metrics : NULL, &text, &len) != 0) {
-            (void)http_reply_error(r, HTTP_E_INTERNAL, "metrics could not be rendered");
-            return;
-        }
-        (void)http_reply_raw(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, NULL);
-        free(text);
-        return;
-    case BUILTIN_NONE:
+        (void)send_reply(r, res->status, "application/json", text, strlen(text), headers, close);
+        cJSON_free(text);
+        break;
+    case HTTP_RES_RAW:
+        (void)send_reply(r, res->status, res->content_type, res->raw, res->raw_len, headers, close);
+        break;
+    case HTTP_RES_ERROR:
+    case HTTP_RES_NONE:
+    default:
+        (void)send_error(r, res);
         break;
     }
+    http_res_cleanup(res);
 }
 
 /* ---- the dispatcher ------------------------------------------------------ */
@@ -825,9 +481,9 @@ static int content_type_is_json(const char *ct)
     return *ct == '\0' || *ct == ';';
 }
 
-/* 401/403/503 per the route's auth rule. Returns 0 to go on, -1 when a
- * reply went out. param_ok says whether req->param holds the parameter. */
-static int check_auth(struct http_req *r, int param_ok)
+/* 401/403/503 per the route's auth rule. Returns 0 to go on, -1 when res
+ * holds the refusal. param_ok says whether req->param holds the parameter. */
+static int check_auth(struct http_req *r, struct http_res *res, int param_ok)
 {
     const struct http_route *rt = r->route;
     const char *hdr = mg_get_header(r->conn, "Authorization");
@@ -858,20 +514,20 @@ static int check_auth(struct http_req *r, int param_ok)
     else
         rc = auth_identify(r->hot, hdr, &r->who, &err);
     if (rc == SNAP_EUNAUTH) {
-        (void)http_reply_error(r, HTTP_E_UNAUTHORIZED,
+        (void)http_res_error(res, HTTP_E_UNAUTHORIZED,
                                "a valid bearer token is required: send Authorization: Bearer "
                                "<token> (POST /sessions gives one)");
         return -1;
     }
     if (rc == SNAP_EUNAVAIL) {
         log_event(SNAP_LOG_WARN, r->request_id, "auth", "%s", err.msg);
-        (void)http_reply_error(r, HTTP_E_UNAVAILABLE,
+        (void)http_res_error(res, HTTP_E_UNAVAILABLE,
                                "the session store is unavailable, try again shortly");
         return -1;
     }
     if (rc != 0) {
         log_event(SNAP_LOG_ERROR, r->request_id, "auth", "%s: %s", snap_status_name(rc), err.msg);
-        (void)http_reply_error(r, HTTP_E_INTERNAL, "internal error");
+        (void)http_res_error(res, HTTP_E_INTERNAL, "internal error");
         return -1;
     }
 
@@ -879,13 +535,13 @@ static int check_auth(struct http_req *r, int param_ok)
         size_t ul = strnlen(r->who.username, sizeof r->who.username);
         if (!r->who.valid || !param_ok || ul != r->param_len ||
             memcmp(r->who.username, r->param, ul) != 0) {
-            (void)http_reply_error(r, HTTP_E_FORBIDDEN,
+            (void)http_res_error(res, HTTP_E_FORBIDDEN,
                                    "this token may only be used for its own user's inbox");
             return -1;
         }
     } else if (rt->auth == HTTP_AUTH_ADMIN) {
         if (!r->who.valid || strcmp(r->who.role, AUTH_ROLE_ADMIN) != 0) {
-            (void)http_reply_error(r, HTTP_E_FORBIDDEN, "this route needs an admin token");
+            (void)http_res_error(res, HTTP_E_FORBIDDEN, "this route needs an admin token");
             return -1;
         }
     }
@@ -893,8 +549,9 @@ static int check_auth(struct http_req *r, int param_ok)
 }
 
 /* 413 and 415 for an HTTP_BODY_JSON route; on success buf/len hold the body
- * (in this thread's buffer). Returns 0 to go on, -1 when a reply went out. */
-static int read_body(struct http_req *r, const char **buf, size_t *len)
+ * (in this thread's buffer). Returns 0 to go on, -1 when res holds the
+ * refusal. */
+static int read_body(struct http_req *r, struct http_res *res, const char **buf, size_t *len)
 {
     long max = r->ctx->cfg.max_body_bytes;
     long long cl = r->ri->content_length;
@@ -905,12 +562,13 @@ static int read_body(struct http_req *r, const char **buf, size_t *len)
 
     if (max < 0) max = 0;
     if (cl > (long long)max) {
-        (void)reply_error_close(r, HTTP_E_PAYLOAD_TOO_LARGE,
+        res->close = 1;
+        (void)http_res_error(res, HTTP_E_PAYLOAD_TOO_LARGE,
                                 "the request body must be at most %ld bytes", max);
         return -1;
     }
     if (cl >= 0 && ct != NULL && !content_type_is_json(ct)) {
-        (void)http_reply_error(r, HTTP_E_UNSUPPORTED_MEDIA_TYPE,
+        (void)http_res_error(res, HTTP_E_UNSUPPORTED_MEDIA_TYPE,
                                "Content-Type must be application/json");
         return -1;
     }
@@ -918,7 +576,8 @@ static int read_body(struct http_req *r, const char **buf, size_t *len)
     b = body_buffer(cap);
     if (b == NULL) {
         log_event(SNAP_LOG_ERROR, r->request_id, "body", "out of memory for the body buffer");
-        (void)reply_error_close(r, HTTP_E_INTERNAL, "internal error");
+        res->close = 1;
+        (void)http_res_error(res, HTTP_E_INTERNAL, "internal error");
         return -1;
     }
     while (total < cap) {
@@ -931,17 +590,19 @@ static int read_body(struct http_req *r, const char **buf, size_t *len)
         total += (size_t)n;
     }
     if (total > (size_t)max) {
-        (void)reply_error_close(r, HTTP_E_PAYLOAD_TOO_LARGE,
+        res->close = 1;
+        (void)http_res_error(res, HTTP_E_PAYLOAD_TOO_LARGE,
                                 "the request body must be at most %ld bytes", max);
         return -1;
     }
     if (failed || (cl >= 0 && total != (size_t)cl)) {
-        (void)reply_error_close(r, HTTP_E_INVALID_JSON,
+        res->close = 1;
+        (void)http_res_error(res, HTTP_E_INVALID_JSON,
                                 "the request body could not be read completely");
         return -1;
     }
     if (ct != NULL && !content_type_is_json(ct)) {
-        (void)http_reply_error(r, HTTP_E_UNSUPPORTED_MEDIA_TYPE,
+        (void)http_res_error(res, HTTP_E_UNSUPPORTED_MEDIA_TYPE,
                                "Content-Type must be application/json");
         return -1;
     }
@@ -950,34 +611,34 @@ static int read_body(struct http_req *r, const char **buf, size_t *len)
     return 0;
 }
 
-/* Everything up to and including the handler. *label gets the route's
- * pattern for the access log. */
-static void dispatch(struct http_req *r, const char **label)
+/* Everything up to and including the handler: each refusal, or the
+ * handler, fills res. *label gets the route's pattern for the access log. */
+static void dispatch(struct http_req *r, struct http_res *res, const char **label)
 {
     const char *method = r->ri != NULL && r->ri->request_method ? r->ri->request_method : "";
     const char *path, *seg = NULL, *body;
     size_t plen = 0, seglen = 0, i, blen;
     const struct service_def *def = r->ctx != NULL ? r->ctx->def : NULL;
-    enum builtin b;
+    enum http_builtin b;
     char allow[160], pmsg[96], bmsg[160];
     int param_ok = 1, nul = 0;
     const char *decode_opt;
 
     path = request_path(r->ri, &plen);
     if (path == NULL) {
-        (void)http_reply_error(r, HTTP_E_NOT_FOUND, "no such route");
+        (void)http_res_error(res, HTTP_E_NOT_FOUND, "no such route");
         return;
     }
 
-    b = builtin_of(path, plen);
-    if (b != BUILTIN_NONE) {
-        *label = builtin_paths[b];
+    b = http_builtin_of(path, plen);
+    if (b != HTTP_BUILTIN_NONE) {
+        *label = http_builtin_path(b);
         if (strcmp(method, "GET") != 0) {
-            (void)http_reply_error(r, HTTP_E_METHOD_NOT_ALLOWED, "%s only answers GET",
-                                   builtin_paths[b]);
+            (void)http_res_error(res, HTTP_E_METHOD_NOT_ALLOWED, "%s only answers GET",
+                                   http_builtin_path(b));
             return;
         }
-        serve_builtin(r, b);
+        http_builtin_serve(r, b, res);
         return;
     }
 
@@ -990,9 +651,9 @@ static void dispatch(struct http_req *r, const char **label)
     }
     if (r->route == NULL) {
         if (allowed_methods(r->ctx, path, plen, allow, sizeof allow) == 0)
-            (void)http_reply_error(r, HTTP_E_NOT_FOUND, "no such route");
+            (void)http_res_error(res, HTTP_E_NOT_FOUND, "no such route");
         else
-            (void)http_reply_error(r, HTTP_E_METHOD_NOT_ALLOWED, "this path only answers %s",
+            (void)http_res_error(res, HTTP_E_METHOD_NOT_ALLOWED, "this path only answers %s",
                                    allow);
         return;
     }
@@ -1033,31 +694,32 @@ static void dispatch(struct http_req *r, const char **label)
                            HTTP_PARAM_MAX);
     }
 
-    if (check_auth(r, param_ok) != 0) return;
+    if (check_auth(r, res, param_ok) != 0) return;
 
     body = NULL;
     blen = 0;
-    if ((r->route->flags & HTTP_BODY_JSON) != 0 && read_body(r, &body, &blen) != 0) return;
+    if ((r->route->flags & HTTP_BODY_JSON) != 0 && read_body(r, res, &body, &blen) != 0) return;
 
     if (!param_ok) {
-        (void)http_reply_error(r, HTTP_E_INVALID_FIELD, "%s", pmsg);
+        (void)http_res_error(res, HTTP_E_INVALID_FIELD, "%s", pmsg);
         return;
     }
 
     if ((r->route->flags & HTTP_BODY_JSON) != 0) {
-        r->body = http_parse_body(body, blen, &nul, bmsg, sizeof bmsg);
+        r->body = json_strict_parse(body, blen, &nul, bmsg, sizeof bmsg);
         if (r->body == NULL) {
-            (void)http_reply_error(r, nul ? HTTP_E_INVALID_FIELD : HTTP_E_INVALID_JSON, "%s", bmsg);
+            (void)http_res_error(res, nul ? HTTP_E_INVALID_FIELD : HTTP_E_INVALID_JSON, "%s", bmsg);
             return;
         }
     }
 
-    r->route->handler(r);
+    r->route->handler(r, res);
 }
 
 int http_dispatch(struct mg_connection *conn, void *cbdata)
 {
     struct http_req req;
+    struct http_res res;
     const struct snap_worker *worker;
     const char *label = "other";
     int64_t t0 = clock_mono_ns(), dt;
@@ -1065,6 +727,7 @@ int http_dispatch(struct mg_connection *conn, void *cbdata)
     double secs;
 
     memset(&req, 0, sizeof req);
+    memset(&res, 0, sizeof res);
     /* Everything this request waits for must be done before HAProxy's
      * `timeout server` gives up on it (deadline.h). */
     deadline_set(deadline_now() + SNAP_DEADLINE_MS);
@@ -1077,15 +740,11 @@ int http_dispatch(struct mg_connection *conn, void *cbdata)
 
     if (req.ctx == NULL || req.ri == NULL) {
         log_event(SNAP_LOG_ERROR, req.request_id, "dispatch", "bug: no service context");
-        (void)http_reply_error(&req, HTTP_E_INTERNAL, "internal error");
+        (void)http_res_error(&res, HTTP_E_INTERNAL, "internal error");
     } else {
-        dispatch(&req, &label);
+        dispatch(&req, &res, &label);
     }
-    if (req.status == 0) {
-        log_event(SNAP_LOG_ERROR, req.request_id, "dispatch",
-                  "bug: the handler of %s returned without a reply", label);
-        (void)http_reply_error(&req, HTTP_E_INTERNAL, "internal error");
-    }
+    render_answer(&req, &res, label);
 
     dt = clock_mono_ns() - t0;
     secs = dt > 0 ? (double)dt / 1e9 : 0.0;
@@ -1104,24 +763,7 @@ int http_dispatch(struct mg_connection *conn, void *cbdata)
     return req.status > 0 ? req.status : 500;
 }
 
-/* ---- replies for the paths outside a handler ------------------------------ */
-
-int http_reply_store_error(struct http_req *r, const char *store, const char *what,
-                           const struct snap_err *err)
-{
-    int unavailable = err != NULL && (err->code == SNAP_EUNAVAIL || err->code == SNAP_ETIMEOUT);
-
-    log_event(SNAP_LOG_ERROR, r->request_id, "store_error", "%s while %s: %s (%s)", store, what,
-              err != NULL ? err->msg : "no detail", snap_status_name(err ? err->code : SNAP_ERR));
-    if (r->ctx != NULL)
-        metrics_add(
-            r->ctx->metrics,
-            strcmp(store, "redis") == 0 ? METRIC_STORE_ERRORS_REDIS : METRIC_STORE_ERRORS_COLD, 1);
-    if (unavailable)
-        return http_reply_error(r, HTTP_E_UNAVAILABLE,
-                                "storage is unavailable while %s; retry in a moment", what);
-    return http_reply_error(r, HTTP_E_INTERNAL, "internal error while %s", what);
-}
+/* ---- civetweb's own errors -------------------------------------------------- */
 
 /* civetweb's own errors (malformed request line, headers too large, ...)
  * happen before any route: same JSON body, a fresh request id, and the
@@ -1129,6 +771,7 @@ int http_reply_store_error(struct http_req *r, const char *store, const char *wh
 int http_civetweb_error(struct mg_connection *conn, int status, const char *errmsg)
 {
     struct http_req req;
+    struct http_res res;
     enum http_error e = status >= 500 ? HTTP_E_INTERNAL : HTTP_E_INVALID_JSON;
     int i;
 
@@ -1143,7 +786,10 @@ int http_civetweb_error(struct mg_connection *conn, int status, const char *errm
     request_id_init(&req);
     log_event(SNAP_LOG_WARN, req.request_id, "bad_request", "civetweb %d: %s", status,
               errmsg != NULL ? errmsg : "");
-    (void)reply_error_close(&req, e, "the request could not be processed as HTTP (%d)", status);
+    memset(&res, 0, sizeof res);
+    res.close = 1;
+    (void)http_res_error(&res, e, "the request could not be processed as HTTP (%d)", status);
+    render_answer(&req, &res, "other");
     return 0;
 }
 

@@ -1,5 +1,5 @@
 /* fuzz_body.c: libFuzzer target for a request body, read the way ingest
- * and users read it: http_parse_body() on the raw bytes, then the field
+ * and users read it: json_strict_parse() on the raw bytes, then the field
  * validators (field_username, field_string, field_timeout) on the object.
  *
  * Besides crashes, leaks and undefined behaviour (ASan + UBSan), it checks
@@ -21,7 +21,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "snap/http.h"
+#include "snap/config.h"
+#include "snap/json_strict.h"
 #include "snap/validate.h"
 
 #include "fuzz_oracle.h"
@@ -165,7 +166,7 @@ static void one_input(const uint8_t *data, size_t size)
     size_t small;
 
     memset(msg, 'M', sizeof msg);
-    obj = http_parse_body((const char *)data, size, &nul, msg, sizeof msg);
+    obj = json_strict_parse((const char *)data, size, &nul, msg, sizeof msg);
     FUZZ_REQUIRE(nul == 0 || nul == 1, "nul_field not set");
     if (obj == NULL) {
         FUZZ_REQUIRE(msg[0] != '\0', "a refused body has no message");
@@ -177,7 +178,7 @@ static void one_input(const uint8_t *data, size_t size)
             cJSON *again;
             if (m == NULL)
                 abort();
-            again = http_parse_body((const char *)data, size, &nul, m, small);
+            again = json_strict_parse((const char *)data, size, &nul, m, small);
             FUZZ_REQUIRE(again == NULL, "the same body parsed differently");
             check_msg(m, small, NULL);
             free(m);

@@ -26,7 +26,7 @@
 
 /* ---- the fake service ---------------------------------------------------- */
 
-static void h_echo(struct http_req *r)
+static void h_echo(const struct http_req *r, struct http_res *res)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "route", r->route->path);
@@ -35,32 +35,36 @@ static void h_echo(struct http_req *r)
     cJSON_AddNumberToObject(o, "who_valid", r->who.valid);
     if (r->body != NULL)
         cJSON_AddItemToObject(o, "body", cJSON_Duplicate(r->body, 1));
-    (void)http_reply_json(r, 200, o, "Location: /x/1\r\n");
-    cJSON_Delete(o);
+    (void)http_res_header(res, "Location: /x/1\r\n");
+    (void)http_res_json(res, 200, o, 1);
 }
 
-static void h_created(struct http_req *r)
+static void h_created(const struct http_req *r, struct http_res *res)
 {
     cJSON *o = cJSON_CreateObject();
+    (void)r;
     cJSON_AddNumberToObject(o, "id", 7);
-    (void)http_reply_json(r, 201, o, "Location: /chat/7"); /* no CRLF: added */
-    cJSON_Delete(o);
+    (void)http_res_header(res, "Location: /chat/7"); /* no CRLF: added */
+    (void)http_res_json(res, 201, o, 1);
 }
 
-static void h_nothing(struct http_req *r)
+static void h_nothing(const struct http_req *r, struct http_res *res)
 {
-    (void)r; /* forgets to reply: the dispatcher answers 500 */
+    (void)r; /* forgets to answer: the dispatcher answers 500 */
+    (void)res;
 }
 
-static void h_twice(struct http_req *r)
+static void h_twice(const struct http_req *r, struct http_res *res)
 {
-    (void)http_reply_json(r, 204, NULL, NULL);
-    CHECK_EQ_INT(http_reply_error(r, HTTP_E_CONFLICT, "second"), -1);
+    (void)r;
+    (void)http_res_raw(res, 204, "application/json", "", 0);
+    CHECK_EQ_INT(http_res_error(res, HTTP_E_CONFLICT, "second"), -1);
 }
 
-static void h_unavailable(struct http_req *r)
+static void h_unavailable(const struct http_req *r, struct http_res *res)
 {
-    (void)http_reply_error(r, HTTP_E_UNAVAILABLE, "store is down");
+    (void)r;
+    (void)http_res_error(res, HTTP_E_UNAVAILABLE, "store is down");
 }
 
 static const struct http_route routes[] = {

@@ -1,11 +1,12 @@
-/* test_http_parse.c: the parts of http.h that need no server: body parsing
- * (UTF-8, surrogates, objects only, trailing data, duplicate keys, \u0000,
- * strict numbers), percent-decoding, and the error table. */
+/* test_http_parse.c: the parts that need no server: body parsing
+ * (json_strict.h: UTF-8, surrogates, objects only, trailing data, duplicate
+ * keys, \u0000, strict numbers), percent-decoding, and the error table. */
 #include <string.h>
 
 #include <cjson/cJSON.h>
 
 #include "snap/http.h"
+#include "snap/json_strict.h"
 #include "testing.h"
 
 /* Parses s; returns 0 for an object, 1 for invalid_json, 2 for a NUL field.
@@ -13,7 +14,7 @@
 static int parse_kind(const char *s, size_t len, char *msg, size_t msglen)
 {
     int nul = -1;
-    cJSON *j = http_parse_body(s, len, &nul, msg, msglen);
+    cJSON *j = json_strict_parse(s, len, &nul, msg, msglen);
     if (j != NULL) {
         CHECK(cJSON_IsObject(j));
         CHECK_EQ_INT(nul, 0);
@@ -47,7 +48,7 @@ static void test_valid_bodies(void)
     /* emoji, raw and escaped, come out as the same UTF-8 */
     {
         const char *s = "{\"a\":\"\xF0\x9F\x98\x80\",\"b\":\"\\ud83d\\ude00\"}";
-        j = http_parse_body(s, strlen(s), &nul, msg, sizeof msg);
+        j = json_strict_parse(s, strlen(s), &nul, msg, sizeof msg);
     }
     CHECK(j != NULL);
     if (j != NULL) {
@@ -60,7 +61,7 @@ static void test_valid_bodies(void)
     {
         const char buf[] = {'{', '"', 'a', '"', ':', '1', '}', 'X', 'X'};
         nul = -1;
-        j = http_parse_body(buf, 7, &nul, msg, sizeof msg);
+        j = json_strict_parse(buf, 7, &nul, msg, sizeof msg);
         CHECK(j != NULL);
         CHECK_EQ_INT(nul, 0);
         cJSON_Delete(j);
