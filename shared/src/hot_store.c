@@ -53,6 +53,7 @@
 #include <hiredis/hiredis.h>
 
 #include "snap/clock.h"
+#include "snap/percent.h"
 
 /* ------------------------------------------------------------ limits -- */
 
@@ -226,38 +227,14 @@ static size_t fmt_i64(char buf[24], int64_t v)
 
 /* ------------------------------------------------------------ parsing -- */
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
-    return -1;
-}
-
 /* %XX-decodes s[0..len) into out (cap bytes, NUL-terminated); a decoded
  * NUL is refused, since AUTH arguments are compared as strings. */
 static bool pct_decode(const char *s, size_t len, char *out, size_t cap, size_t *out_len)
 {
-    size_t n = 0;
+    long n = percent_decode(s, len, out, cap, 0);
 
-    for (size_t i = 0; i < len; i++) {
-        char ch = s[i];
-
-        if (ch == '%') {
-            int hi, lo;
-
-            if (len - i < 3) return false;
-            hi = hexval(s[i + 1]);
-            lo = hexval(s[i + 2]);
-            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) return false;
-            ch = (char)(hi * 16 + lo);
-            i += 2;
-        }
-        if (n + 1 >= cap) return false;
-        out[n++] = ch;
-    }
-    out[n] = '\0';
-    *out_len = n;
+    if (n < 0) return false;
+    *out_len = (size_t)n;
     return true;
 }
 

@@ -36,6 +36,7 @@
 #include "snap/hot_store.h"
 #include "snap/log.h"
 #include "snap/metrics.h"
+#include "snap/percent.h"
 #include "snap/service.h"
 #include "snap/validate.h"
 
@@ -62,35 +63,12 @@ const char *http_error_code(enum http_error e)
 
 static int hex_value(char c)
 {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
+    return percent_hex_value(c);
 }
 
 long http_percent_decode(const char *src, size_t len, char *dst, size_t dstlen)
 {
-    size_t i = 0, o = 0;
-
-    if (dst == NULL || dstlen == 0) return -1;
-    while (i < len) {
-        char c = src[i];
-        if (c == '%') {
-            int hi, lo;
-            if (len - i < 3) return -1;
-            hi = hex_value(src[i + 1]);
-            lo = hex_value(src[i + 2]);
-            if (hi < 0 || lo < 0) return -1;
-            c = (char)(hi * 16 + lo);
-            i += 3;
-        } else {
-            i++;
-        }
-        if (o + 1 >= dstlen) return -1; /* no room for this byte and the NUL */
-        dst[o++] = c;
-    }
-    dst[o] = '\0';
-    return (long)o;
+    return percent_decode(src, len, dst, dstlen, 1); /* %00 too: param_len counts it */
 }
 
 /* 1 when every '%' in s[0..len) starts a well-formed escape. */
