@@ -301,7 +301,7 @@ static int parse_sentinels(struct hot_store *h, const char *spec, struct snap_er
 
     if (semi == NULL)
         return snap_err_set(err, SNAP_EINVAL,
-                            "redis sentinels must be \"host:port,host:port;mastername\"");
+                            "redis sentinels must be \"host[:port][,host[:port]...];mastername\"");
     name = semi + 1;
     name_len = strlen(name);
     if (name_len == 0 || name_len >= sizeof h->master_name)
@@ -328,6 +328,27 @@ static int parse_sentinels(struct hot_store *h, const char *spec, struct snap_er
     if (h->n_sentinels == 0)
         return snap_err_set(err, SNAP_EINVAL, "redis sentinels: no sentinel address given");
     return SNAP_OK;
+}
+
+/* The one grammar of SNAPTEXT_REDIS_URL and SNAPTEXT_REDIS_SENTINELS, for
+ * config.c: the parsers hot_new() uses, run on a scratch handle. */
+int redis_url_check(const char *url, struct snap_err *err)
+{
+    struct hot_store scratch;
+    int rc;
+
+    memset(&scratch, 0, sizeof scratch);
+    rc = parse_url(&scratch, url, err);
+    explicit_bzero(&scratch, sizeof scratch); /* it held the password */
+    return rc;
+}
+
+int redis_sentinels_check(const char *spec, struct snap_err *err)
+{
+    struct hot_store scratch;
+
+    memset(&scratch, 0, sizeof scratch);
+    return spec[0] == '\0' ? SNAP_OK : parse_sentinels(&scratch, spec, err);
 }
 
 struct hot_store *hot_new(const struct snap_config *cfg, struct snap_err *err)

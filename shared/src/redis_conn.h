@@ -56,6 +56,15 @@ struct hot_store {
     int64_t last_ok_ms; /* wall clock of the last completed round trip; 0: none yet */
 };
 
+/* ---- settings ------------------------------------------------------------ */
+
+/* Checks SNAPTEXT_REDIS_URL (redis://[[user]:password@]host[:port][/db])
+ * and SNAPTEXT_REDIS_SENTINELS ("" or host[:port][,host[:port]...];master,
+ * host may be [v6addr], port defaults to 26379) with the parsers hot_new()
+ * uses: SNAP_EINVAL with the reason in err. config.c's rows call these. */
+int redis_url_check(const char *url, struct snap_err *err);
+int redis_sentinels_check(const char *spec, struct snap_err *err);
+
 /* ---- commands ------------------------------------------------------------ */
 
 /* One command of a pipeline: argv with explicit lengths (binary-safe). The
