@@ -8,6 +8,7 @@
 
 #include "snap/batcher.h"
 #include "snap/cold_store.h"
+#include "snap/hot_inbox.h"
 #include "snap/hot_store.h"
 #include "snap/service.h"
 

@@ -28,6 +28,7 @@
 #include "snap/clock.h"
 #include "snap/cold_store.h"
 #include "snap/deadline.h"
+#include "snap/hot_inbox.h"
 #include "snap/hot_store.h"
 #include "snap/log.h"
 #include "snap/metrics.h"

@@ -77,6 +77,8 @@ static void keep_won(struct read_job *job, struct hot_peek *pk, const int64_t *w
             free(m->text);
     }
     pk->msgs.len = out;
+    if (out == 0) hot_msg_list_free(&pk->msgs); /* the array too: a caller that reads again
+                                                   overwrites an empty job->msgs */
     job->msgs = pk->msgs;
     pk->msgs = (struct hot_msg_list){0};
 }

@@ -36,6 +36,8 @@
 #include "snap/clock.h"
 #include "snap/cold_store.h"
 #include "snap/deadline.h"
+#include "snap/hot_ids.h"
+#include "snap/hot_inbox.h"
 #include "snap/hot_store.h"
 #include "snap/log.h"
 

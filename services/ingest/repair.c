@@ -34,6 +34,8 @@
 #include "ingest.h"
 #include "snap/clock.h"
 #include "snap/cold_store.h"
+#include "snap/hot_ids.h"
+#include "snap/hot_inbox.h"
 #include "snap/hot_store.h"
 #include "snap/log.h"
 #include "snap/metrics.h"

@@ -27,7 +27,7 @@
 #include <strings.h>
 #include <pthread.h>
 
-#include "snap/hot_store.h"
+#include "snap/session_store.h"
 
 #define AUTH_HASH_PARALLEL 2
 #define AUTH_TOKEN_MAX     256

@@ -83,6 +83,20 @@ static int unknown_scheme(const char *url, struct snap_err *err)
                         accepted);
 }
 
+/* SNAP_OK when url names a driver of this build and something after its
+ * scheme; config.c checks SNAPTEXT_STORE with this. */
+int cold_url_check(const char *url, struct snap_err *err)
+{
+    for (size_t i = 0; url != NULL && i < NDRIVERS; i++) {
+        size_t len = strlen(drivers[i]->scheme);
+        if (strncmp(url, drivers[i]->scheme, len) == 0)
+            return url[len] != '\0' ? SNAP_OK
+                                    : snap_err_set(err, SNAP_EINVAL, "cold store url is only %s",
+                                                   drivers[i]->scheme);
+    }
+    return unknown_scheme(url, err);
+}
+
 /* ---- open / close --------------------------------------------------------- */
 
 int cold_open(const char *url, struct cold_store **out, struct snap_err *err)

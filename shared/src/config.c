@@ -6,6 +6,9 @@
  * adding a setting is adding a row. A bad value stops the load with one line
  * "SNAPTEXT_X=<value>: must be ..." that names the variable, shows the value
  * (escaped, capped, and never for the admin password) and what is accepted.
+ * A setting another module owns is checked by that module's own parser
+ * (the Redis ones by redis_conn.c, the store URL by cold_store.c), so each
+ * has one grammar; their reason then stands for the "must be ...".
  * Nothing is ever truncated silently: a value that does not fit is an error.
  * Not here: acting on the settings (service.c and the modules that use them). */
 #include "snap/config.h"
@@ -15,7 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "snap/cold_store.h"
 #include "snap/validate.h"
+
+#include "redis_conn.h" /* redis_url_check, redis_sentinels_check */
 
 /* Longest part of a bad value echoed in a message, in input bytes. */
 #define CFG_ECHO_MAX 60
@@ -30,7 +36,6 @@ struct cfg_row {
     cfg_parse_fn parse;
     long min, max;       /* integers: bounds; strings: unused            */
     size_t offset, size; /* destination field in struct snap_config      */
-    const char *prefix;  /* URL strings: required scheme                  */
     int secret;          /* never echo the value                          */
 };
 
@@ -95,87 +100,50 @@ static int store_string(const struct cfg_row *row, const char *value, size_t len
     return 0;
 }
 
-/* A URL string with a required scheme (row->prefix). */
-static int parse_url(const struct cfg_row *row, const char *value, struct snap_config *cfg,
-                     int default_port, char *why, size_t whylen)
+/* A setting whose grammar belongs to another module: stored, then checked
+ * by that module's own parser (the one that later uses it); its reason is
+ * the message. "" is left to the check, like any other value. */
+static int store_checked(const struct cfg_row *row, const char *value, struct snap_config *cfg,
+                         int (*check)(const char *value, struct snap_err *err), char *why,
+                         size_t whylen)
 {
-    size_t len = strlen(value);
-    (void)default_port;
-    if (strncmp(value, row->prefix, strlen(row->prefix)) != 0 || len == strlen(row->prefix)) {
-        (void)snprintf(why, whylen, "must be a URL starting with %s", row->prefix);
-        return -1;
-    }
-    return store_string(row, value, len, cfg, why, whylen);
+    struct snap_err err;
+
+    if (store_string(row, value, strlen(value), cfg, why, whylen) != 0) return -1;
+    snap_err_clear(&err);
+    if (check(value, &err) == 0) return 0;
+    (void)snprintf(why, whylen, "%s", err.msg);
+    return -1;
 }
 
-/* SNAPTEXT_STORE: sqlite://<path> or mongodb://<rest>. */
+/* SNAPTEXT_REDIS_URL: redis_conn.c's grammar. */
+static int parse_redis_url(const struct cfg_row *row, const char *value, struct snap_config *cfg,
+                           int default_port, char *why, size_t whylen)
+{
+    (void)default_port;
+    return store_checked(row, value, cfg, redis_url_check, why, whylen);
+}
+
+/* SNAPTEXT_REDIS_SENTINELS: "" (off) or redis_conn.c's grammar. */
+static int parse_sentinels(const struct cfg_row *row, const char *value, struct snap_config *cfg,
+                           int default_port, char *why, size_t whylen)
+{
+    (void)default_port;
+    return store_checked(row, value, cfg, redis_sentinels_check, why, whylen);
+}
+
+/* SNAPTEXT_STORE: a URL of a cold store driver (cold_store.c knows which). */
 static int parse_store(const struct cfg_row *row, const char *value, struct snap_config *cfg,
                        int default_port, char *why, size_t whylen)
 {
-    static const char *const schemes[] = {"sqlite://", "mongodb://"};
-    size_t len = strlen(value), i;
-    int ok = 0;
     (void)default_port;
-    for (i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
-        size_t pl = strlen(schemes[i]);
-        if (strncmp(value, schemes[i], pl) == 0 && len > pl) ok = 1;
-    }
-    if (!ok) {
-        (void)snprintf(why, whylen, "must be sqlite://<path> or mongodb://<host>...");
-        return -1;
-    }
-    return store_string(row, value, len, cfg, why, whylen);
+    return store_checked(row, value, cfg, cold_url_check, why, whylen);
 }
 
 static int host_char(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
            c == '-' || c == '_';
-}
-
-/* Checks "host:port" in s[0..len) (port 1..65535). Used by the sentinels. */
-static int host_port_ok(const char *s, size_t len)
-{
-    const char *colon = memchr(s, ':', len);
-    size_t i, hl;
-    long port = 0;
-
-    if (colon == NULL) return 0;
-    hl = (size_t)(colon - s);
-    if (hl == 0 || hl >= len - 1 || len - hl - 1 > 5) return 0;
-    for (i = 0; i < hl; i++)
-        if (!host_char(s[i])) return 0;
-    for (i = hl + 1; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9') return 0;
-        port = port * 10 + (s[i] - '0');
-    }
-    return port >= 1 && port <= 65535;
-}
-
-/* SNAPTEXT_REDIS_SENTINELS: "" (off) or "host:port[,host:port...];master". */
-static int parse_sentinels(const struct cfg_row *row, const char *value, struct snap_config *cfg,
-                           int default_port, char *why, size_t whylen)
-{
-    const char *semi = strrchr(value, ';'), *p, *master;
-    size_t len = strlen(value), i;
-    (void)default_port;
-
-    if (len > 0) {
-        int ok = semi != NULL && semi > value && semi[1] != '\0';
-        for (p = value; ok && p < semi;) {
-            const char *comma = memchr(p, ',', (size_t)(semi - p));
-            const char *end = comma ? comma : semi;
-            ok = host_port_ok(p, (size_t)(end - p));
-            p = end + 1;
-        }
-        master = ok ? semi + 1 : "";
-        for (i = 0; ok && master[i] != '\0'; i++) ok = host_char(master[i]);
-        if (!ok) {
-            (void)snprintf(why, whylen, "must be empty or host:port[,host:port...];<master name>");
-            return -1;
-        }
-    }
-    return store_string(row, value, len, cfg, why, whylen);
 }
 
 /* SNAPTEXT_LISTEN: "[host:]port", host a name, an IPv4 address or a
@@ -325,34 +293,32 @@ static int parse_secret(const struct cfg_row *row, const char *value, struct sna
 /* ---- the table ----------------------------------------------------------- */
 
 static const struct cfg_row cfg_rows[] = {
-    {"SNAPTEXT_REDIS_URL", "redis://127.0.0.1:6379/0", parse_url, 0, 0, CFG_FIELD(redis_url),
-     "redis://", 0},
-    {"SNAPTEXT_REDIS_SENTINELS", "", parse_sentinels, 0, 0, CFG_FIELD(redis_sentinels), NULL, 0},
+    {"SNAPTEXT_REDIS_URL", "redis://127.0.0.1:6379/0", parse_redis_url, 0, 0,
+     CFG_FIELD(redis_url), 0},
+    {"SNAPTEXT_REDIS_SENTINELS", "", parse_sentinels, 0, 0, CFG_FIELD(redis_sentinels), 0},
     {"SNAPTEXT_REDIS_SENTINEL_PASSWORD", "", parse_secret, 0, 0,
-     CFG_FIELD(redis_sentinel_password), NULL, 1},
-    {"SNAPTEXT_STORE", "sqlite://snaptext.db", parse_store, 0, 0, CFG_FIELD(store_url), NULL, 0},
-    {"SNAPTEXT_LISTEN", NULL, parse_listen, 0, 65535, CFG_FIELD(listen_port), NULL, 0},
-    {"SNAPTEXT_AUTH", "required", parse_auth, 0, 0, CFG_FIELD(auth), NULL, 0},
-    {"SNAPTEXT_THREADS", "32", parse_int, 1, 4096, CFG_FIELD(threads), NULL, 0},
-    {"SNAPTEXT_MAX_BODY_BYTES", "65536", parse_long, 1024, 16777216, CFG_FIELD(max_body_bytes),
-     NULL, 0},
-    {"SNAPTEXT_MAX_TEXT_BYTES", "4096", parse_long, 1, 1048576, CFG_FIELD(max_text_bytes), NULL, 0},
-    {"SNAPTEXT_MAX_TIMEOUT", "2592000", parse_long, 1, 315360000, CFG_FIELD(max_timeout), NULL, 0},
-    {"SNAPTEXT_SESSION_TTL", "2592000", parse_long, 60, 315360000, CFG_FIELD(session_ttl), NULL, 0},
-    {"SNAPTEXT_READ_MAX", "1000", parse_long, 1, 100000, CFG_FIELD(read_max), NULL, 0},
-    {"SNAPTEXT_MAX_INBOX", "10000", parse_long, 1, 10000000, CFG_FIELD(max_inbox), NULL, 0},
-    {"SNAPTEXT_MAX_WAITERS", "8", parse_long, 0, 100000, CFG_FIELD(max_waiters), NULL, 0},
-    {"SNAPTEXT_DRAIN_MS", "1500", parse_long, 0, 60000, CFG_FIELD(drain_ms), NULL, 0},
-    {"SNAPTEXT_LOGIN_MAX_FAILS", "10", parse_long, 1, 1000000, CFG_FIELD(login_max_fails), NULL,
-     0},
+     CFG_FIELD(redis_sentinel_password), 1},
+    {"SNAPTEXT_STORE", "sqlite://snaptext.db", parse_store, 0, 0, CFG_FIELD(store_url), 0},
+    {"SNAPTEXT_LISTEN", NULL, parse_listen, 0, 65535, CFG_FIELD(listen_port), 0},
+    {"SNAPTEXT_AUTH", "required", parse_auth, 0, 0, CFG_FIELD(auth), 0},
+    {"SNAPTEXT_THREADS", "32", parse_int, 1, 4096, CFG_FIELD(threads), 0},
+    {"SNAPTEXT_MAX_BODY_BYTES", "65536", parse_long, 1024, 16777216, CFG_FIELD(max_body_bytes), 0},
+    {"SNAPTEXT_MAX_TEXT_BYTES", "4096", parse_long, 1, 1048576, CFG_FIELD(max_text_bytes), 0},
+    {"SNAPTEXT_MAX_TIMEOUT", "2592000", parse_long, 1, 315360000, CFG_FIELD(max_timeout), 0},
+    {"SNAPTEXT_SESSION_TTL", "2592000", parse_long, 60, 315360000, CFG_FIELD(session_ttl), 0},
+    {"SNAPTEXT_READ_MAX", "1000", parse_long, 1, 100000, CFG_FIELD(read_max), 0},
+    {"SNAPTEXT_MAX_INBOX", "10000", parse_long, 1, 10000000, CFG_FIELD(max_inbox), 0},
+    {"SNAPTEXT_MAX_WAITERS", "8", parse_long, 0, 100000, CFG_FIELD(max_waiters), 0},
+    {"SNAPTEXT_DRAIN_MS", "1500", parse_long, 0, 60000, CFG_FIELD(drain_ms), 0},
+    {"SNAPTEXT_LOGIN_MAX_FAILS", "10", parse_long, 1, 1000000, CFG_FIELD(login_max_fails), 0},
     {"SNAPTEXT_LOGIN_MAX_FAILS_ADDR", "50", parse_long, 1, 1000000,
-     CFG_FIELD(login_max_fails_addr), NULL, 0},
-    {"SNAPTEXT_LOGIN_WINDOW", "300", parse_long, 1, 86400, CFG_FIELD(login_window), NULL, 0},
-    {"SNAPTEXT_HASH_QUEUE", "8", parse_long, 0, 1024, CFG_FIELD(hash_queue), NULL, 0},
-    {"SNAPTEXT_ADMIN_USERNAME", "", parse_admin_user, 0, 0, CFG_FIELD(admin_username), NULL, 0},
-    {"SNAPTEXT_ADMIN_PASSWORD", "", parse_admin_password, 0, 0, CFG_FIELD(admin_password), NULL, 1},
-    {"SNAPTEXT_LOG_LEVEL", "info", parse_log_level, 0, 0, CFG_FIELD(log_level), NULL, 0},
-    {"SNAPTEXT_PAGES_ROOT", "site", parse_path, 0, 0, CFG_FIELD(pages_root), NULL, 0},
+     CFG_FIELD(login_max_fails_addr), 0},
+    {"SNAPTEXT_LOGIN_WINDOW", "300", parse_long, 1, 86400, CFG_FIELD(login_window), 0},
+    {"SNAPTEXT_HASH_QUEUE", "8", parse_long, 0, 1024, CFG_FIELD(hash_queue), 0},
+    {"SNAPTEXT_ADMIN_USERNAME", "", parse_admin_user, 0, 0, CFG_FIELD(admin_username), 0},
+    {"SNAPTEXT_ADMIN_PASSWORD", "", parse_admin_password, 0, 0, CFG_FIELD(admin_password), 1},
+    {"SNAPTEXT_LOG_LEVEL", "info", parse_log_level, 0, 0, CFG_FIELD(log_level), 0},
+    {"SNAPTEXT_PAGES_ROOT", "site", parse_path, 0, 0, CFG_FIELD(pages_root), 0},
 };
 
 /* ---- loading ------------------------------------------------------------- */

@@ -40,6 +40,7 @@
 #include "snap/json_strict.h"
 #include "snap/log.h"
 #include "snap/metrics.h"
+#include "snap/percent.h"
 #include "snap/service.h"
 
 #include "http_builtin.h"
@@ -65,37 +66,9 @@ const char *http_error_code(enum http_error e)
 
 /* ---- percent-decoding ---------------------------------------------------- */
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 long http_percent_decode(const char *src, size_t len, char *dst, size_t dstlen)
 {
-    size_t i = 0, o = 0;
-
-    if (dst == NULL || dstlen == 0) return -1;
-    while (i < len) {
-        char c = src[i];
-        if (c == '%') {
-            int hi, lo;
-            if (len - i < 3) return -1;
-            hi = hex_value(src[i + 1]);
-            lo = hex_value(src[i + 2]);
-            if (hi < 0 || lo < 0) return -1;
-            c = (char)(hi * 16 + lo);
-            i += 3;
-        } else {
-            i++;
-        }
-        if (o + 1 >= dstlen) return -1; /* no room for this byte and the NUL */
-        dst[o++] = c;
-    }
-    dst[o] = '\0';
-    return (long)o;
+    return percent_decode(src, len, dst, dstlen, 1); /* %00 too: param_len counts it */
 }
 
 /* 1 when every '%' in s[0..len) starts a well-formed escape. */
@@ -104,7 +77,7 @@ static int percent_well_formed(const char *s, size_t len)
     size_t i;
     for (i = 0; i < len; i++) {
         if (s[i] != '%') continue;
-        if (len - i < 3 || hex_value(s[i + 1]) < 0 || hex_value(s[i + 2]) < 0) return 0;
+        if (len - i < 3 || percent_hex_value(s[i + 1]) < 0 || percent_hex_value(s[i + 2]) < 0) return 0;
         i += 2;
     }
     return 1;

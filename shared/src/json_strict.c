@@ -13,15 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "snap/percent.h"
 #include "snap/validate.h"
-
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
 
 /* The four hex digits of a \uXXXX escape at s (avail bytes left). */
 static int hex4(const char *s, size_t avail, unsigned *out)
@@ -30,7 +23,7 @@ static int hex4(const char *s, size_t avail, unsigned *out)
     size_t k;
     if (avail < 4) return -1;
     for (k = 0; k < 4; k++) {
-        int h = hex_digit(s[k]);
+        int h = percent_hex_value(s[k]);
         if (h < 0) return -1;
         v = v * 16 + (unsigned)h;
     }

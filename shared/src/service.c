@@ -148,12 +148,6 @@ int service_run(const struct service_def *def)
 
     struct snap_err err;
     int stores = !(def->flags & SERVICE_NO_STORES);
-    struct hot_store *probe = stores ? hot_new(&ctx.cfg, &err) : NULL;
-    if (stores && !probe) {
-        fprintf(stderr, "%s: SNAPTEXT_REDIS_URL cannot be used: %s\n", def->name, err.msg);
-        goto done;
-    }
-    hot_free(probe);
 
     route_names = route_names_new(def);
     if (!route_names) goto done;

@@ -43,7 +43,7 @@ def services_follow_a_sentinel_failover():
         primary = snaptest.start_redis(root=root, name="redis-primary")
         servers.append(primary)
         # Two replicas, as in k8s/overlays/prod: after a failover the new
-        # primary still has one to confirm writes (WAIT, see hot_store.c).
+        # primary still has one to confirm writes (WAIT, see redis_wait_replicated in redis_conn.c).
         replicas = [snaptest.start_redis(root=root, name="redis-replica%d" % i,
                                          extra=["--replicaof", "127.0.0.1", str(primary.port)])
                     for i in (1, 2)]

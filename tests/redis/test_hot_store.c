@@ -1,4 +1,5 @@
-/* test_hot_store.c: hot_store.c against a real redis-server started by
+/* test_hot_store.c: the hot store (redis_conn.c, hot_ids.c, hot_inbox.c, session_store.c,
+ * login_throttle.c) against a real redis-server started by
  * tests/harness/with_redis.py (SNAPTEXT_REDIS_URL, SNAP_REDIS_PORT).
  * Covers the id counter, the inbox index (put, peek and drop: binary text,
  * order, bounded peeks, expiry, key TTL, odd usernames, the batch calls with
@@ -27,7 +28,11 @@
 #include "snap/clock.h"
 #include "snap/config.h"
 #include "snap/err.h"
+#include "snap/hot_ids.h"
+#include "snap/hot_inbox.h"
 #include "snap/hot_store.h"
+#include "snap/login_throttle.h"
+#include "snap/session_store.h"
 #include "testing.h"
 
 static struct snap_config g_cfg; /* zeroed; redis_url from the environment */

@@ -99,6 +99,23 @@ static void test_good_values(void)
     CHECK_EQ_INT(cfg.log_level, SNAP_LOG_DEBUG);
 }
 
+/* The sentinel list has redis_conn.c's grammar (the one hot_new uses): a
+ * port may be left out (26379) and a host may be a bracketed IPv6 address. */
+static void test_sentinel_forms(void)
+{
+    static const char *const good[] = {"s1;m", "[::1]:26379,s2;mymaster", "[fe80::1];m", ""};
+    struct snap_config cfg;
+    char msg[256];
+    size_t i;
+
+    for (i = 0; i < sizeof good / sizeof good[0]; i++) {
+        msg[0] = '\0';
+        CHECK_EQ_INT(load_one("SNAPTEXT_REDIS_SENTINELS", good[i], &cfg, msg, sizeof msg), 0);
+        CHECK_EQ_STR(msg, "");
+        CHECK_EQ_STR(cfg.redis_sentinels, good[i]);
+    }
+}
+
 static void test_listen_forms(void)
 {
     struct snap_config cfg;
@@ -170,21 +187,24 @@ static void test_bad_values(void)
         {"SNAPTEXT_LOG_LEVEL", "verbose",
          "SNAPTEXT_LOG_LEVEL=verbose: must be debug, info, warn or error"},
         {"SNAPTEXT_REDIS_URL", "http://x",
-         "SNAPTEXT_REDIS_URL=http://x: must be a URL starting with redis://"},
+         "SNAPTEXT_REDIS_URL=http://x: redis url must start with redis:// (rediss:// and unix "
+         "sockets are not supported)"},
         {"SNAPTEXT_REDIS_URL", "redis://",
-         "SNAPTEXT_REDIS_URL=redis://: must be a URL starting with redis://"},
+         "SNAPTEXT_REDIS_URL=redis://: redis url: empty host"},
         {"SNAPTEXT_STORE", "postgres://db",
-         "SNAPTEXT_STORE=postgres://db: must be sqlite://<path> or mongodb://<host>..."},
-        {"SNAPTEXT_STORE", "", "SNAPTEXT_STORE=: must be sqlite://<path> or mongodb://<host>..."},
+         "SNAPTEXT_STORE=postgres://db: cold store scheme \"postgres\" is not supported; "
+         "accepted schemes: sqlite://, mongodb://"},
+        {"SNAPTEXT_STORE", "",
+         "SNAPTEXT_STORE=: cold store url has no scheme; accepted schemes: sqlite://, mongodb://"},
+        {"SNAPTEXT_STORE", "sqlite://", "SNAPTEXT_STORE=sqlite://: cold store url is only sqlite://"},
         {"SNAPTEXT_REDIS_SENTINELS", "s1:26379",
-         "SNAPTEXT_REDIS_SENTINELS=s1:26379: must be empty or host:port[,host:port...];<master "
-         "name>"},
-        {"SNAPTEXT_REDIS_SENTINELS", "s1;m",
-         "SNAPTEXT_REDIS_SENTINELS=s1;m: must be empty or host:port[,host:port...];<master "
-         "name>"},
+         "SNAPTEXT_REDIS_SENTINELS=s1:26379: redis sentinels must be "
+         "\"host[:port][,host[:port]...];mastername\""},
         {"SNAPTEXT_REDIS_SENTINELS", "s1:0;m",
-         "SNAPTEXT_REDIS_SENTINELS=s1:0;m: must be empty or host:port[,host:port...];<master "
-         "name>"},
+         "SNAPTEXT_REDIS_SENTINELS=s1:0;m: redis sentinels: port must be a number between 1 "
+         "and 65535"},
+        {"SNAPTEXT_REDIS_SENTINELS", "s1:1,,s2:2;m",
+         "SNAPTEXT_REDIS_SENTINELS=s1:1,,s2:2;m: redis sentinels: empty host"},
         {"SNAPTEXT_ADMIN_USERNAME", "ro ot",
          "SNAPTEXT_ADMIN_USERNAME=ro ot: must be empty or a username of 1 to 64 bytes without "
          "whitespace, control characters or '/'"},
@@ -338,6 +358,7 @@ int main(void)
     RUN(test_defaults);
     RUN(test_good_values);
     RUN(test_listen_forms);
+    RUN(test_sentinel_forms);
     RUN(test_bad_values);
     RUN(test_long_values);
     RUN(test_admin_pair);

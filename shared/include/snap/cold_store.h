@@ -113,6 +113,10 @@ struct cold_ops {
 
 struct cold_store;
 
+/* SNAP_OK when url's scheme names a driver of this build (and more follows);
+ * else SNAP_EINVAL with the accepted schemes in err. Opens nothing. */
+int cold_url_check(const char *url, struct snap_err *err);
+
 /* Opens the store named by url and makes sure its schema and indexes exist.
  * On success *out belongs to the caller: release it with cold_close().
  * Returns SNAP_EINVAL for an unknown scheme or malformed url, SNAP_EUNAVAIL

@@ -25,7 +25,7 @@ enum snap_log_level {
 
 struct snap_config {
     char redis_url[512];        /* SNAPTEXT_REDIS_URL  redis://host:port/db      */
-    char redis_sentinels[512];  /* SNAPTEXT_REDIS_SENTINELS "h:p,h:p;master" ("" = off) */
+    char redis_sentinels[512];  /* SNAPTEXT_REDIS_SENTINELS "h[:p],h[:p];master" ("" = off) */
     char redis_sentinel_password[256]; /* SNAPTEXT_REDIS_SENTINEL_PASSWORD: AUTH sent to
                                           each sentinel ("" = none)          */
     char store_url[1024];       /* SNAPTEXT_STORE sqlite:///path | mongodb://... */
