@@ -61,7 +61,7 @@
  * text is ever parsed as JSON, BSON or a query. Driver error text goes only
  * into err->msg (for the log), and libmongoc's own log lines go to log.h.
  * Not here: the document mapping (cold_mongo_doc.c), choosing the driver
- * (cold_store.c), the SQLite twin (cold_sqlite.c), Redis (hot_store.c). */
+ * (cold_store.c), the SQLite twin (cold_sqlite.c), Redis (hot_store.h). */
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
