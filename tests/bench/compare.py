@@ -117,7 +117,7 @@ class Comparison:
         self.targets.append(_snap_target(
             DEFAULT_NAME, stack, "users x1, ingest x2, fetch x2, SNAPTEXT_THREADS default (32), "
             "SNAPTEXT_SERVER_MAXCONN default (24), 1 HAProxy thread",
-            lambda: _floor_haproxy(stack, d, floor_cfg, None)))
+            lambda st=stack, where=d: _floor_haproxy(st, where, floor_cfg, None)))
 
         if not self.args.compare_skip_tuned:
             log("comparison: starting snaptext with the bench's layout")
@@ -127,8 +127,8 @@ class Comparison:
                 "SNAPTEXT_SERVER_MAXCONN %d" % (self.args.instances, self.args.instances,
                                                  self.args.service_threads,
                                                  self.args.server_maxconn),
-                lambda: _floor_haproxy(stack, stack.root, floor_cfg,
-                                       self.hooks["tuned_haproxy_env"])))
+                lambda st=stack: _floor_haproxy(st, st.root, floor_cfg,
+                                                self.hooks["tuned_haproxy_env"])))
 
         for kind in self.kinds:
             for durable in self.durable_variants:
