@@ -306,7 +306,9 @@ class Comparison:
                     empty = int(r["notes"].get("empty_reads") or 0)
                     if reads == 0 or not r["notes"].get("messages_returned"):
                         detail.append("%s: reads returned no messages" % where)
-                    elif empty > 0.05 * reads:
+                    # mixed: a slow stack's warm-up reaches fewer of its users
+                    # than it reads in the measured run, so allow more there
+                    elif empty > (0.05 if r["workload"] == "read" else 0.25) * reads:
                         detail.append("%s: %d of %d reads were empty" % (where, empty, reads))
             out.append(("comparison: %s" % t["name"], not detail, "; ".join(detail)))
         return out
