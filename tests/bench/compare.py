@@ -180,19 +180,32 @@ class Comparison:
         return fig, warm_errors
 
     def _fill(self, t, prefix, users, rate):
-        """users inboxes of --read-batch messages each, through the API."""
+        """users inboxes of --read-batch messages each, through the API, in
+        wrk runs about as long as the sends should take (wrk runs for its
+        whole duration even when every thread has stopped at its quota)."""
         total = users * self.args.read_batch
-        quota = int(math.ceil(total / float(self.args.threads)))
-        dur = int(min(300, total / max(rate, 50.0) * 2 + 5))
         before = t.stored()
-        fig = self.s.wrk(t.port, "send.lua", {"prefix": prefix, "users": users, "text": 100,
-                                              "timeout": 3600, "quota": quota}, dur)
-        stored = t.stored() - before
-        # wrk may stop a thread before its last request went out: a
-        # message or two short of the quota leaves an inbox with one less
-        if fig["errors"] or stored < total - 2 * self.args.threads:
-            raise LoadError("%s: filling %d inboxes stored %d of %d messages (%d errors)" % (
-                t.name, users, stored, total, fig["errors"]))
+        stored = 0
+        # wrk may stop a thread before its last request went out: a message
+        # or two short of the quota leaves an inbox with one less
+        for _ in range(20):
+            if stored >= total - 2 * self.args.threads:
+                return
+            remaining = total - stored
+            quota = int(math.ceil(remaining / float(self.args.threads)))
+            dur = int(min(120, math.ceil(remaining / max(rate, 50.0) * 1.1) + 1))
+            fig = self.s.wrk(t.port, "send.lua", {"prefix": prefix, "users": users, "text": 100,
+                                                  "timeout": 3600, "quota": quota,
+                                                  "offset": stored}, dur)
+            if fig["errors"]:
+                raise LoadError("%s: %d errors while filling (%s)" % (t.name, fig["errors"],
+                                                                       fig["errors_detail"]))
+            now = t.stored() - before
+            if now <= stored:
+                raise LoadError("%s: filling made no progress (%d of %d)" % (t.name, now, total))
+            stored = now
+        raise LoadError("%s: filling %d inboxes stored %d of %d messages" % (
+            t.name, users, stored, total))
 
     def round(self, rnd):
         a = self.args
