@@ -13,10 +13,15 @@ connections) after a warm-up of the same load:
      (HAProxy and civetweb, no store work), then send, admin lookup, read,
      mixed 80/20;
   4. a `required`-mode stack: send with a bearer token;
-  5. with --scale only: read and send latency with 1,000 and with
+  5. the comparison (compare.py): snaptext with deploy/local/up.sh's
+     layout and defaults, snaptext with this bench's layout, and the
+     reference stacks of tests/bench/peers (peers.py), in alternating
+     rounds, medians of req/s, p99 and CPU time per request;
+  6. with --scale only: read and send latency with 1,000 and with
      1,000,000 stored messages.
 Every HAProxy started from the stack's config gets SNAPTEXT_SERVER_MAXCONN
-(--server-maxconn). It records the CPU and RSS of every process, Redis memory per hot message,
+(--server-maxconn). It records the CPU and RSS of every process (and CPU
+time per request, summed over the stack's processes), Redis memory per hot message,
 prints one table, writes the figures as JSON with a PNG chart beside it,
 and exits non-zero when any request failed (or any check did not hold).
 Speed itself is never asserted. The service binaries come from
