@@ -41,17 +41,6 @@ def under_callgrind(name, argv, out_dir, env, root):
                          root=root)
 
 
-def wait_port_line(proc, timeout=120):
-    pat = re.compile(r"listening port=(\d+)")
-
-    def ready():
-        m = pat.search(proc.stdout())
-        if m:
-            proc.port = int(m.group(1))
-        return bool(m)
-    proc.wait_for(ready, "its listening line", timeout=timeout)
-
-
 def control(flag, pid):
     subprocess.run(["callgrind_control", flag, str(pid)], capture_output=True, timeout=120,
                    check=True)
@@ -110,10 +99,14 @@ def main():
         procs.append(users)
         svc = {}
         for name in ("ingest", "fetch"):
+            # a port of our choosing: at SNAPTEXT_LOG_LEVEL=warn there is no
+            # "listening port=N" line to read it from
+            port = snaptest.free_port()
             proc = under_callgrind(name, [os.environ["SNAP_%s_BIN" % name.upper()]], out_dir,
-                                   env, root)
+                                   dict(env, SNAPTEXT_LISTEN="127.0.0.1:%d" % port), root)
+            proc.port = port
             procs.append(proc)
-            wait_port_line(proc)
+            proc.wait_for(lambda: snaptest.port_open(port), "port %d" % port, timeout=120)
             svc[name] = proc
         backends = {"users": [users.port], "ingest": [svc["ingest"].port],
                     "fetch": [svc["fetch"].port]}
