@@ -13,10 +13,15 @@ connections) after a warm-up of the same load:
      (HAProxy and civetweb, no store work), then send, admin lookup, read,
      mixed 80/20;
   4. a `required`-mode stack: send with a bearer token;
-  5. with --scale only: read and send latency with 1,000 and with
+  5. the comparison (compare.py): snaptext with deploy/local/up.sh's
+     layout and defaults, snaptext with this bench's layout, and the
+     reference stacks of tests/bench/peers (peers.py), in alternating
+     rounds, medians of req/s, p99 and CPU time per request;
+  6. with --scale only: read and send latency with 1,000 and with
      1,000,000 stored messages.
 Every HAProxy started from the stack's config gets SNAPTEXT_SERVER_MAXCONN
-(--server-maxconn). It records the CPU and RSS of every process, Redis memory per hot message,
+(--server-maxconn). It records the CPU and RSS of every process (and CPU
+time per request, summed over the stack's processes), Redis memory per hot message,
 prints one table, writes the figures as JSON with a PNG chart beside it,
 and exits non-zero when any request failed (or any check did not hold).
 Speed itself is never asserted. The service binaries come from
@@ -44,6 +49,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "harness"))
 
 import snaptest  # noqa: E402
+import compare  # noqa: E402
 import report  # noqa: E402
 import wrkrun  # noqa: E402
 from wrkrun import LoadError, run_wrk  # noqa: E402
@@ -97,10 +103,31 @@ def parse_args(argv):
     p.add_argument("--read-batch", type=int, default=2,
                    help="messages waiting in each inbox the read workload reads (2)")
     p.add_argument("--keep", action="store_true", help="keep the temp dirs and logs")
+    c = p.add_argument_group(
+        "comparison", "snaptext with up.sh's defaults and with the bench's layout beside the "
+        "reference stacks (tests/bench/peers), in alternating rounds (compare.py)")
+    c.add_argument("--compare-rounds", type=int, default=3,
+                   help="rounds; each figure is the median over them (3)")
+    c.add_argument("--compare-duration", type=int, default=5,
+                   help="seconds of each measured load of the comparison (5)")
+    c.add_argument("--compare-warmup", type=int, default=2,
+                   help="seconds of the warm-up before each load of the comparison (2)")
+    c.add_argument("--peers", default="flask,node,go",
+                   help="reference stacks, comma-separated, of flask,node,go (all; '' for none)")
+    c.add_argument("--compare-own-only", action="store_true",
+                   help="only each peer's own durability, not the variant with snaptext's")
+    c.add_argument("--compare-skip-tuned", action="store_true",
+                   help="leave the bench's own layout out of the comparison")
+    c.add_argument("--no-compare", action="store_true", help="no comparison at all")
+    c.add_argument("--compare-only", action="store_true",
+                   help="only the comparison (no ceilings, no single-sitting rows)")
     a = p.parse_args(argv)
     if a.smoke:
+        # one tiny round: every stack still starts and answers every load
         a.duration = 3
         a.scale = False
+        a.compare_rounds, a.compare_duration, a.compare_warmup = 1, 1, 1
+        a.compare_own_only = a.compare_skip_tuned = True
     if a.duration < 1:
         p.error("--duration must be at least 1 second")
     if a.warmup is None:
@@ -115,6 +142,13 @@ def parse_args(argv):
                 "to that many connections to each server, and civetweb keeps a worker per "
                 "open connection, so the services need workers left over for health checks "
                 "and /metrics" % (a.server_maxconn, a.service_threads))
+    if a.compare_rounds < 1 or a.compare_duration < 1 or a.compare_warmup < 1:
+        p.error("--compare-rounds, --compare-duration and --compare-warmup must be at least 1")
+    bad = [k for k in a.peers.split(",") if k and k not in ("flask", "node", "go")]
+    if bad:
+        p.error("unknown peer %s (flask, node, go)" % ", ".join(bad))
+    if a.no_compare and a.compare_only:
+        p.error("--no-compare and --compare-only exclude each other")
     if a.scale_users < 1 or a.scale_messages < 1000:
         p.error("--scale-users must be >= 1 and --scale-messages >= 1000")
     return a
@@ -135,6 +169,9 @@ class Sitting:
         self.failure = None     # the exception that ended the run early, as text
         self.live = []          # Stack or Proc objects not stopped yet
         self.keep_dirs = []
+        self.comparison = None  # compare.run()'s results
+        self.compare_checks = []
+        self.log = log
 
     # --- loads ---
     def wrk(self, port, script, args, duration, watch=(), threads=None, connections=None):
@@ -714,9 +751,25 @@ def machine_info():
             "python": platform.python_version()}
 
 
+def run_comparison(s, root):
+    d = os.path.join(root, "compare")
+    os.makedirs(d)
+
+    def tuned_stack():
+        stack = start_stack(s, "open")
+        s.live.remove(stack)  # compare.run stops it
+        return stack
+    hooks = {"floor_config": floor_config, "tuned_stack": tuned_stack,
+             "tuned_haproxy_env": haproxy_env(s)}
+    s.comparison, s.compare_checks = compare.run(s, d, hooks)
+
+
 def checks(s):
     """(name, ok, detail) for every check; speed is never one of them."""
     out = []
+    if s.args.compare_only:
+        return s.compare_checks + [("clean teardown", not s.problems, "; ".join(s.problems))] + (
+            [("run completed", False, s.failure.strip().splitlines()[-1])] if s.failure else [])
     expected = ["proxy ceiling (HAProxy answers)", "redis INCR (stack's Redis)",
                 "redis SET 100 B (stack's Redis)", "redis INCR (no AOF)", FLOOR_NAME,
                 "send POST /chat",
@@ -757,6 +810,7 @@ def checks(s):
             st["probe"]["send"]["errors"] == 0 and st["probe"]["read"]["errors"] == 0
             for st in s.scale["stages"])
         out.append(("scaling check", ok, "" if ok else "did not complete without errors"))
+    out.extend(s.compare_checks)
     out.append(("clean teardown", not s.problems, "; ".join(s.problems)))
     if s.failure:
         out.append(("run completed", False, s.failure.strip().splitlines()[-1]))
@@ -778,6 +832,11 @@ def _terminated(signum, frame):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    # The bench sets every setting it changes itself; one left in the
+    # environment would also reach the stack that is meant to run defaults.
+    for k in ("SNAPTEXT_THREADS", "SNAPTEXT_SERVER_MAXCONN", "SNAPTEXT_HAPROXY_THREADS"):
+        if os.environ.pop(k, None) is not None:
+            log("ignoring %s from the environment (--service-threads, --server-maxconn)" % k)
     out_json = os.path.abspath(args.out or default_out())
     out_png = os.path.splitext(out_json)[0] + ".png"
     # TERM (a ctest timeout) or Ctrl-C still stops every process we started:
@@ -804,9 +863,12 @@ def main(argv=None):
         log("%s run: %ds per load after a %ds warm-up, wrk %d threads / %d connections; "
             "results -> %s" % ("smoke" if args.smoke else "full", args.duration, args.warmup,
                                args.threads, args.connections, out_json))
-        run_ceiling(s, root)
-        run_open_stack(s, root)
-        run_required_stack(s)
+        if not args.compare_only:
+            run_ceiling(s, root)
+            run_open_stack(s, root)
+            run_required_stack(s)
+        if not args.no_compare:
+            run_comparison(s, root)
         if args.scale:
             run_scale(s)
     except Exception as e:
@@ -851,10 +913,14 @@ def main(argv=None):
         "rss_kb": s.rss,
         "redis_memory": s.redis_memory,
         "scale": s.scale,
+        "comparison": s.comparison,
     }
     results["checks"] = [{"name": n, "ok": ok, "detail": d} for n, ok, d in checks(s)]
     # Failed requests of the measured runs and of their warm-ups.
     results["errors_total"] = sum(r["errors"] + r.get("warmup_errors", 0) for r in s.rows)
+    if s.comparison:
+        results["errors_total"] += sum(r["errors"] + r["warmup_errors"]
+                                       for r in s.comparison["runs"])
     results["ok"] = all(c["ok"] for c in results["checks"])
     if s.failure:
         results["failure"] = s.failure
@@ -876,6 +942,25 @@ def main(argv=None):
                   "inboxes" % (label, m["bytes_per_message"], m["overhead_bytes_per_message"],
                                TEXT_BYTES, m["used_memory_bytes_per_message"], m["messages"],
                                m["inboxes"]))
+    if s.comparison and s.comparison["medians"]:
+        cmp = s.comparison
+        print()
+        print("Comparison: medians of %d round(s), %d s per load after %d s of warm-up, stacks "
+              "alternating in each round; CPU = utime + stime of every process of the stack "
+              "(HAProxy, services or workers, Redis) per completed request:" % (
+                  cmp["rounds"], cmp["duration_s"], cmp["warmup_s"]))
+        print(report.compare_table(cmp["medians"]))
+        print()
+        print("CPU us per request by process:")
+        print(report.compare_cpu_table(cmp["medians"]))
+        if cmp["ratios"]:
+            print()
+            print("snaptext / peer (req/s ratio; in brackets the peer's CPU per request over "
+                  "snaptext's):")
+            print(report.ratio_table(cmp["ratios"]))
+        print()
+        for st in cmp["stacks"]:
+            print("  %s: %s; %s" % (st["name"], st["layout"], st["durability"]))
     if s.scale:
         print()
         print("Scaling check (%s):" % s.scale["probe"])

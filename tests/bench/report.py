@@ -22,11 +22,77 @@ def _ratio(v):
     return "-" if v is None else "%.3f" % v
 
 
+def _us(v):
+    return "-" if v is None else "%.0f" % v
+
+
+def _grid(head, lines):
+    """Columns padded to width: the first left-aligned, the rest right."""
+    widths = [max([len(head[i])] + [len(l[i]) for l in lines]) for i in range(len(head))]
+
+    def fmt(cols):
+        return "  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i])
+                         for i, c in enumerate(cols))
+    return "\n".join([fmt(head), "  ".join("-" * w for w in widths)] + [fmt(l) for l in lines])
+
+
+def compare_table(medians):
+    """One line per stack and workload: req/s, p99 and CPU per request
+    (medians over the rounds), and for snaptext's rows the CPU per request
+    over its own floor row's."""
+    floor = {m["stack"]: m["cpu_us_per_req"] for m in medians if m["workload"] == "floor"}
+    head = ("stack", "workload", "req/s", "p99 ms", "CPU us/req", "x floor CPU",
+            "req/s each round")
+    lines = []
+    for m in medians:
+        f = floor.get(m["stack"])
+        lines.append((m["stack"], m["workload"], "%.0f" % m["req_s"], _ms(m["p99_ms"]),
+                      _us(m["cpu_us_per_req"]),
+                      "%.2f" % (m["cpu_us_per_req"] / f) if f and m["cpu_us_per_req"] else "-",
+                      " / ".join("%.0f" % v for v in m["req_s_rounds"])))
+    return _grid(head, lines)
+
+
+def compare_cpu_table(medians):
+    """CPU us per request of each kind of process (instances and workers
+    added up), medians over the rounds."""
+    groups = []
+    for m in medians:
+        for g in m["cpu_us_per_req_by_service"]:
+            if g not in groups:
+                groups.append(g)
+    head = ["stack", "workload"] + groups + ["total"]
+    lines = [[m["stack"], m["workload"]] +
+             [_us(m["cpu_us_per_req_by_service"].get(g)) for g in groups] +
+             [_us(m["cpu_us_per_req"])] for m in medians]
+    return _grid(head, lines)
+
+
+def ratio_table(ratios):
+    """snaptext's req/s over each peer's per workload, the CPU ratio beside."""
+    keys = []
+    for r in ratios:
+        if (r["snaptext"], r["peer"]) not in keys:
+            keys.append((r["snaptext"], r["peer"]))
+    head = ("snaptext", "vs peer", "send", "read", "mixed")
+    lines = []
+    for snap, peer in keys:
+        cells = []
+        for w in ("send", "read", "mixed"):
+            r = next((x for x in ratios if x["snaptext"] == snap and x["peer"] == peer and
+                      x["workload"] == w), None)
+            cells.append("-" if r is None else "%.2fx (%s)" % (
+                r["req_s_ratio"], "-" if r["cpu_ratio"] is None else "%.2f" % r["cpu_ratio"]))
+        lines.append((snap, peer) + tuple(cells))
+    return _grid(head, lines)
+
+
 def table(rows):
     """The main table, one line per workload, as a string."""
-    head = ("workload", "req/s", "p50 ms", "p99 ms", "errors", "vs ceiling")
+    head = ("workload", "req/s", "p50 ms", "p99 ms", "errors", "vs ceiling", "CPU us/req")
     lines = [(r["name"], "%.0f" % r["req_s"], _ms(r["p50_ms"]), _ms(r["p99_ms"]),
-              str(r["errors"]), _ratio(r.get("ratio"))) for r in rows]
+              str(r["errors"]), _ratio(r.get("ratio")), _us(r.get("cpu_us_per_req")))
+             for r in rows]
     widths = [max(len(head[i]), *(len(l[i]) for l in lines)) if lines else len(head[i])
               for i in range(len(head))]
 

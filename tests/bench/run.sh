@@ -5,7 +5,9 @@
 # redis-tools among them, and with --test also wrk and gnuplot-nox, asked
 # for only when those two commands are missing), builds the release
 # binaries in build-release/, and runs tests/bench/bench.py, which starts
-# its own stack on free loopback ports and stops it again.
+# its own stacks on free loopback ports and stops them again: snaptext's,
+# and the reference stacks of tests/bench/peers, which bench.py installs
+# itself (Debian packages as root, npm ci, a GOPATH build of the Go one).
 #
 # When SNAP_USERS_BIN, SNAP_INGEST_BIN and SNAP_FETCH_BIN are all set (as
 # ctest does for bench_smoke), those binaries are used: nothing is installed

@@ -105,7 +105,8 @@ class Watch:
             self._stop.wait(self.interval)
 
     def stop(self):
-        """Returns {"cpu_pct": {name: % of one core}, "cpu_pct_by_service": ...,
+        """Returns {"cpu_pct": {name: % of one core}, "cpu_s": {name: seconds of
+        utime + stime}, "cpu_pct_by_service": ...,
         "load_generator_cpu_pct", "machine_busy_pct", "rss_kb": {name: last sample}}."""
         self._stop.set()
         if self._thread:
@@ -113,11 +114,12 @@ class Watch:
         elapsed = max(time.monotonic() - self.t0, 1e-6)
         busy1, total1 = machine_ticks()
         children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = {}
+        cpu, cpu_s = {}, {}
         for name, pid in self.procs:
             t1 = cpu_ticks(pid)
             if t1 is not None and self.cpu0.get(name) is not None:
-                cpu[name] = round(100.0 * (t1 - self.cpu0[name]) / CLK_TCK / elapsed, 1)
+                cpu_s[name] = (t1 - self.cpu0[name]) / float(CLK_TCK)
+                cpu[name] = round(100.0 * cpu_s[name] / elapsed, 1)
         by_service = {}
         for name, pct in cpu.items():
             g = group_of(name)
@@ -130,6 +132,7 @@ class Watch:
         return {
             "elapsed_s": round(elapsed, 2),
             "cpu_pct": cpu,
+            "cpu_s": cpu_s,
             "cpu_pct_by_service": by_service,
             "load_generator_cpu_pct": round(100.0 * gen / elapsed, 1),
             "machine_busy_pct": round(100.0 * (busy1 - busy0) / max(total1 - total0, 1), 1),
@@ -176,6 +179,22 @@ def run_wrk(port, script, args, duration, threads=2, connections=64, watch=(),
     return figures(raw, threads, machine)
 
 
+def cpu_us_per_request(fig):
+    """CPU time of every watched process (utime + stime, all of them added
+    up) over the load, in microseconds per completed request; also by
+    service: ({group: us}, total us), or (None, None) without figures."""
+    secs = (fig.get("machine") or {}).get("cpu_s") or {}
+    if not secs or not fig.get("requests"):
+        return None, None
+    by = {}
+    for name, s in secs.items():
+        g = group_of(name)
+        by[g] = by.get(g, 0.0) + s
+    n = float(fig["requests"])
+    return ({g: round(s * 1e6 / n, 1) for g, s in by.items()},
+            round(sum(secs.values()) * 1e6 / n, 1))
+
+
 def figures(raw, threads, machine):
     """Turns a BENCH-RESULT into the figures every workload reports.
 
@@ -195,7 +214,7 @@ def figures(raw, threads, machine):
         elapsed = max((raw["ran_out_us"] - raw["started_us"]) / 1e6, 1e-3)
         useful = int(c.get("reads", c.get("sent", useful)))
     lat = raw["latency_us"]
-    return {
+    out = {
         "requests": useful,
         "duration_s": round(elapsed, 3),
         "req_s": round(useful / elapsed, 1) if elapsed > 0 else 0.0,
@@ -212,6 +231,8 @@ def figures(raw, threads, machine):
         "counters": c,
         "machine": machine,
     }
+    out["cpu_us_per_req_by_service"], out["cpu_us_per_req"] = cpu_us_per_request(out)
+    return out
 
 
 # ------------------------------------------------------- redis-benchmark --
@@ -256,6 +277,8 @@ def run_redis_benchmark(port, tests, requests, clients=64, data_bytes=100, watch
             # When several tests share one run, the CPU figures cover them all.
             "machine": machine,
         }
+        out[name]["cpu_us_per_req_by_service"], out[name]["cpu_us_per_req"] = \
+            cpu_us_per_request(out[name])
     missing = [t for t in tests if t.upper() not in out]
     if missing:
         raise LoadError("redis-benchmark printed no result for %s:\n%s" % (
@@ -289,6 +312,7 @@ def redis_memory(port):
     return out
 
 
-def redis_next_id(port):
-    out = redis_cli(port, "GET", "snap:next_id").strip()
+def redis_next_id(port, key="snap:next_id"):
+    """The id counter (snaptext's, or a peer's key): how many sends were stored."""
+    out = redis_cli(port, "GET", key).strip()
     return int(out) if out else 0
