@@ -301,7 +301,7 @@ static const struct cfg_row cfg_rows[] = {
     {"SNAPTEXT_STORE", "sqlite://snaptext.db", parse_store, 0, 0, CFG_FIELD(store_url), 0},
     {"SNAPTEXT_LISTEN", NULL, parse_listen, 0, 65535, CFG_FIELD(listen_port), 0},
     {"SNAPTEXT_AUTH", "required", parse_auth, 0, 0, CFG_FIELD(auth), 0},
-    {"SNAPTEXT_THREADS", "32", parse_int, 1, 4096, CFG_FIELD(threads), 0},
+    {"SNAPTEXT_THREADS", "128", parse_int, 1, 4096, CFG_FIELD(threads), 0},
     {"SNAPTEXT_MAX_BODY_BYTES", "65536", parse_long, 1024, 16777216, CFG_FIELD(max_body_bytes), 0},
     {"SNAPTEXT_MAX_TEXT_BYTES", "4096", parse_long, 1, 1048576, CFG_FIELD(max_text_bytes), 0},
     {"SNAPTEXT_MAX_TIMEOUT", "2592000", parse_long, 1, 315360000, CFG_FIELD(max_timeout), 0},

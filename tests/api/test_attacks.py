@@ -389,7 +389,7 @@ def timed_send(port):
 
 
 def workers():
-    return int(S.env.get("SNAPTEXT_THREADS", "32"))
+    return int(S.env.get("SNAPTEXT_THREADS", "128"))
 
 
 def proxied_capacity():

@@ -115,8 +115,8 @@ class Comparison:
         stack = snaptest.Stack(env={"SNAPTEXT_AUTH": "open"}, instances=2, root=d)
         self._check_defaults(stack)
         self.targets.append(_snap_target(
-            DEFAULT_NAME, stack, "users x1, ingest x2, fetch x2, SNAPTEXT_THREADS default (32), "
-            "SNAPTEXT_SERVER_MAXCONN default (24), 1 HAProxy thread",
+            DEFAULT_NAME, stack, "users x1, ingest x2, fetch x2, SNAPTEXT_THREADS default (128), "
+            "SNAPTEXT_SERVER_MAXCONN default (64), 1 HAProxy thread",
             lambda st=stack, where=d: _floor_haproxy(st, where, floor_cfg, None)))
 
         if not self.args.compare_skip_tuned:

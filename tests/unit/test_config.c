@@ -51,7 +51,7 @@ static void test_defaults(void)
     CHECK_EQ_STR(cfg.listen_host, "0.0.0.0");
     CHECK_EQ_INT(cfg.listen_port, 8081);
     CHECK_EQ_INT(cfg.auth, SNAP_AUTH_REQUIRED);
-    CHECK_EQ_INT(cfg.threads, 32);
+    CHECK_EQ_INT(cfg.threads, 128);
     CHECK_EQ_INT(cfg.max_body_bytes, 65536);
     CHECK_EQ_INT(cfg.max_text_bytes, 4096);
     CHECK_EQ_INT(cfg.max_timeout, 2592000);
