@@ -13,6 +13,7 @@ Ends with "N passed, N failed".
 """
 import json
 import os
+import random
 import shutil
 import subprocess
 import tempfile
@@ -25,21 +26,40 @@ UP = du.path("deploy", "local", "up.sh")
 DOWN = du.path("deploy", "local", "down.sh")
 
 
-def free_base():
-    """Six free consecutive ports (Redis + five services)."""
-    for _ in range(50):
-        base = snaptest.free_port()
-        if base + 7 < 65535 and not any(snaptest.port_open(base + i) for i in range(7)):
+def ephemeral_range():
+    """The kernel's range of ports for outgoing connections."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+            return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _free_below_ephemeral(count, avoid=None):
+    """count free consecutive ports below the ephemeral range: up.sh binds
+    fixed ports, and one inside that range can be taken at any moment as
+    the local port of some outgoing connection (the services open one per
+    worker to Redis while the later ones start)."""
+    lo, _ = ephemeral_range()
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(10000, max(10001, lo - count - 1))
+        if avoid and base <= avoid[1] and avoid[0] <= base + count - 1:
+            continue  # overlaps the range to keep clear
+        if not any(snaptest.port_open(base + i) for i in range(count)):
             return base
-    raise AssertionError("no six free consecutive ports")
+    raise AssertionError("no %d free consecutive ports below %d" % (count, lo))
+
+
+def free_base():
+    """Seven free consecutive ports (Redis + six services)."""
+    return _free_below_ephemeral(7)
 
 
 def public_port(base):
     """A free port outside base..base+6."""
-    while True:
-        p = snaptest.free_port()
-        if not base <= p <= base + 6:
-            return p
+    return _free_below_ephemeral(1, avoid=(base, base + 6))
 
 
 def run_up(state, env_extra, timeout=120):
