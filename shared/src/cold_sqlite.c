@@ -879,10 +879,14 @@ static int sq_msg_scan_open(void *state, int64_t since_ms, int64_t now_ms, int64
     return rc;
 }
 
-/* A single-statement write outside the group commit (rare calls). */
-static int sq_msg_release_idem(void *state, int64_t id, struct snap_err *err)
+/* A single-statement write outside the group commit (rare calls: an
+ * account, a released key): the writer's turn, statement which bound by
+ * bind(s, arg), and the check that the file has not moved. *changes (may be
+ * NULL) receives the rows it matched. */
+static int single_write(struct sq_state *st, enum sq_stmt which,
+                        int (*bind)(sqlite3_stmt *s, const void *arg), const void *arg,
+                        const char *what, int *changes, struct snap_err *err)
 {
-    struct sq_state *st = state;
     struct sq_conn *c;
     sqlite3_stmt *s = NULL;
     int rc = sq_pool_take(st, &c, err);
@@ -890,11 +894,12 @@ static int sq_msg_release_idem(void *state, int64_t id, struct snap_err *err)
     if (rc != SNAP_OK) return rc;
     rc = sq_writer_enter(st, err);
     if (rc == SNAP_OK) {
-        rc = stmt_get(c, ST_MSG_RELEASE_IDEM, &s, err);
+        rc = stmt_get(c, which, &s, err);
         if (rc == SNAP_OK) {
-            int q = sqlite3_bind_int64(s, 1, id);
+            int q = bind(s, arg);
             if (q == SQLITE_OK) q = sqlite3_step(s);
-            rc = q == SQLITE_DONE ? SNAP_OK : sq_fail(c, q, "release idem", err);
+            rc = q == SQLITE_DONE ? SNAP_OK : sq_fail(c, q, what, err);
+            if (rc == SNAP_OK && changes != NULL) *changes = sqlite3_changes(c->db);
             stmt_done(s);
             if (rc == SNAP_OK) rc = sq_check_not_moved(c, st, err);
         }
@@ -902,6 +907,17 @@ static int sq_msg_release_idem(void *state, int64_t id, struct snap_err *err)
     }
     sq_pool_give(st, c);
     return rc;
+}
+
+static int bind_release_idem(sqlite3_stmt *s, const void *arg)
+{
+    return sqlite3_bind_int64(s, 1, *(const int64_t *)arg);
+}
+
+static int sq_msg_release_idem(void *state, int64_t id, struct snap_err *err)
+{
+    return single_write(state, ST_MSG_RELEASE_IDEM, bind_release_idem, &id, "release idem", NULL,
+                        err);
 }
 
 static int sq_msg_max_id(void *state, int64_t *out, struct snap_err *err)
@@ -926,34 +942,19 @@ static int sq_msg_max_id(void *state, int64_t *out, struct snap_err *err)
     return rc;
 }
 
+static int bind_user_put(sqlite3_stmt *s, const void *arg)
+{
+    const struct cold_user *u = arg;
+    int q = bind_text(s, 1, u->username, strlen(u->username));
+    if (q == SQLITE_OK) q = bind_text(s, 2, u->password_hash, strlen(u->password_hash));
+    if (q == SQLITE_OK) q = bind_text(s, 3, u->role, strlen(u->role));
+    if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 4, u->created_ms);
+    return q;
+}
+
 static int sq_user_put(void *state, const struct cold_user *u, struct snap_err *err)
 {
-    struct sq_state *st = state;
-    struct sq_conn *c;
-    sqlite3_stmt *s = NULL;
-    int rc;
-
-    rc = sq_pool_take(st, &c, err);
-    if (rc != SNAP_OK) return rc;
-    rc = sq_writer_enter(st, err);
-    if (rc != SNAP_OK) {
-        sq_pool_give(st, c);
-        return rc;
-    }
-    rc = stmt_get(c, ST_USER_PUT, &s, err);
-    if (rc == SNAP_OK) {
-        int q = bind_text(s, 1, u->username, strlen(u->username));
-        if (q == SQLITE_OK) q = bind_text(s, 2, u->password_hash, strlen(u->password_hash));
-        if (q == SQLITE_OK) q = bind_text(s, 3, u->role, strlen(u->role));
-        if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 4, u->created_ms);
-        if (q == SQLITE_OK) q = sqlite3_step(s);
-        rc = q == SQLITE_DONE ? SNAP_OK : sq_fail(c, q, "insert user", err);
-        stmt_done(s);
-        if (rc == SNAP_OK) rc = sq_check_not_moved(c, st, err);
-    }
-    sq_writer_leave(st);
-    sq_pool_give(st, c);
-    return rc;
+    return single_write(state, ST_USER_PUT, bind_user_put, u, "insert user", NULL, err);
 }
 
 static int sq_user_get(void *state, const char *username, struct cold_user *out,
@@ -988,35 +989,27 @@ static int sq_user_get(void *state, const char *username, struct cold_user *out,
     return rc;
 }
 
+struct role_args {
+    const char *username, *role;
+};
+
+static int bind_set_role(sqlite3_stmt *s, const void *arg)
+{
+    const struct role_args *a = arg;
+    int q = bind_text(s, 1, a->username, strlen(a->username));
+    if (q == SQLITE_OK) q = bind_text(s, 2, a->role, strlen(a->role));
+    return q;
+}
+
 static int sq_user_set_role(void *state, const char *username, const char *role,
                             struct snap_err *err)
 {
-    struct sq_state *st = state;
-    struct sq_conn *c;
-    sqlite3_stmt *s = NULL;
-    int rc;
+    struct role_args a = {username, role};
+    int changed = 0;
+    int rc = single_write(state, ST_USER_SET_ROLE, bind_set_role, &a, "update role", &changed, err);
 
-    rc = sq_pool_take(st, &c, err);
-    if (rc != SNAP_OK) return rc;
-    rc = sq_writer_enter(st, err);
-    if (rc != SNAP_OK) {
-        sq_pool_give(st, c);
-        return rc;
-    }
-    rc = stmt_get(c, ST_USER_SET_ROLE, &s, err);
-    if (rc == SNAP_OK) {
-        int q = bind_text(s, 1, username, strlen(username));
-        if (q == SQLITE_OK) q = bind_text(s, 2, role, strlen(role));
-        if (q == SQLITE_OK) q = sqlite3_step(s);
-        if (q != SQLITE_DONE)
-            rc = sq_fail(c, q, "update role", err);
-        else if (sqlite3_changes(c->db) == 0) /* counts matched rows, same role too */
-            rc = snap_err_set(err, SNAP_ENOTFOUND, "user not found");
-        stmt_done(s);
-        if (rc == SNAP_OK) rc = sq_check_not_moved(c, st, err);
-    }
-    sq_writer_leave(st);
-    sq_pool_give(st, c);
+    if (rc == SNAP_OK && changed == 0) /* counts matched rows, the same role too */
+        rc = snap_err_set(err, SNAP_ENOTFOUND, "user not found");
     return rc;
 }
 
