@@ -15,6 +15,8 @@
 #
 #   tests/bench/run.sh [--duration S] [--smoke] [--scale] [--out FILE.json] ...
 #   tests/bench/run.sh --help        every option
+#   tests/bench/run.sh --waiters [--waiters N --rate R ...]   the waiting-read
+#                                    load instead (tests/bench/waiters.py)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -41,4 +43,8 @@ fi
 export PYTHONPATH="$root/tests/harness${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONDONTWRITEBYTECODE=1
 export SNAP_SOURCE_DIR="${SNAP_SOURCE_DIR:-$root}"
+if [ "${1:-}" = "--waiters" ]; then
+    shift
+    exec "$python" "$root/tests/bench/waiters.py" "$@"
+fi
 exec "$python" "$root/tests/bench/bench.py" "$@"
