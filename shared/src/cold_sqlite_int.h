@@ -53,6 +53,8 @@ struct sq_conn {
     struct sq_conn *next;          /* free-list link while idle             */
 };
 
+struct sq_locker;
+
 struct sq_state {
     char *path;                /* owned: the database file             */
     pthread_mutex_t pool_lock; /* guards idle and nidle                */
@@ -61,6 +63,8 @@ struct sq_state {
     pthread_mutex_t write_lock; /* one writing thread per process        */
     int writer_fd;              /* <path>-writer.lock, flock()ed by the
                                    writing thread: -1 when unavailable      */
+    struct sq_locker *locker;   /* the thread that waits for that flock
+                                   (cold_sqlite_writer.c); NULL: poll       */
     /* Group commit of message writes (cold_sqlite_writer.c). */
     pthread_mutex_t gc_lock;   /* guards the three fields below          */
     struct write_req *gc_head; /* queued writes, oldest first            */

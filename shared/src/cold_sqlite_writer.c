@@ -25,6 +25,8 @@
 
 /* ---- the writer's part of the state ---------------------------------------- */
 
+static void locker_stop(struct sq_state *st);
+
 int sq_writer_init(struct sq_state *st)
 {
     if (pthread_mutex_init(&st->write_lock, NULL) != 0) return -1;
@@ -33,6 +35,7 @@ int sq_writer_init(struct sq_state *st)
     if (pthread_cond_init(&st->ckpt_wake, NULL) != 0) goto no_ckpt_wake;
     st->gc_tail = &st->gc_head;
     st->writer_fd = -1;
+    st->locker = NULL;
     return 0;
 no_ckpt_wake:
     (void)pthread_mutex_destroy(&st->ckpt_lock);
@@ -45,6 +48,7 @@ no_gc:
 
 void sq_writer_cleanup(struct sq_state *st)
 {
+    locker_stop(st);
     if (st->writer_fd >= 0) (void)close(st->writer_fd);
     st->writer_fd = -1;
     (void)pthread_cond_destroy(&st->ckpt_wake);
@@ -66,11 +70,155 @@ void sq_writer_cleanup(struct sq_state *st)
  * file (read-only directory), writers just poll as before.
  *
  * Every wait here is bounded: by the thread's deadline (deadline.h), and by
- * SQ_BUSY_TIMEOUT_MS when there is none. The flock is tried without
- * blocking and then polled with sleeps growing from 50 us to 800 us, so a
- * process that holds the side file forever (stopped, or not ours) costs a
- * 503 within the deadline, never a request that outlives it. */
+ * SQ_BUSY_TIMEOUT_MS when there is none, so a process that holds the side
+ * file forever (stopped, or not ours) costs a 503 within the deadline, never
+ * a request that outlives it. A blocking flock() has no timeout, so the
+ * waiting is done by a helper thread (the locker): the writer first tries
+ * without blocking, and when the file is taken asks the locker, which
+ * sleeps in flock(LOCK_EX) in the kernel, and waits for it on a condition
+ * with the deadline. A writer that gives up leaves the locker blocked; when
+ * the locker gets the lock and nobody wants it any more, it lets it go at
+ * once. The flock belongs to the open file, not to a thread, so the writer
+ * then holds it as if it had taken it itself.
+ *
+ * The locker's state is its own heap block (with its own copy of the fd):
+ * at close, a locker still blocked in flock() cannot be joined, so it frees
+ * the block itself when it comes back and finds it was told to stop. */
 static __thread int writer_held; /* this thread holds the flock */
+
+struct sq_locker {
+    int fd;               /* owned: a dup() of writer_fd, the same open file */
+    pthread_mutex_t m;    /* guards the fields below                          */
+    pthread_cond_t cv;    /* signalled for the locker and for the waiter      */
+    int acquiring;        /* the locker is asked to / is blocked in flock()   */
+    int waiting;          /* a writer waits for the lock                      */
+    int got;              /* the locker took it for that writer               */
+    int held;             /* a writer of this process holds the flock now     */
+    int stop;             /* the store is closing: exit (and free) when idle  */
+};
+
+static void *locker_main(void *arg)
+{
+    struct sq_locker *lk = arg;
+
+    (void)pthread_mutex_lock(&lk->m);
+    for (;;) {
+        while (!lk->acquiring && !lk->stop) (void)pthread_cond_wait(&lk->cv, &lk->m);
+        if (!lk->acquiring) break; /* stop, idle */
+        (void)pthread_mutex_unlock(&lk->m);
+        while (flock(lk->fd, LOCK_EX) != 0 && errno == EINTR) {
+        }
+        (void)pthread_mutex_lock(&lk->m);
+        lk->acquiring = 0;
+        if (lk->waiting && !lk->stop) {
+            lk->got = 1;
+            lk->held = 1;
+            (void)pthread_cond_broadcast(&lk->cv);
+        } else if (!lk->held) {
+            /* Its writer gave up meanwhile. (When a writer of ours holds it
+             * now, having taken it without waiting, it is that writer's.) */
+            (void)flock(lk->fd, LOCK_UN);
+        }
+    }
+    (void)pthread_mutex_unlock(&lk->m);
+    (void)close(lk->fd);
+    (void)pthread_cond_destroy(&lk->cv);
+    (void)pthread_mutex_destroy(&lk->m);
+    free(lk);
+    return NULL;
+}
+
+/* Starts the locker for st->writer_fd; without one, writers poll. */
+static void locker_start(struct sq_state *st)
+{
+    struct sq_locker *lk = calloc(1, sizeof *lk);
+    pthread_attr_t attr;
+    pthread_t t;
+
+    st->locker = NULL;
+    if (lk == NULL) return;
+    lk->fd = dup(st->writer_fd);
+    if (lk->fd < 0 || pthread_mutex_init(&lk->m, NULL) != 0) goto fail;
+    if (pthread_cond_init(&lk->cv, NULL) != 0) goto fail_m;
+    if (pthread_attr_init(&attr) != 0) goto fail_cv;
+    (void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, locker_main, lk) != 0) {
+        (void)pthread_attr_destroy(&attr);
+        goto fail_cv;
+    }
+    (void)pthread_attr_destroy(&attr);
+    st->locker = lk;
+    return;
+fail_cv:
+    (void)pthread_cond_destroy(&lk->cv);
+fail_m:
+    (void)pthread_mutex_destroy(&lk->m);
+fail:
+    if (lk->fd >= 0) (void)close(lk->fd);
+    free(lk);
+}
+
+static void locker_stop(struct sq_state *st)
+{
+    struct sq_locker *lk = st->locker;
+
+    if (lk == NULL) return;
+    (void)pthread_mutex_lock(&lk->m);
+    lk->stop = 1;
+    (void)pthread_cond_broadcast(&lk->cv);
+    (void)pthread_mutex_unlock(&lk->m);
+    st->locker = NULL; /* the locker frees it */
+}
+
+/* abs = now (CLOCK_REALTIME) + ms. */
+static void abs_after(int64_t ms, struct timespec *abs)
+{
+    (void)clock_gettime(CLOCK_REALTIME, abs);
+    abs->tv_sec += ms / 1000;
+    abs->tv_nsec += (ms % 1000) * 1000000L;
+    if (abs->tv_nsec >= 1000000000L) {
+        abs->tv_sec++;
+        abs->tv_nsec -= 1000000000L;
+    }
+}
+
+/* Waits for the locker to take the flock, until abs. SNAP_OK when held. */
+static int locker_wait(struct sq_locker *lk, const struct timespec *abs)
+{
+    int got;
+
+    (void)pthread_mutex_lock(&lk->m);
+    lk->waiting = 1;
+    lk->got = 0;
+    if (!lk->acquiring) {
+        lk->acquiring = 1;
+        (void)pthread_cond_broadcast(&lk->cv);
+    }
+    while (!lk->got)
+        if (pthread_cond_timedwait(&lk->cv, &lk->m, abs) != 0 && !lk->got) break;
+    got = lk->got;
+    lk->got = 0;
+    lk->waiting = 0;
+    (void)pthread_mutex_unlock(&lk->m);
+    return got ? SNAP_OK : SNAP_EUNAVAIL;
+}
+
+/* flock(LOCK_NB) on the writer's fd; with a locker, under its mutex and
+ * noted as held, so the locker never lets go of a lock a writer has. */
+static int try_lock(struct sq_state *st)
+{
+    struct sq_locker *lk = st->locker;
+    int rc, e;
+
+    if (lk == NULL) return flock(st->writer_fd, LOCK_EX | LOCK_NB);
+    (void)pthread_mutex_lock(&lk->m);
+    rc = flock(st->writer_fd, LOCK_EX | LOCK_NB);
+    e = errno;
+    if (rc == 0) lk->held = 1;
+    (void)pthread_mutex_unlock(&lk->m);
+    errno = e;
+    return rc;
+}
 
 #define SQ_LOCK_POLL_MIN_US 50
 #define SQ_LOCK_POLL_MAX_US 800
@@ -81,32 +229,28 @@ int sq_writer_enter(struct sq_state *st, struct snap_err *err)
     struct timespec abs;
     long pause_us = SQ_LOCK_POLL_MIN_US;
 
-    (void)clock_gettime(CLOCK_REALTIME, &abs);
-    abs.tv_sec += left / 1000;
-    abs.tv_nsec += (left % 1000) * 1000000L;
-    if (abs.tv_nsec >= 1000000000L) {
-        abs.tv_sec++;
-        abs.tv_nsec -= 1000000000L;
-    }
+    abs_after(left, &abs);
     if (pthread_mutex_timedlock(&st->write_lock, &abs) != 0)
         return snap_err_set(err, SNAP_EUNAVAIL,
                             "sqlite \"%s\": this process's writers are queued past the deadline",
                             st->path);
     if (st->writer_fd < 0) return SNAP_OK;
     for (;;) {
-        if (flock(st->writer_fd, LOCK_EX | LOCK_NB) == 0) break;
+        if (try_lock(st) == 0) break;
         if (errno == EINTR) continue;
         if (errno != EWOULDBLOCK) return SNAP_OK; /* no turn-taking: SQLite still locks */
-        if (deadline_now() >= until) {
-            (void)pthread_mutex_unlock(&st->write_lock);
-            return snap_err_set(err, SNAP_EUNAVAIL,
-                                "sqlite \"%s\": another process held %s-writer.lock past the "
-                                "deadline",
-                                st->path, st->path);
+        if (st->locker != NULL) { /* sleep in the kernel, through the locker */
+            if (locker_wait(st->locker, &abs) == SNAP_OK) break;
+        } else if (deadline_now() < until) { /* no locker: poll */
+            struct timespec ts = {0, pause_us * 1000L};
+            (void)nanosleep(&ts, NULL);
+            if (pause_us < SQ_LOCK_POLL_MAX_US) pause_us *= 2;
+            continue;
         }
-        struct timespec ts = {0, pause_us * 1000L};
-        (void)nanosleep(&ts, NULL);
-        if (pause_us < SQ_LOCK_POLL_MAX_US) pause_us *= 2;
+        (void)pthread_mutex_unlock(&st->write_lock);
+        return snap_err_set(err, SNAP_EUNAVAIL,
+                            "sqlite \"%s\": another process held %s-writer.lock past the deadline",
+                            st->path, st->path);
     }
     writer_held = 1;
     return SNAP_OK;
@@ -117,8 +261,15 @@ int sq_writer_enter(struct sq_state *st, struct snap_err *err)
  * not stuck behind this one for the whole busy timeout. */
 static void writer_yield(const struct sq_state *st)
 {
+    struct sq_locker *lk = st->locker;
+
     if (!writer_held) return;
+    if (lk != NULL) (void)pthread_mutex_lock(&lk->m);
     (void)flock(st->writer_fd, LOCK_UN);
+    if (lk != NULL) {
+        lk->held = 0;
+        (void)pthread_mutex_unlock(&lk->m);
+    }
     writer_held = 0;
 }
 
@@ -138,6 +289,7 @@ void sq_writer_open(struct sq_state *st)
     (void)snprintf(name, len, "%s-writer.lock", st->path);
     st->writer_fd = open(name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     free(name);
+    if (st->writer_fd >= 0) locker_start(st);
 }
 
 /* Busy handler: another process holds the write lock — one that does not

@@ -61,7 +61,7 @@ class Target:
 def _snap_target(name, stack, layout, start_floor):
     t = Target(name, "snaptext", stack.port, lambda: [(p.name, p.pid) for p in stack.procs],
                lambda: wrkrun.redis_next_id(stack.redis.port), layout,
-               "SQLite synchronous=FULL (WAL), Redis appendfsync always", stack)
+               "SQLite synchronous=FULL (WAL), Redis appendfsync everysec (the cold store decides delivery)", stack)
     t.floor = start_floor
     return t
 

@@ -1,7 +1,7 @@
 """profile.py: instructions per request, by process and by function, for
 one send, one empty read and one floor request of the default deployment.
 
-Starts Redis (AOF, appendfsync always), users, ingest, fetch (one instance
+Starts Redis (AOF, appendfsync everysec), users, ingest, fetch (one instance
 each, every SNAPTEXT_* at its default but open auth) and HAProxy from the
 project's haproxy.cfg, with ingest, fetch and HAProxy under valgrind's
 callgrind, on free loopback ports. For each load it zeroes the counters,
