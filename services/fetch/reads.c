@@ -99,7 +99,6 @@ static int reads_batch(void *arg, struct batch_job **jobs, size_t n)
     struct snap_err err, cerr;
     int64_t now = clock_now_ms(), mono = deadline_now(), min_deadline = 0; /* step 1 */
     size_t i, nclaims = 0, ndrops = 0, need = 0, at = 0;
-    int crc = SNAP_OK;
 
     for (i = 0; i < n; i++) {
         rd->users[i] = read_of(jobs[i])->user;
@@ -135,7 +134,7 @@ static int reads_batch(void *arg, struct batch_job **jobs, size_t n)
     }
     if (nclaims > 0) {
         deadline_set(min_deadline);
-        crc = cold_msg_claim(rd->ctx->cold, rd->claims, nclaims, now, &cerr);
+        int crc = cold_msg_claim(rd->ctx->cold, rd->claims, nclaims, now, &cerr);
         deadline_set(0);
         if (crc != SNAP_OK) metrics_add(rd->ctx->metrics, METRIC_STORE_ERRORS_COLD, 1);
     }
@@ -181,7 +180,6 @@ static int reads_batch(void *arg, struct batch_job **jobs, size_t n)
         log_event(SNAP_LOG_WARN, NULL, "read",
                   "dropping settled entries from the index: %s (the claim refuses them)",
                   err.msg);
-    (void)crc;
     return 0;
 }
 
