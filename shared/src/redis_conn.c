@@ -53,6 +53,7 @@
 #include <hiredis/hiredis.h>
 
 #include "snap/clock.h"
+#include "snap/fmt.h"
 #include "snap/percent.h"
 
 /* ------------------------------------------------------------ limits -- */
@@ -156,9 +157,7 @@ bool redis_parse_i64(const char *s, size_t len, int64_t *out)
 /* Writes v in decimal into buf (24 bytes is always enough); returns length. */
 size_t redis_fmt_i64(char buf[24], int64_t v)
 {
-    int n = snprintf(buf, 24, "%" PRId64, v);
-
-    return n < 0 || n >= 24 ? 0 : (size_t)n; /* cannot happen for an int64 */
+    return fmt_i64(buf, v);
 }
 
 /* ------------------------------------------------------------ parsing -- */
@@ -392,6 +391,8 @@ void hot_free(struct hot_store *h)
 {
     if (h == NULL) return;
     redis_close(h); /* a clean close: no hook */
+    if (h->obuf != NULL) explicit_bzero(h->obuf, h->obuf_cap); /* AUTH may have passed here */
+    free(h->obuf);
     /* The password lived here: do not leave it in freed memory. */
     explicit_bzero(h, sizeof *h);
     free(h);
@@ -587,6 +588,52 @@ static bool closed_by_peer(const redisContext *c, int saved_errno)
  * Returns SNAP_OK with every r[i] set (error replies included: see
  * reply_ok), or a failure with every r[i] NULL and the connection dropped.
  * The caller frees each r[i] with freeReplyObject. */
+/* Bytes of cmds[0..n) in RESP: "*argc" then "$len" and the bytes of each
+ * argument, every part ended by CRLF. */
+static size_t encoded_size(const struct redis_cmd *cmds, size_t n)
+{
+    size_t total = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        total += 1 + FMT_I64_MAX + 2;
+        for (int a = 0; a < cmds[i].argc; a++) total += 1 + FMT_I64_MAX + 2 + cmds[i].len[a] + 2;
+    }
+    return total;
+}
+
+/* Writes cmds[0..n) in RESP into h->obuf (grown as needed; a buffer grown
+ * past REDIS_OBUF_KEEP by one large call is given back after it), so the
+ * whole pipeline goes to hiredis as one formatted block: hiredis's own
+ * argv formatting cost more than the rest of a send's Redis work. */
+static int encode(struct hot_store *h, const struct redis_cmd *cmds, size_t n)
+{
+    size_t need = encoded_size(cmds, n);
+    struct fmt_buf b;
+
+    if (need > h->obuf_cap || (h->obuf_cap > REDIS_OBUF_KEEP && need <= REDIS_OBUF_KEEP)) {
+        char *p = realloc(h->obuf, need);
+        if (p == NULL) return -1;
+        h->obuf = p;
+        h->obuf_cap = need;
+    }
+    b = fmt_buf_on(h->obuf, h->obuf_cap);
+    for (size_t i = 0; i < n; i++) {
+        fmt_char(&b, '*');
+        fmt_dec(&b, cmds[i].argc);
+        fmt_mem(&b, "\r\n", 2);
+        for (int a = 0; a < cmds[i].argc; a++) {
+            fmt_char(&b, '$');
+            fmt_dec(&b, (int64_t)cmds[i].len[a]);
+            fmt_mem(&b, "\r\n", 2);
+            fmt_mem(&b, cmds[i].argv[a], cmds[i].len[a]);
+            fmt_mem(&b, "\r\n", 2);
+        }
+    }
+    assert(!b.full); /* encoded_size() is an upper bound */
+    h->obuf_len = b.len;
+    return 0;
+}
+
 /* Has the server already closed idle connection c (restart, failover,
  * CLIENT KILL)? Looked at without sending anything: readable with nothing
  * to read, or hung up. A RESP2 server never speaks unasked, so readable
@@ -615,13 +662,12 @@ int redis_roundtrip_ex(struct hot_store *h, struct redis_cmd *cmds, size_t n, re
 
         if (rc != SNAP_OK) return rc;
         reused = !h->fresh;
-        for (size_t i = 0; i < n; i++) {
-            if (redisAppendCommandArgv(h->c, cmds[i].argc, cmds[i].argv, cmds[i].len) != REDIS_OK) {
-                /* Only fails on out of memory; the buffer is now unusable. */
-                (void)snap_err_set(err, SNAP_ERR, "redis: %s", h->c->errstr);
-                redis_drop(h);
-                return SNAP_ERR;
-            }
+        if (encode(h, cmds, n) != 0 ||
+            redisAppendFormattedCommand(h->c, h->obuf, h->obuf_len) != REDIS_OK) {
+            /* Only fails on out of memory; the buffer is now unusable. */
+            (void)snap_err_set(err, SNAP_ERR, "redis: out of memory for %zu commands", n);
+            redis_drop(h);
+            return SNAP_ERR;
         }
         for (got = 0; got < n; got++) {
             void *reply = NULL;

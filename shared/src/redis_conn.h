@@ -18,6 +18,7 @@
 struct redisContext; /* hiredis; only redis_conn.c and hot_inbox.c's waits look inside */
 struct redisReply;
 
+#define REDIS_OBUF_KEEP       (256 * 1024) /* encode buffer kept between calls */
 #define REDIS_HOST_MAX        256 /* bytes, NUL included */
 #define REDIS_CRED_MAX        256 /* user / password after %XX decoding */
 #define REDIS_SENTINELS_MAX   16
@@ -54,6 +55,9 @@ struct hot_store {
 
     char floor_sha[41]; /* hot_ids.c: SHA1 of its script once loaded, "" before */
     int64_t last_ok_ms; /* wall clock of the last completed round trip; 0: none yet */
+
+    char *obuf; /* the pipeline being sent, in RESP (redis_conn.c, encode) */
+    size_t obuf_len, obuf_cap;
 };
 
 /* ---- settings ------------------------------------------------------------ */
