@@ -1,7 +1,9 @@
 /* log.c: the service's event log, one JSON object per line on stdout.
  *
- * Lines are built with cJSON, so quoting and control characters are escaped
- * by the encoder. cJSON does not check UTF-8, so every string field is first
+ * Event lines are built with cJSON, so quoting and control characters are
+ * escaped by the encoder; the request line, one per request, is written
+ * straight into a buffer (fmt.h) with the same escapes (put_json_string).
+ * Neither checks UTF-8, so every string field is first
  * cleaned here: capped at LOG_FIELD_MAX bytes on a character boundary, with
  * each byte that is not part of a well-formed UTF-8 sequence replaced by
  * U+FFFD.
@@ -31,6 +33,7 @@
 #include <cjson/cJSON.h>
 
 #include "snap/clock.h"
+#include "snap/fmt.h"
 #include "snap/validate.h"
 
 static char log_service[64] = "snaptext";
@@ -115,17 +118,15 @@ static int add_clean_string(cJSON *obj, const char *key, const char *value)
     return cJSON_AddStringToObject(obj, key, buf) != NULL ? 0 : -1;
 }
 
+static void put_ts(struct fmt_buf *b);
+
 /* "2026-11-23T10:15:00.123Z" */
 static void format_ts(char out[32])
 {
-    int64_t ms = clock_now_ms();
-    time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
+    struct fmt_buf b = fmt_buf_on(out, 32);
 
-    if (gmtime_r(&secs, &tm) == NULL || strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
-        (void)snprintf(out, 32, "1970-01-01T00:00:00");
-    }
-    (void)snprintf(out + strlen(out), 32 - strlen(out), ".%03dZ", (int)(ms % 1000));
+    put_ts(&b);
+    (void)fmt_cstr(&b);
 }
 
 /* Starts a line with ts, level, service, event and request_id. */
@@ -283,19 +284,24 @@ void log_event(enum snap_log_level level, const char *request_id, const char *ev
     line_write(obj, level);
 }
 
-/* Appends s as a JSON string (quotes included) at buf + *off, at most up to
- * cap; s is valid UTF-8 (clean_field), so only quotes, backslashes and
- * control characters need escapes. Returns -1 when it does not fit. */
-static int put_json_string(char *buf, size_t cap, size_t *off, const char *s)
+/* Appends s as a JSON string (quotes included); s is valid UTF-8
+ * (clean_field), so only quotes, backslashes and control characters need
+ * escapes. Runs that need none are copied whole. */
+static void put_json_string(struct fmt_buf *b, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
-    size_t o = *off;
+    const char *run = s;
 
-    if (o + 2 > cap) return -1;
-    buf[o++] = '"';
-    for (; *s != '\0'; s++) {
+    fmt_char(b, '"');
+    for (;; s++) {
         unsigned char c = (unsigned char)*s;
         const char *esc = NULL;
+        char u[6];
+
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        fmt_mem(b, run, (size_t)(s - run));
+        run = s + 1;
+        if (c == '\0') break;
         switch (c) {
         case '"': esc = "\\\""; break;
         case '\\': esc = "\\\\"; break;
@@ -307,82 +313,108 @@ static int put_json_string(char *buf, size_t cap, size_t *off, const char *s)
         default: break;
         }
         if (esc != NULL) {
-            if (o + 2 >= cap) return -1;
-            buf[o++] = esc[0];
-            buf[o++] = esc[1];
-        } else if (c < 0x20) {
-            if (o + 6 >= cap) return -1;
-            memcpy(buf + o, "\\u00", 4);
-            buf[o + 4] = hex[c >> 4];
-            buf[o + 5] = hex[c & 15];
-            o += 6;
+            fmt_mem(b, esc, 2);
         } else {
-            if (o + 1 >= cap) return -1;
-            buf[o++] = (char)c;
+            memcpy(u, "\\u00", 4);
+            u[4] = hex[c >> 4];
+            u[5] = hex[c & 15];
+            fmt_mem(b, u, 6);
         }
     }
-    if (o + 1 >= cap) return -1;
-    buf[o++] = '"';
-    *off = o;
-    return 0;
+    fmt_char(b, '"');
+}
+
+/* "2026-11-23T10:15:00.123Z" into b. The date and time to the second are
+ * formatted once a second per thread. */
+static void put_ts(struct fmt_buf *b)
+{
+    static __thread int64_t cached_secs = -1;
+    static __thread char cached[24];
+    static __thread size_t cached_len;
+    int64_t ms = clock_now_ms();
+    int64_t secs = ms / 1000;
+
+    if (secs != cached_secs) {
+        time_t t = (time_t)secs;
+        struct tm tm;
+        struct fmt_buf c = fmt_buf_on(cached, sizeof cached);
+
+        if (gmtime_r(&t, &tm) == NULL) memset(&tm, 0, sizeof tm);
+        fmt_dec(&c, (int64_t)tm.tm_year + 1900);
+        fmt_char(&c, '-');
+        fmt_2d(&c, tm.tm_mon + 1);
+        fmt_char(&c, '-');
+        fmt_2d(&c, tm.tm_mday);
+        fmt_char(&c, 'T');
+        fmt_2d(&c, tm.tm_hour);
+        fmt_char(&c, ':');
+        fmt_2d(&c, tm.tm_min);
+        fmt_char(&c, ':');
+        fmt_2d(&c, tm.tm_sec);
+        cached_len = c.len;
+        cached_secs = secs;
+    }
+    fmt_mem(b, cached, cached_len);
+    fmt_char(b, '.');
+    fmt_char(b, (char)('0' + ms % 1000 / 100));
+    fmt_2d(b, (int)(ms % 100));
+    fmt_char(b, 'Z');
 }
 
 /* One request line, written straight into a buffer: the same keys, in the
  * same order, as the cJSON lines of log_event. A cJSON object per request
- * cost more instructions than the whole floor request it logged
- * (docs/PERFORMANCE.md, the profile). */
+ * cost more instructions than the whole floor request it logged, and
+ * snprintf's format parsing was most of what was left (docs/PERFORMANCE.md,
+ * the profile). */
 void log_request(const char *method, const char *route, int status, double latency_ms,
                  const char *request_id)
 {
-    char line[8 * LOG_FIELD_MAX], ts[32], msg[LOG_FIELD_MAX * 2];
+    char line[8 * LOG_FIELD_MAX], msg[LOG_FIELD_MAX * 2];
     char cm[LOG_FIELD_MAX + 1], cr[LOG_FIELD_MAX + 1], cs[LOG_FIELD_MAX + 1];
     char cid[LOG_FIELD_MAX + 1], cmsg[LOG_FIELD_MAX + 1];
-    size_t o = 0;
-    int n;
+    struct fmt_buf b = fmt_buf_on(line, sizeof line), m = fmt_buf_on(msg, sizeof msg);
 
     if (!log_enabled(SNAP_LOG_INFO)) return;
     method = method ? method : "";
     route = route ? route : "";
-    (void)snprintf(msg, sizeof msg, "%.64s %.200s -> %d", method, route, status);
+    /* "<method> <route> -> <status>", method and route cut at 64 and 200 bytes */
+    fmt_mem(&m, method, strnlen(method, 64));
+    fmt_char(&m, ' ');
+    fmt_mem(&m, route, strnlen(route, 200));
+    fmt_mem(&m, " -> ", 4);
+    fmt_dec(&m, status);
+    (void)fmt_cstr(&m);
     clean_field(method, cm);
     clean_field(route, cr);
     clean_field(log_service, cs);
     clean_field(msg, cmsg);
-    format_ts(ts);
-    n = snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"info\",\"service\":", ts);
-    if (n < 0 || (size_t)n >= sizeof line) return;
-    o = (size_t)n;
-    if (put_json_string(line, sizeof line, &o, cs) != 0) return;
-    n = snprintf(line + o, sizeof line - o, ",\"event\":\"request\"");
-    if (n < 0 || (size_t)n >= sizeof line - o) return;
-    o += (size_t)n;
+    fmt_str(&b, "{\"ts\":\"");
+    put_ts(&b);
+    fmt_str(&b, "\",\"level\":\"info\",\"service\":");
+    put_json_string(&b, cs);
+    fmt_str(&b, ",\"event\":\"request\"");
     if (request_id != NULL) {
         clean_field(request_id, cid);
-        n = snprintf(line + o, sizeof line - o, ",\"request_id\":");
-        if (n < 0 || (size_t)n >= sizeof line - o) return;
-        o += (size_t)n;
-        if (put_json_string(line, sizeof line, &o, cid) != 0) return;
+        fmt_str(&b, ",\"request_id\":");
+        put_json_string(&b, cid);
     }
-    n = snprintf(line + o, sizeof line - o, ",\"method\":");
-    if (n < 0 || (size_t)n >= sizeof line - o) return;
-    o += (size_t)n;
-    if (put_json_string(line, sizeof line, &o, cm) != 0) return;
-    n = snprintf(line + o, sizeof line - o, ",\"route\":");
-    if (n < 0 || (size_t)n >= sizeof line - o) return;
-    o += (size_t)n;
-    if (put_json_string(line, sizeof line, &o, cr) != 0) return;
+    fmt_str(&b, ",\"method\":");
+    put_json_string(&b, cm);
+    fmt_str(&b, ",\"route\":");
+    put_json_string(&b, cr);
+    fmt_str(&b, ",\"status\":");
+    fmt_dec(&b, status);
     /* Three decimals are enough for a latency. */
-    n = snprintf(line + o, sizeof line - o, ",\"status\":%d,\"latency_ms\":%.3f,\"msg\":", status,
-                 latency_ms >= 0 ? latency_ms : 0.0);
-    if (n < 0 || (size_t)n >= sizeof line - o) return;
-    o += (size_t)n;
-    if (put_json_string(line, sizeof line, &o, cmsg) != 0 || o + 2 > sizeof line) return;
-    line[o++] = '}';
-    line[o++] = '\n';
-    if (!buffer_line(line, o)) {
+    fmt_str(&b, ",\"latency_ms\":");
+    fmt_fixed(&b, latency_ms > 0 ? (int64_t)(latency_ms * 1000.0 + 0.5) : 0, 3);
+    fmt_str(&b, ",\"msg\":");
+    put_json_string(&b, cmsg);
+    fmt_mem(&b, "}\n", 2);
+    if (b.full) return;
+    if (!buffer_line(line, b.len)) {
         (void)pthread_mutex_lock(&log_write_lock);
         flush_locked();
-        write_all(line, o);
+        write_all(line, b.len);
         (void)pthread_mutex_unlock(&log_write_lock);
     }
 }
