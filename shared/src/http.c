@@ -36,6 +36,7 @@
 #include "snap/clock.h"
 #include "snap/deadline.h"
 #include "snap/err.h"
+#include "snap/fmt.h"
 #include "snap/hot_store.h"
 #include "snap/json_strict.h"
 #include "snap/log.h"
@@ -105,11 +106,16 @@ static int header_has_token(const char *value, const char *token)
  * the HTTP version). */
 static int keeps_alive(const struct http_req *r)
 {
-    const char *opt = mg_get_option(mg_get_context(r->conn), "enable_keep_alive");
-    const char *conn_hdr = mg_get_header(r->conn, "Connection");
-    const char *ver = r->ri != NULL ? r->ri->http_version : NULL;
+    /* The option is fixed when civetweb starts: looked up once. */
+    static int enabled = -1; /* -1: not yet; a race only repeats the lookup */
+    const char *conn_hdr, *ver = r->ri != NULL ? r->ri->http_version : NULL;
 
-    if (opt == NULL || strcasecmp(opt, "yes") != 0) return 0;
+    if (__atomic_load_n(&enabled, __ATOMIC_RELAXED) < 0) {
+        const char *opt = mg_get_option(mg_get_context(r->conn), "enable_keep_alive");
+        __atomic_store_n(&enabled, opt != NULL && strcasecmp(opt, "yes") == 0, __ATOMIC_RELAXED);
+    }
+    if (!__atomic_load_n(&enabled, __ATOMIC_RELAXED)) return 0;
+    conn_hdr = mg_get_header(r->conn, "Connection");
     if (conn_hdr != NULL) return header_has_token(conn_hdr, "keep-alive");
     return ver != NULL && strcmp(ver, "1.1") == 0;
 }
@@ -129,21 +135,63 @@ static int sets_cache_control(const char *headers)
     return 0;
 }
 
+/* "Date: Tue, 01 Dec 2026 10:15:00 GMT\r\n" into b, formatted once a
+ * second per thread. */
+static void put_date_line(struct fmt_buf *b)
+{
+    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    static __thread time_t cached_at = (time_t)-1;
+    static __thread char cached[48];
+    static __thread size_t cached_len;
+    time_t now = time(NULL);
+
+    if (now != cached_at) {
+        struct tm tm;
+        struct fmt_buf c = fmt_buf_on(cached, sizeof cached);
+
+        fmt_str(&c, "Date: ");
+        if (gmtime_r(&now, &tm) != NULL && tm.tm_wday >= 0 && tm.tm_wday < 7 &&
+            tm.tm_mon >= 0 && tm.tm_mon < 12) {
+            fmt_mem(&c, days[tm.tm_wday], 3);
+            fmt_str(&c, ", ");
+            fmt_2d(&c, tm.tm_mday);
+            fmt_char(&c, ' ');
+            fmt_mem(&c, months[tm.tm_mon], 3);
+            fmt_char(&c, ' ');
+            fmt_dec(&c, (int64_t)tm.tm_year + 1900);
+            fmt_char(&c, ' ');
+            fmt_2d(&c, tm.tm_hour);
+            fmt_char(&c, ':');
+            fmt_2d(&c, tm.tm_min);
+            fmt_char(&c, ':');
+            fmt_2d(&c, tm.tm_sec);
+            fmt_str(&c, " GMT");
+        }
+        fmt_str(&c, "\r\n");
+        cached_len = c.len;
+        cached_at = now;
+    }
+    fmt_mem(b, cached, cached_len);
+}
+
+#define REPLY_STACK 4096 /* replies up to this size are built on the stack */
+
 /* Sends the whole reply (status line, headers, body) in one mg_write, so
- * a small reply is one TCP segment whatever the Nagle settings. */
+ * a small reply is one TCP segment whatever the Nagle settings. The head
+ * is appended without printf (fmt.h): it is built for every request. */
 static int send_reply(struct http_req *r, int status, const char *content_type, const char *body,
                       size_t len, const char *headers, int force_close)
 {
-    char head[768], date[64];
+    char stack[REPLY_STACK], *out = stack;
     const char *reason, *conn_line = "", *cache;
-    size_t hlen, xlen = headers ? strlen(headers) : 0, total;
-    int n, no_body = status == 204 || status == 304 || (status >= 100 && status < 200);
+    size_t xlen = headers ? strlen(headers) : 0, cap;
+    int no_body = status == 204 || status == 304 || (status >= 100 && status < 200);
     int is_head = r->ri != NULL && r->ri->request_method != NULL &&
                   strcmp(r->ri->request_method, "HEAD") == 0;
     int xcrlf = xlen >= 2 && headers[xlen - 2] == '\r' && headers[xlen - 1] == '\n';
-    time_t now = time(NULL);
-    struct tm tm;
-    char *out;
+    struct fmt_buf b;
     int rc = 0;
 
     if (r->status != 0) {
@@ -151,10 +199,6 @@ static int send_reply(struct http_req *r, int status, const char *content_type, 
                   "bug: a second reply (%d) after %d was dropped", status, r->status);
         return -1;
     }
-
-    if (gmtime_r(&now, &tm) == NULL ||
-        strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm) == 0)
-        date[0] = '\0';
     if (r->ctx != NULL && r->ctx->draining)
         force_close = 1; /* stopping: let the proxy's pooled connections go */
     if (force_close) /* civetweb would otherwise wait to drain a refused body */
@@ -166,57 +210,54 @@ static int send_reply(struct http_req *r, int status, const char *content_type, 
         conn_line = "Connection: keep-alive\r\n";
     reason = mg_get_response_code_text(r->conn, status);
     cache = sets_cache_control(headers) ? "" : "Cache-Control: no-store\r\n";
-    if (no_body) {
-        n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\n"
-                     "X-Request-Id: %s\r\n%s%s",
-                     status, reason ? reason : "", date, content_type, r->request_id, cache,
-                     conn_line);
-        len = 0;
-    } else {
-        n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "X-Request-Id: %s\r\n%s%s",
-                     status, reason ? reason : "", date, content_type, len, r->request_id, cache,
-                     conn_line);
-    }
-    if (n < 0 || (size_t)n >= sizeof head) {
-        log_event(SNAP_LOG_ERROR, r->request_id, "reply", "bug: response head too long");
-        return -1;
-    }
-    hlen = (size_t)n;
-    if (is_head) len = 0; /* HEAD: the same head, no body */
-    if (xlen > 65536 || len > SIZE_MAX - hlen - xlen - 4) {
+    if (no_body) len = 0;
+    if (xlen > 65536 || len > SIZE_MAX - 1024 - xlen) {
         log_event(SNAP_LOG_ERROR, r->request_id, "reply", "bug: response too large");
         return -1;
     }
-    total = hlen + xlen + (xlen > 0 && !xcrlf ? 2 : 0) + 2 + len;
-    r->status = status; /* from here on this request has its reply */
-    out = malloc(total);
-    if (out != NULL) {
-        size_t o = hlen;
-        memcpy(out, head, hlen);
-        if (xlen > 0) {
-            memcpy(out + o, headers, xlen);
-            o += xlen;
-            if (!xcrlf) {
-                memcpy(out + o, "\r\n", 2);
-                o += 2;
-            }
+    /* The fixed lines, the reason, content type and request id are short:
+     * 1024 bytes cover them (a longer head is a bug, refused below). */
+    cap = 1024 + xlen + (is_head ? 0 : len);
+    if (cap > sizeof stack) {
+        out = malloc(cap);
+        if (out == NULL) {
+            log_event(SNAP_LOG_ERROR, r->request_id, "reply",
+                      "out of memory for a reply of %zu bytes", cap);
+            return -1;
         }
-        memcpy(out + o, "\r\n", 2);
-        o += 2;
-        if (len > 0) memcpy(out + o, body, len);
-        if (mg_write(r->conn, out, total) != (int)total) rc = -1;
-        free(out);
-    } else { /* out of memory: the same bytes, in pieces */
-        if (mg_write(r->conn, head, hlen) != (int)hlen ||
-            (xlen > 0 && mg_write(r->conn, headers, xlen) != (int)xlen) ||
-            (xlen > 0 && !xcrlf && mg_write(r->conn, "\r\n", 2) != 2) ||
-            mg_write(r->conn, "\r\n", 2) != 2 ||
-            (len > 0 && mg_write(r->conn, body, len) != (int)len))
-            rc = -1;
     }
+    b = fmt_buf_on(out, cap);
+    fmt_str(&b, "HTTP/1.1 ");
+    fmt_dec(&b, status);
+    fmt_char(&b, ' ');
+    fmt_str(&b, reason ? reason : "");
+    fmt_str(&b, "\r\n");
+    put_date_line(&b);
+    fmt_str(&b, "Content-Type: ");
+    fmt_str(&b, content_type);
+    fmt_str(&b, "\r\n");
+    if (!no_body) {
+        fmt_str(&b, "Content-Length: ");
+        fmt_dec(&b, (int64_t)len);
+        fmt_str(&b, "\r\n");
+    }
+    fmt_str(&b, "X-Request-Id: ");
+    fmt_str(&b, r->request_id);
+    fmt_str(&b, "\r\n");
+    fmt_str(&b, cache);
+    fmt_str(&b, conn_line);
+    if (b.len > 1024 - 4) {
+        log_event(SNAP_LOG_ERROR, r->request_id, "reply", "bug: response head too long");
+        if (out != stack) free(out);
+        return -1;
+    }
+    fmt_mem(&b, headers, xlen);
+    if (xlen > 0 && !xcrlf) fmt_str(&b, "\r\n");
+    fmt_str(&b, "\r\n");
+    if (!is_head) fmt_mem(&b, body, len); /* HEAD: the same head, no body */
+    r->status = status; /* from here on this request has its reply */
+    if (b.full || mg_write(r->conn, out, b.len) != (int)b.len) rc = -1;
+    if (out != stack) free(out);
     if (rc != 0)
         log_event(SNAP_LOG_DEBUG, r->request_id, "reply", "client went away during the reply");
     return rc;
