@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # up.sh: starts the whole snaptext stack on this machine, without containers:
-# Redis (AOF), users x1, ingest x2, fetch x2, pages x1 (the web client and
+# Redis (AOF), users x1, ingest x1, fetch x1, pages x1 (the web client and
 # the API reference) and HAProxy on 127.0.0.1:8080,
 # with the SQLite cold store. Installs missing packages (as root), builds,
 # starts, waits until every instance is ready, prints how to use it, and
@@ -13,7 +13,13 @@
 #   SNAPTEXT_ADMIN_PASSWORD   its password (generated once, kept in .state/admin)
 #   SNAPTEXT_AUTH             required | open (required)
 #   SNAPTEXT_LOCAL_PORT_BASE  first internal port: Redis, then the services (18080);
-#                             the public port must lie outside base..base+5
+#                             the public port must lie outside base..base+6
+#   SNAPTEXT_LOCAL_INSTANCES  instances of ingest and of fetch: 1 (default) or 2.
+#                             One of each is the faster layout on one machine:
+#                             every process on the SQLite file is another
+#                             writer taking turns on its lock and emptying the
+#                             others' page caches (docs/PERFORMANCE.md); 2 lets
+#                             one instance restart while the other serves.
 #   SNAPTEXT_BIN_DIR          run the users/ingest/fetch binaries of this dir
 #                             instead of building build/ (tests use it)
 # When anything fails to start, up.sh says which process and where its log
@@ -30,8 +36,10 @@ base=${SNAPTEXT_LOCAL_PORT_BASE:-18080}
 redis_port=$base
 auth=${SNAPTEXT_AUTH:-required}
 bin_dir=${SNAPTEXT_BIN_DIR:-}
+instances=${SNAPTEXT_LOCAL_INSTANCES:-1}
 
 # Settings first, before anything is installed, built or started.
+case $instances in 1 | 2) ;; *) echo "SNAPTEXT_LOCAL_INSTANCES must be 1 or 2 (got '$instances')" >&2; exit 1 ;; esac
 for v in "$public_port" "$base"; do
     case $v in '' | *[!0-9]*) echo "SNAPTEXT_PUBLIC_PORT / SNAPTEXT_LOCAL_PORT_BASE must be port numbers (got '$v')" >&2; exit 1 ;; esac
 done
@@ -135,10 +143,15 @@ start_service() { # name instance port
     echo $! >"$state/pids/$1$2.pid"
 }
 start_service users 1 $((base + 1))
-start_service ingest 1 $((base + 2))
-start_service ingest 2 $((base + 3))
-start_service fetch 1 $((base + 4))
-start_service fetch 2 $((base + 5))
+# Fixed ports whatever the layout: ingest base+2 (and +3), fetch base+4 (and +5).
+ingest_servers="" fetch_servers="" probes="users:1:1"
+for i in $(seq "$instances"); do
+    start_service ingest "$i" $((base + 1 + i))
+    start_service fetch "$i" $((base + 3 + i))
+    ingest_servers+="    server ingest$i 127.0.0.1:$((base + 1 + i))"$'\n'
+    fetch_servers+="    server fetch$i 127.0.0.1:$((base + 3 + i))"$'\n'
+    probes+=" ingest:$i:$((1 + i)) fetch:$i:$((3 + i))"
+done
 SNAPTEXT_PAGES_ROOT="$bin_dir/site" start_service pages 1 $((base + 6))
 
 cat >"$state/haproxy-backends.cfg" <<EOF
@@ -146,13 +159,9 @@ cat >"$state/haproxy-backends.cfg" <<EOF
 backend users
     server users1 127.0.0.1:$((base + 1))
 backend ingest
-    server ingest1 127.0.0.1:$((base + 2))
-    server ingest2 127.0.0.1:$((base + 3))
-backend fetch
+${ingest_servers}backend fetch
     http-request set-timeout server 45s if { url_param(wait) -m found }
-    server fetch1 127.0.0.1:$((base + 4))
-    server fetch2 127.0.0.1:$((base + 5))
-backend pages
+${fetch_servers}backend pages
     server pages1 127.0.0.1:$((base + 6))
 EOF
 # Foreground mode (-db) in a process of its own: its stdout, where
@@ -169,7 +178,7 @@ port_busy "$public_port" ||
 
 ready() { curl -fs -o /dev/null --max-time 1 "http://127.0.0.1:$1/readyz" 2>/dev/null; }
 deadline=$((SECONDS + 30))
-for svc in users:1:1 ingest:1:2 ingest:2:3 fetch:1:4 fetch:2:5 pages:1:6; do
+for svc in $probes pages:1:6; do
     IFS=: read -r name inst off <<<"$svc"
     port=$((base + off))
     until ready "$port"; do
