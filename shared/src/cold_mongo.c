@@ -218,6 +218,27 @@ static int fail_build(struct snap_err *err, const char *what)
 {
     return snap_err_set(err, SNAP_ERR, "mongodb %s: document too large to build", what);
 }
+/* Runs one update on l->coll (of every match when many, else of the
+ * first) and reads the count named count ("modifiedCount", "matchedCount")
+ * of its reply into *n: -1 when the reply has none, as with a url with
+ * w=0, where nothing was confirmed. */
+static int update_counted(struct lease *l, const bson_t *filter, const bson_t *update, bool many,
+                          const char *count, int64_t *n, const char *what, struct snap_err *err)
+{
+    bson_t reply;
+    bson_iter_t it;
+    bson_error_t e;
+    bool done = many ? mongoc_collection_update_many(l->coll, filter, update, NULL, &reply, &e)
+                     : mongoc_collection_update_one(l->coll, filter, update, NULL, &reply, &e);
+    int rc = done ? SNAP_OK : fail(err, &e, what);
+
+    *n = -1;
+    if (done && bson_iter_init_find(&it, &reply, count) && BSON_ITER_HOLDS_NUMBER(&it))
+        *n = bson_iter_as_int64(&it);
+    bson_destroy(&reply); /* initialised by the driver on every return */
+    return rc;
+}
+
 /* Runs find(filter, opts) on l->coll and copies the first document into
  * *out (initialised on every return; the caller destroys it). Returns
  * SNAP_OK, SNAP_ENOTFOUND (no document) or the mapped error. */
@@ -1048,9 +1069,8 @@ static int mongo_msg_claimed(void *state, const char *username, const char *toke
 static int close_batch(struct lease *l, const int64_t *ids, size_t n, int to_state,
                        int64_t at_ms, size_t *n_closed, struct snap_err *err)
 {
-    bson_t filter, update, gt, set, reply;
-    bson_iter_t it;
-    bson_error_t e;
+    bson_t filter, update, gt, set;
+    int64_t modified;
     bool ok = true;
     int rc = SNAP_OK;
 
@@ -1069,12 +1089,9 @@ static int close_batch(struct lease *l, const int64_t *ids, size_t n, int to_sta
     if (!ok) {
         rc = fail_build(err, "msg_close");
     } else {
-        if (!mongoc_collection_update_many(l->coll, &filter, &update, NULL, &reply, &e))
-            rc = fail(err, &e, "update messages");
-        else if (bson_iter_init_find(&it, &reply, "modifiedCount") && BSON_ITER_HOLDS_NUMBER(&it))
-            *n_closed += (size_t)bson_iter_as_int64(&it);
-        /* No modifiedCount: a url with w=0, nothing was confirmed. */
-        bson_destroy(&reply);
+        rc = update_counted(l, &filter, &update, true, "modifiedCount", &modified,
+                            "update messages", err);
+        if (rc == SNAP_OK && modified >= 0) *n_closed += (size_t)modified;
     }
     bson_destroy(&update);
     bson_destroy(&filter);
@@ -1285,9 +1302,8 @@ static int mongo_user_set_role(void *state, const char *username, const char *ro
 {
     struct mongo_store *s = state;
     struct lease l;
-    bson_t filter, update, set, reply;
-    bson_iter_t it;
-    bson_error_t e;
+    bson_t filter, update, set;
+    int64_t matched;
     bool ok = true;
     int rc = SNAP_OK;
 
@@ -1305,13 +1321,10 @@ static int mongo_user_set_role(void *state, const char *username, const char *ro
 
     rc = lease_begin(s, MONGO_COLL_USERS, &l, err);
     if (rc == SNAP_OK) {
-        if (!mongoc_collection_update_one(l.coll, &filter, &update, NULL, &reply, &e))
-            rc = fail(err, &e, "update users");
-        else if (bson_iter_init_find(&it, &reply, "matchedCount") && BSON_ITER_HOLDS_NUMBER(&it) &&
-                 bson_iter_as_int64(&it) == 0)
+        rc = update_counted(&l, &filter, &update, false, "matchedCount", &matched, "update users",
+                            err);
+        if (rc == SNAP_OK && matched == 0) /* -1, unconfirmed, is no answer either way */
             rc = snap_err_set(err, SNAP_ENOTFOUND, "mongodb user_set_role: no such user");
-        /* No matchedCount at all: a url with w=0, nothing was confirmed. */
-        bson_destroy(&reply);
         lease_end(s, &l);
     }
     bson_destroy(&update);

@@ -328,6 +328,27 @@ static void stmt_done(sqlite3_stmt *s)
     (void)sqlite3_clear_bindings(s);
 }
 
+/* A read outside the writer's turn: a pooled connection and its cached
+ * statement which. On SNAP_OK *c and *s are the caller's until
+ * read_end(); on failure nothing is held. */
+static int read_begin(struct sq_state *st, enum sq_stmt which, struct sq_conn **c, sqlite3_stmt **s,
+                      struct snap_err *err)
+{
+    int rc = sq_pool_take(st, c, err);
+
+    if (rc != SNAP_OK) return rc;
+    rc = stmt_get(*c, which, s, err);
+    if (rc != SNAP_OK) sq_pool_give(st, *c);
+    return rc;
+}
+
+/* Ends read_begin()'s read: readies s for its next use and gives c back. */
+static void read_end(struct sq_state *st, struct sq_conn *c, sqlite3_stmt *s)
+{
+    stmt_done(s);
+    sq_pool_give(st, c);
+}
+
 /* Text with its exact byte length. SQLITE_STATIC: every statement is
  * stepped and reset before the caller's buffer can go away. */
 static int bind_text(sqlite3_stmt *s, int i, const char *p, size_t len)
@@ -532,19 +553,15 @@ static int sq_ping(void *state, struct snap_err *err)
 {
     struct sq_state *st = state;
     struct sq_conn *c;
-    sqlite3_stmt *s = NULL;
-    int rc;
+    sqlite3_stmt *s;
+    int rc = read_begin(st, ST_PING, &c, &s, err);
+    int step;
 
-    rc = sq_pool_take(st, &c, err);
     if (rc != SNAP_OK) return rc;
-    rc = stmt_get(c, ST_PING, &s, err);
-    if (rc == SNAP_OK) {
-        int step = sqlite3_step(s);
-        rc = step == SQLITE_ROW ? SNAP_OK : sq_fail(c, step, "ping", err);
-        stmt_done(s);
-    }
+    step = sqlite3_step(s);
+    rc = step == SQLITE_ROW ? SNAP_OK : sq_fail(c, step, "ping", err);
     if (rc == SNAP_OK) rc = sq_check_not_moved(c, st, err); /* so /readyz sees a deleted file */
-    sq_pool_give(st, c);
+    read_end(st, c, s);
     return rc;
 }
 
@@ -803,23 +820,20 @@ static int select_one(struct sq_state *st, enum sq_stmt which, int64_t id, const
                       struct cold_msg *out, struct snap_err *err)
 {
     struct sq_conn *c;
-    sqlite3_stmt *s = NULL;
-    int rc = sq_pool_take(st, &c, err);
+    sqlite3_stmt *s;
+    int rc = read_begin(st, which, &c, &s, err);
+    int q;
 
     if (rc != SNAP_OK) return rc;
-    rc = stmt_get(c, which, &s, err);
-    if (rc == SNAP_OK) {
-        int q = key != NULL ? bind_text(s, 1, key, strlen(key)) : sqlite3_bind_int64(s, 1, id);
-        if (q == SQLITE_OK) q = sqlite3_step(s);
-        if (q == SQLITE_ROW)
-            rc = row_to_msg(s, out, err);
-        else if (q == SQLITE_DONE)
-            rc = snap_err_set(err, SNAP_ENOTFOUND, "message not found");
-        else
-            rc = sq_fail(c, q, "select message", err);
-        stmt_done(s);
-    }
-    sq_pool_give(st, c);
+    q = key != NULL ? bind_text(s, 1, key, strlen(key)) : sqlite3_bind_int64(s, 1, id);
+    if (q == SQLITE_OK) q = sqlite3_step(s);
+    if (q == SQLITE_ROW)
+        rc = row_to_msg(s, out, err);
+    else if (q == SQLITE_DONE)
+        rc = snap_err_set(err, SNAP_ENOTFOUND, "message not found");
+    else
+        rc = sq_fail(c, q, "select message", err);
+    read_end(st, c, s);
     return rc;
 }
 
@@ -839,19 +853,16 @@ static int sq_msg_claimed(void *state, const char *username, const char *token, 
 {
     struct sq_state *st = state;
     struct sq_conn *c;
-    sqlite3_stmt *s = NULL;
-    int rc = sq_pool_take(st, &c, err);
+    sqlite3_stmt *s;
+    int rc = read_begin(st, ST_MSG_CLAIMED, &c, &s, err);
+    int q;
 
     if (rc != SNAP_OK) return rc;
-    rc = stmt_get(c, ST_MSG_CLAIMED, &s, err);
-    if (rc == SNAP_OK) {
-        int q = bind_text(s, 1, username, strlen(username));
-        if (q == SQLITE_OK) q = bind_text(s, 2, token, strlen(token));
-        if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 3, since_ms);
-        rc = q == SQLITE_OK ? rows_to_list(c, s, 0, out, err) : sq_fail(c, q, "bind", err);
-        stmt_done(s);
-    }
-    sq_pool_give(st, c);
+    q = bind_text(s, 1, username, strlen(username));
+    if (q == SQLITE_OK) q = bind_text(s, 2, token, strlen(token));
+    if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 3, since_ms);
+    rc = q == SQLITE_OK ? rows_to_list(c, s, 0, out, err) : sq_fail(c, q, "bind", err);
+    read_end(st, c, s);
     return rc;
 }
 
@@ -861,21 +872,18 @@ static int sq_msg_scan_open(void *state, int64_t since_ms, int64_t now_ms, int64
 {
     struct sq_state *st = state;
     struct sq_conn *c;
-    sqlite3_stmt *s = NULL;
-    int rc = sq_pool_take(st, &c, err);
+    sqlite3_stmt *s;
+    int rc = read_begin(st, ST_MSG_SCAN_OPEN, &c, &s, err);
+    int q;
 
     if (rc != SNAP_OK) return rc;
-    rc = stmt_get(c, ST_MSG_SCAN_OPEN, &s, err);
-    if (rc == SNAP_OK) {
-        int q = sqlite3_bind_int64(s, 1, now_ms);
-        if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 2, since_ms);
-        if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 3, after_exp);
-        if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 4, after_id);
-        if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 5, (sqlite3_int64)max);
-        rc = q == SQLITE_OK ? rows_to_list(c, s, max, out, err) : sq_fail(c, q, "bind", err);
-        stmt_done(s);
-    }
-    sq_pool_give(st, c);
+    q = sqlite3_bind_int64(s, 1, now_ms);
+    if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 2, since_ms);
+    if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 3, after_exp);
+    if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 4, after_id);
+    if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 5, (sqlite3_int64)max);
+    rc = q == SQLITE_OK ? rows_to_list(c, s, max, out, err) : sq_fail(c, q, "bind", err);
+    read_end(st, c, s);
     return rc;
 }
 
@@ -924,21 +932,17 @@ static int sq_msg_max_id(void *state, int64_t *out, struct snap_err *err)
 {
     struct sq_state *st = state;
     struct sq_conn *c;
-    sqlite3_stmt *s = NULL;
-    int rc;
+    sqlite3_stmt *s;
+    int rc = read_begin(st, ST_MSG_MAX_ID, &c, &s, err);
+    int q;
 
-    rc = sq_pool_take(st, &c, err);
     if (rc != SNAP_OK) return rc;
-    rc = stmt_get(c, ST_MSG_MAX_ID, &s, err);
-    if (rc == SNAP_OK) {
-        int q = sqlite3_step(s);
-        if (q == SQLITE_ROW)
-            *out = sqlite3_column_type(s, 0) == SQLITE_NULL ? 0 : sqlite3_column_int64(s, 0);
-        else
-            rc = sq_fail(c, q, "select max id", err);
-        stmt_done(s);
-    }
-    sq_pool_give(st, c);
+    q = sqlite3_step(s);
+    if (q == SQLITE_ROW)
+        *out = sqlite3_column_type(s, 0) == SQLITE_NULL ? 0 : sqlite3_column_int64(s, 0);
+    else
+        rc = sq_fail(c, q, "select max id", err);
+    read_end(st, c, s);
     return rc;
 }
 
@@ -962,30 +966,26 @@ static int sq_user_get(void *state, const char *username, struct cold_user *out,
 {
     struct sq_state *st = state;
     struct sq_conn *c;
-    sqlite3_stmt *s = NULL;
+    sqlite3_stmt *s;
     size_t ulen = strlen(username); /* < sizeof out->username: cold_store.c checked */
-    int rc;
+    int rc = read_begin(st, ST_USER_GET, &c, &s, err);
+    int q;
 
-    rc = sq_pool_take(st, &c, err);
     if (rc != SNAP_OK) return rc;
-    rc = stmt_get(c, ST_USER_GET, &s, err);
-    if (rc == SNAP_OK) {
-        int q = bind_text(s, 1, username, ulen);
-        if (q == SQLITE_OK) q = sqlite3_step(s);
-        if (q == SQLITE_ROW) {
-            memcpy(out->username, username, ulen + 1);
-            if (column_copy(s, 0, out->password_hash, sizeof out->password_hash) != 0 ||
-                column_copy(s, 1, out->role, sizeof out->role) != 0)
-                rc = snap_err_set(err, SNAP_ERR, "sqlite: user row has a bad hash or role");
-            out->created_ms = sqlite3_column_int64(s, 2);
-        } else if (q == SQLITE_DONE) {
-            rc = snap_err_set(err, SNAP_ENOTFOUND, "user not found");
-        } else {
-            rc = sq_fail(c, q, "select user", err);
-        }
-        stmt_done(s);
+    q = bind_text(s, 1, username, ulen);
+    if (q == SQLITE_OK) q = sqlite3_step(s);
+    if (q == SQLITE_ROW) {
+        memcpy(out->username, username, ulen + 1);
+        if (column_copy(s, 0, out->password_hash, sizeof out->password_hash) != 0 ||
+            column_copy(s, 1, out->role, sizeof out->role) != 0)
+            rc = snap_err_set(err, SNAP_ERR, "sqlite: user row has a bad hash or role");
+        out->created_ms = sqlite3_column_int64(s, 2);
+    } else if (q == SQLITE_DONE) {
+        rc = snap_err_set(err, SNAP_ENOTFOUND, "user not found");
+    } else {
+        rc = sq_fail(c, q, "select user", err);
     }
-    sq_pool_give(st, c);
+    read_end(st, c, s);
     return rc;
 }
 

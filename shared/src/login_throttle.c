@@ -10,6 +10,7 @@
 #include <hiredis/hiredis.h>
 
 #include "redis_conn.h"
+#include "redis_expect.h"
 #include "snap/config.h"
 
 static const char KEY_LOGIN_USER_SUFFIX[] = "}:login_fails";
@@ -127,7 +128,6 @@ int hot_login_fails_clear(struct hot_store *h, const char *user, struct snap_err
     char ukey[HOT_LOGIN_USER_KEY_MAX];
     size_t ulen;
     struct redis_cmd cmd = {0};
-    redisReply *r = NULL;
     int rc = redis_check_handle(h, err);
 
     if (rc != SNAP_OK) return rc;
@@ -135,9 +135,5 @@ int hot_login_fails_clear(struct hot_store *h, const char *user, struct snap_err
     if (rc != SNAP_OK) return rc;
     redis_cmd_adds(&cmd, "DEL");
     redis_cmd_add(&cmd, ukey, ulen);
-    rc = redis_command(h, &cmd, &r, err);
-    if (rc != SNAP_OK) return rc;
-    if (r->type != REDIS_REPLY_INTEGER) rc = redis_unexpected(h, "DEL", err);
-    freeReplyObject(r);
-    return rc;
+    return redis_command_expect(h, &cmd, REDIS_REPLY_INTEGER, err);
 }

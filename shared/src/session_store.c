@@ -10,6 +10,7 @@
 #include <hiredis/hiredis.h>
 
 #include "redis_conn.h"
+#include "redis_expect.h"
 
 #define HOT_TOKEN_HASH_MAX 128
 #define HOT_ROLE_MAX       16 /* hot_session_get: role buffer holds 16 bytes */
@@ -19,8 +20,14 @@ static const char KEY_SESSION_PREFIX[] = "snap:session:";
 /* key = "snap:session:" hash; key holds HOT_SESSION_KEY_MAX bytes. */
 #define HOT_SESSION_KEY_MAX (sizeof KEY_SESSION_PREFIX + HOT_TOKEN_HASH_MAX)
 
-static int session_key(const char *token_hash, char *key, size_t *key_len, struct snap_err *err)
+/* Where every session call starts: checks the handle (clearing err), then
+ * writes the key of token_hash into key. */
+static int session_key(const struct hot_store *h, const char *token_hash, char *key,
+                       size_t *key_len, struct snap_err *err)
 {
+    int rc = redis_check_handle(h, err);
+
+    if (rc != SNAP_OK) return rc;
     return redis_make_key(KEY_SESSION_PREFIX, token_hash, HOT_TOKEN_HASH_MAX, "",
                           "session: token hash", key, key_len, err);
 }
@@ -31,11 +38,8 @@ int hot_session_put(struct hot_store *h, const char *token_hash, const char *use
     char key[HOT_SESSION_KEY_MAX], value[HOT_ROLE_MAX + 1 + SNAP_USERNAME_MAX], ttl[24];
     size_t key_len, ulen, rlen;
     struct redis_cmd cmd = {0};
-    redisReply *r = NULL;
-    int rc = redis_check_handle(h, err);
+    int rc = session_key(h, token_hash, key, &key_len, err);
 
-    if (rc != SNAP_OK) return rc;
-    rc = session_key(token_hash, key, &key_len, err);
     if (rc != SNAP_OK) return rc;
     if (username == NULL || role == NULL)
         return snap_err_set(err, SNAP_EINVAL, "session put: no username or role");
@@ -56,10 +60,7 @@ int hot_session_put(struct hot_store *h, const char *token_hash, const char *use
     redis_cmd_add(&cmd, value, rlen + 1 + ulen);
     redis_cmd_adds(&cmd, "EX");
     redis_cmd_add(&cmd, ttl, redis_fmt_i64(ttl, (int64_t)ttl_s));
-    rc = redis_command(h, &cmd, &r, err);
-    if (rc != SNAP_OK) return rc;
-    if (r->type != REDIS_REPLY_STATUS) rc = redis_unexpected(h, "SET", err);
-    freeReplyObject(r);
+    rc = redis_command_expect(h, &cmd, REDIS_REPLY_STATUS, err);
     if (rc == SNAP_OK) {
         struct redis_cmd undo = {0};
         redis_cmd_adds(&undo, "DEL");
@@ -77,10 +78,8 @@ int hot_session_get(struct hot_store *h, const char *token_hash, char *username,
     struct redis_cmd cmd = {0};
     redisReply *r = NULL;
     const char *space;
-    int rc = redis_check_handle(h, err);
+    int rc = session_key(h, token_hash, key, &key_len, err);
 
-    if (rc != SNAP_OK) return rc;
-    rc = session_key(token_hash, key, &key_len, err);
     if (rc != SNAP_OK) return rc;
     if (username == NULL || role == NULL)
         return snap_err_set(err, SNAP_EINVAL, "session get: no output buffers");
@@ -113,18 +112,12 @@ int hot_session_del(struct hot_store *h, const char *token_hash, struct snap_err
     char key[HOT_SESSION_KEY_MAX];
     size_t key_len;
     struct redis_cmd cmd = {0};
-    redisReply *r = NULL;
-    int rc = redis_check_handle(h, err);
+    int rc = session_key(h, token_hash, key, &key_len, err);
 
-    if (rc != SNAP_OK) return rc;
-    rc = session_key(token_hash, key, &key_len, err);
     if (rc != SNAP_OK) return rc;
     redis_cmd_adds(&cmd, "DEL");
     redis_cmd_add(&cmd, key, key_len);
-    rc = redis_command(h, &cmd, &r, err);
-    if (rc != SNAP_OK) return rc;
-    if (r->type != REDIS_REPLY_INTEGER) rc = redis_unexpected(h, "DEL", err);
-    freeReplyObject(r);
+    rc = redis_command_expect(h, &cmd, REDIS_REPLY_INTEGER, err);
     if (rc == SNAP_OK) rc = redis_wait_replicated(h, NULL, "session delete", err);
     return rc;
 }

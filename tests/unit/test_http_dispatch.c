@@ -231,20 +231,26 @@ static int error_is(const struct resp *r, const char *code)
 
 static struct resp R; /* big: keep it off the stack */
 
+/* Sends req on a new connection into R and checks the reply's status. A
+ * macro, so a failure names the line of the request. */
+#define CHECK_STATUS(req, want)                                                                    \
+    do {                                                                                           \
+        CHECK_EQ_INT(rt((req), &R), 0);                                                            \
+        CHECK_EQ_INT(R.status, (want));                                                            \
+    } while (0)
+
 /* ---- tests --------------------------------------------------------------- */
 
 static void test_builtins(void)
 {
     char v[256];
 
-    CHECK_EQ_INT(rt("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", &R), 0);
-    CHECK_EQ_INT(R.status, 200);
+    CHECK_STATUS("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 200);
     CHECK_EQ_STR(R.body, "{\"status\":\"ok\"}");
     CHECK_EQ_STR(header(&R, "Content-Type", v, sizeof v), "application/json");
     CHECK_EQ_STR(header(&R, "Content-Length", v, sizeof v), "15");
 
-    CHECK_EQ_INT(rt("GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n", &R), 0);
-    CHECK_EQ_INT(R.status, 503);
+    CHECK_STATUS("GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n", 503);
     CHECK_EQ_STR(R.body, "{\"status\":\"unavailable\",\"redis\":\"down\",\"store\":\"down\"}");
     CHECK_EQ_STR(header(&R, "Retry-After", v, sizeof v), "1");
 
@@ -264,8 +270,7 @@ static void test_builtins(void)
                          "status=\"200\"}") != NULL);
     CHECK(strstr(R.body, "route=\"other\",status=\"503\"") != NULL);
 
-    CHECK_EQ_INT(rt("POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", &R), 0);
-    CHECK_EQ_INT(R.status, 405);
+    CHECK_STATUS("POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 405);
     CHECK_EQ_STR(header(&R, "Allow", v, sizeof v), "GET");
     CHECK(error_is(&R, "method_not_allowed"));
 }
@@ -274,27 +279,21 @@ static void test_404_405(void)
 {
     char v[256];
 
-    CHECK_EQ_INT(rt("GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", &R), 0);
-    CHECK_EQ_INT(R.status, 404);
+    CHECK_STATUS("GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", 404);
     CHECK(error_is(&R, "not_found"));
     CHECK_EQ_STR(header(&R, "Content-Type", v, sizeof v), "application/json");
 
-    CHECK_EQ_INT(rt("GET /chats/ HTTP/1.1\r\nHost: x\r\n\r\n", &R), 0); /* empty segment */
-    CHECK_EQ_INT(R.status, 404);
-    CHECK_EQ_INT(rt("GET /chats/a/b HTTP/1.1\r\nHost: x\r\n\r\n", &R), 0); /* two segments */
-    CHECK_EQ_INT(R.status, 404);
-    CHECK_EQ_INT(rt("GET /chat HTTP/1.1\r\nHost: x\r\n\r\n", &R), 0);
-    CHECK_EQ_INT(R.status, 405);
+    CHECK_STATUS("GET /chats/ HTTP/1.1\r\nHost: x\r\n\r\n", 404);    /* empty segment */
+    CHECK_STATUS("GET /chats/a/b HTTP/1.1\r\nHost: x\r\n\r\n", 404); /* two segments */
+    CHECK_STATUS("GET /chat HTTP/1.1\r\nHost: x\r\n\r\n", 405);
     CHECK_EQ_STR(header(&R, "Allow", v, sizeof v), "POST");
 
-    CHECK_EQ_INT(rt("PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", &R), 0);
-    CHECK_EQ_INT(R.status, 405);
+    CHECK_STATUS("PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 405);
     CHECK_EQ_STR(header(&R, "Allow", v, sizeof v), "POST, GET");
     CHECK(error_is(&R, "method_not_allowed"));
 
     /* 405 comes before 401: no token, wrong method */
-    CHECK_EQ_INT(rt("DELETE /users/me HTTP/1.1\r\nHost: x\r\n\r\n", &R), 0);
-    CHECK_EQ_INT(R.status, 405);
+    CHECK_STATUS("DELETE /users/me HTTP/1.1\r\nHost: x\r\n\r\n", 405);
     CHECK_EQ_STR(header(&R, "Allow", v, sizeof v), "GET");
 
     /* HEAD is not in the table: 405, and no body on the wire */
@@ -311,40 +310,29 @@ static void test_auth_without_redis(void)
     char v[256];
 
     /* required mode: no token -> 401 without asking Redis */
-    CHECK_EQ_INT(rt("GET /users/me HTTP/1.1\r\nHost: x\r\n\r\n", &R), 0);
-    CHECK_EQ_INT(R.status, 401);
+    CHECK_STATUS("GET /users/me HTTP/1.1\r\nHost: x\r\n\r\n", 401);
     CHECK(error_is(&R, "unauthorized"));
     CHECK_EQ_STR(header(&R, "WWW-Authenticate", v, sizeof v), "Bearer");
-    CHECK_EQ_INT(rt("GET /users/me HTTP/1.1\r\nHost: x\r\nAuthorization: Basic Zm9vOmJhcg==\r\n\r\n",
-                    &R),
-                 0);
-    CHECK_EQ_INT(R.status, 401);
-    CHECK_EQ_INT(rt("GET /chat/5 HTTP/1.1\r\nHost: x\r\n\r\n", &R), 0);
-    CHECK_EQ_INT(R.status, 401);
-    CHECK_EQ_INT(rt("GET /chats/alice HTTP/1.1\r\nHost: x\r\n\r\n", &R), 0);
-    CHECK_EQ_INT(R.status, 401);
+    CHECK_STATUS("GET /users/me HTTP/1.1\r\nHost: x\r\nAuthorization: Basic Zm9vOmJhcg==\r\n\r\n",
+                 401);
+    CHECK_STATUS("GET /chat/5 HTTP/1.1\r\nHost: x\r\n\r\n", 401);
+    CHECK_STATUS("GET /chats/alice HTTP/1.1\r\nHost: x\r\n\r\n", 401);
     /* a token that would need Redis, with no Redis handle: 503 */
-    CHECK_EQ_INT(rt("GET /users/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer abc\r\n\r\n", &R),
-                 0);
-    CHECK_EQ_INT(R.status, 503);
+    CHECK_STATUS("GET /users/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer abc\r\n\r\n", 503);
     CHECK(error_is(&R, "unavailable"));
     CHECK_EQ_STR(header(&R, "Retry-After", v, sizeof v), "1");
     /* 401 comes before 413 and 415 */
-    CHECK_EQ_INT(rt("POST /chat HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
-                    "Content-Length: 999999\r\n\r\n",
-                    &R),
-                 0);
-    CHECK_EQ_INT(R.status, 401);
+    CHECK_STATUS("POST /chat HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+                 "Content-Length: 999999\r\n\r\n",
+                 401);
 }
 
 static void test_params(void)
 {
-    CHECK_EQ_INT(rt("GET /echo?x=1 HTTP/1.1\r\nHost: x\r\n\r\n", &R), 0);
-    CHECK_EQ_INT(R.status, 200);
+    CHECK_STATUS("GET /echo?x=1 HTTP/1.1\r\nHost: x\r\n\r\n", 200);
 
     /* /chats/{} is OWNER: open in the second server only (below) */
-    CHECK_EQ_INT(rt("GET /chat/abc HTTP/1.1\r\nHost: x\r\n\r\n", &R), 0);
-    CHECK_EQ_INT(R.status, 401); /* auth before the parameter */
+    CHECK_STATUS("GET /chat/abc HTTP/1.1\r\nHost: x\r\n\r\n", 401); /* auth before the parameter */
 }
 
 static void test_bodies(void)
@@ -354,37 +342,28 @@ static void test_bodies(void)
     int n;
 
     /* valid body reaches the handler */
-    CHECK_EQ_INT(rt("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: Application/JSON; "
-                    "charset=utf-8\r\nContent-Length: 12\r\n\r\n{\"a\":\"\xF0\x9F\x98\x80\"}",
-                    &R),
-                 0);
-    CHECK_EQ_INT(R.status, 200);
+    CHECK_STATUS("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: Application/JSON; "
+                 "charset=utf-8\r\nContent-Length: 12\r\n\r\n{\"a\":\"\xF0\x9F\x98\x80\"}",
+                 200);
     CHECK(strstr(R.body, "\"body\":{\"a\":\"\xF0\x9F\x98\x80\"}") != NULL);
     CHECK_EQ_STR(header(&R, "Location", v, sizeof v), "/x/1");
 
     /* no Content-Type: read as JSON */
-    CHECK_EQ_INT(rt("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", &R), 0);
-    CHECK_EQ_INT(R.status, 200);
+    CHECK_STATUS("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", 200);
 
     /* 415 */
-    CHECK_EQ_INT(rt("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
-                    "Content-Length: 2\r\n\r\n{}",
-                    &R),
-                 0);
-    CHECK_EQ_INT(R.status, 415);
+    CHECK_STATUS("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+                 "Content-Length: 2\r\n\r\n{}",
+                 415);
     CHECK(error_is(&R, "unsupported_media_type"));
-    CHECK_EQ_INT(rt("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/jsonx\r\n"
-                    "Content-Length: 2\r\n\r\n{}",
-                    &R),
-                 0);
-    CHECK_EQ_INT(R.status, 415);
+    CHECK_STATUS("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/jsonx\r\n"
+                 "Content-Length: 2\r\n\r\n{}",
+                 415);
 
     /* 413 on the declared length, before reading; the connection closes */
-    CHECK_EQ_INT(rt("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
-                    "Content-Length: 4097\r\n\r\n",
-                    &R),
-                 0);
-    CHECK_EQ_INT(R.status, 413); /* 413 before 415 */
+    CHECK_STATUS("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+                 "Content-Length: 4097\r\n\r\n",
+                 413); /* 413 before 415 */
     CHECK(error_is(&R, "payload_too_large"));
     CHECK_EQ_STR(header(&R, "Connection", v, sizeof v), "close");
 
@@ -419,34 +398,24 @@ static void test_bodies(void)
         CHECK_EQ_INT(R.status, 413);
     }
     /* chunked, small -> fine */
-    CHECK_EQ_INT(rt("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                    "3\r\n{\"a\r\n4\r\n\":1}\r\n0\r\n\r\n",
-                    &R),
-                 0);
-    CHECK_EQ_INT(R.status, 200);
+    CHECK_STATUS("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "3\r\n{\"a\r\n4\r\n\":1}\r\n0\r\n\r\n",
+                 200);
     CHECK(strstr(R.body, "\"body\":{\"a\":1}") != NULL);
 
     /* 400s */
-    CHECK_EQ_INT(rt("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n[]", &R), 0);
-    CHECK_EQ_INT(R.status, 400);
+    CHECK_STATUS("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n[]", 400);
     CHECK(error_is(&R, "invalid_json"));
-    CHECK_EQ_INT(rt("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", &R), 0);
-    CHECK_EQ_INT(R.status, 400);
+    CHECK_STATUS("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 400);
     CHECK(error_is(&R, "invalid_json"));
-    CHECK_EQ_INT(rt("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 14\r\n\r\n{\"a\":\"\\ud800\"}",
-                    &R),
-                 0);
-    CHECK_EQ_INT(R.status, 400);
+    CHECK_STATUS("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 14\r\n\r\n{\"a\":\"\\ud800\"}",
+                 400);
     CHECK(error_is(&R, "invalid_json"));
-    CHECK_EQ_INT(rt("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 14\r\n\r\n{\"a\":\"\\u0000\"}",
-                    &R),
-                 0);
-    CHECK_EQ_INT(R.status, 400);
+    CHECK_STATUS("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 14\r\n\r\n{\"a\":\"\\u0000\"}",
+                 400);
     CHECK(error_is(&R, "invalid_field"));
-    CHECK_EQ_INT(rt("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 13\r\n\r\n{\"a\":1,\"a\":2}",
-                    &R),
-                 0);
-    CHECK_EQ_INT(R.status, 400);
+    CHECK_STATUS("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 13\r\n\r\n{\"a\":1,\"a\":2}",
+                 400);
     CHECK(strstr(R.body, "duplicate key \\\"a\\\"") != NULL);
 }
 
@@ -478,17 +447,14 @@ static void test_handler_bugs(void)
 {
     char v[256];
 
-    CHECK_EQ_INT(rt("GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n", &R), 0);
-    CHECK_EQ_INT(R.status, 500);
+    CHECK_STATUS("GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n", 500);
     CHECK(error_is(&R, "internal"));
 
-    CHECK_EQ_INT(rt("DELETE /sessions/current HTTP/1.1\r\nHost: x\r\n\r\n", &R), 0);
-    CHECK_EQ_INT(R.status, 204);
+    CHECK_STATUS("DELETE /sessions/current HTTP/1.1\r\nHost: x\r\n\r\n", 204);
     CHECK_EQ_STR(header(&R, "Content-Length", v, sizeof v), "");
     CHECK_EQ_STR(header(&R, "Content-Type", v, sizeof v), "application/json");
 
-    CHECK_EQ_INT(rt("GET /down HTTP/1.1\r\nHost: x\r\n\r\n", &R), 0);
-    CHECK_EQ_INT(R.status, 503);
+    CHECK_STATUS("GET /down HTTP/1.1\r\nHost: x\r\n\r\n", 503);
     CHECK_EQ_STR(header(&R, "Retry-After", v, sizeof v), "1");
 }
 
@@ -532,47 +498,38 @@ static void test_open_mode(void)
 {
     cJSON *j;
 
-    CHECK_EQ_INT(rt("GET /chats/j%C3%BCrgen HTTP/1.1\r\nHost: x\r\n\r\n", &R), 0);
-    CHECK_EQ_INT(R.status, 200);
+    CHECK_STATUS("GET /chats/j%C3%BCrgen HTTP/1.1\r\nHost: x\r\n\r\n", 200);
     j = cJSON_Parse(R.body);
     CHECK_EQ_STR(cJSON_GetStringValue(cJSON_GetObjectItem(j, "param")), "j\xC3\xBCrgen");
     CHECK_EQ_STR(cJSON_GetStringValue(cJSON_GetObjectItem(j, "route")), "/chats/{}");
     cJSON_Delete(j);
 
-    CHECK_EQ_INT(rt("GET /chats/a%2Fb HTTP/1.1\r\nHost: x\r\n\r\n", &R), 0);
-    CHECK_EQ_INT(R.status, 200);
+    CHECK_STATUS("GET /chats/a%2Fb HTTP/1.1\r\nHost: x\r\n\r\n", 200);
     j = cJSON_Parse(R.body);
     CHECK_EQ_STR(cJSON_GetStringValue(cJSON_GetObjectItem(j, "param")), "a/b");
     cJSON_Delete(j);
 
-    CHECK_EQ_INT(rt("GET /chats/a%00b HTTP/1.1\r\nHost: x\r\n\r\n", &R), 0);
-    CHECK_EQ_INT(R.status, 200);
+    CHECK_STATUS("GET /chats/a%00b HTTP/1.1\r\nHost: x\r\n\r\n", 200);
     j = cJSON_Parse(R.body);
     CHECK_EQ_INT(cJSON_GetNumberValue(cJSON_GetObjectItem(j, "param_len")), 3);
     cJSON_Delete(j);
 
-    CHECK_EQ_INT(rt("GET /chats/%zz HTTP/1.1\r\nHost: x\r\n\r\n", &R), 0);
-    CHECK_EQ_INT(R.status, 400);
+    CHECK_STATUS("GET /chats/%zz HTTP/1.1\r\nHost: x\r\n\r\n", 400);
     CHECK(error_is(&R, "invalid_field"));
     CHECK(strstr(R.body, "percent-encoding") != NULL);
-    CHECK_EQ_INT(rt("GET /chats/abc%4 HTTP/1.1\r\nHost: x\r\n\r\n", &R), 0);
-    CHECK_EQ_INT(R.status, 400);
+    CHECK_STATUS("GET /chats/abc%4 HTTP/1.1\r\nHost: x\r\n\r\n", 400);
 
     /* open mode: SENDER without a token is fine, with a bad one is not */
-    CHECK_EQ_INT(rt("POST /chat HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", &R), 0);
-    CHECK_EQ_INT(R.status, 201);
+    CHECK_STATUS("POST /chat HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", 201);
     {
         char v[64];
         CHECK_EQ_STR(header(&R, "Location", v, sizeof v), "/chat/7");
     }
-    CHECK_EQ_INT(rt("POST /chat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer\r\n"
-                    "Content-Length: 2\r\n\r\n{}",
-                    &R),
-                 0);
-    CHECK_EQ_INT(R.status, 401);
+    CHECK_STATUS("POST /chat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer\r\n"
+                 "Content-Length: 2\r\n\r\n{}",
+                 401);
     /* ADMIN needs a token in every mode */
-    CHECK_EQ_INT(rt("GET /chat/5 HTTP/1.1\r\nHost: x\r\n\r\n", &R), 0);
-    CHECK_EQ_INT(R.status, 401);
+    CHECK_STATUS("GET /chat/5 HTTP/1.1\r\nHost: x\r\n\r\n", 401);
 }
 
 static void test_long_param(void)

@@ -31,6 +31,16 @@ static int kind(const char *s)
     return parse_kind(s, strlen(s), msg, sizeof msg);
 }
 
+/* Checks that s is refused as kind k (see parse_kind) with exactly the
+ * reason want. A macro, so a failure names the line of the case. */
+#define CHECK_REFUSED(s, k, want)                                                                  \
+    do {                                                                                           \
+        const char *s_ = (s);                                                                      \
+        char msg_[160];                                                                            \
+        CHECK_EQ_INT(parse_kind(s_, strlen(s_), msg_, sizeof msg_), (k));                          \
+        CHECK_EQ_STR(msg_, (want));                                                                \
+    } while (0)
+
 static void test_valid_bodies(void)
 {
     char msg[160];
@@ -72,12 +82,9 @@ static void test_invalid_utf8(void)
 {
     char msg[160];
 
-    CHECK_EQ_INT(parse_kind("{\"a\":\"\xFF\"}", 9, msg, sizeof msg), 1);
-    CHECK_EQ_STR(msg, "body is not valid UTF-8");
-    CHECK_EQ_INT(parse_kind("{\"a\":\"\xC0\xAF\"}", 10, msg, sizeof msg), 1);
-    CHECK_EQ_STR(msg, "body is not valid UTF-8");
-    CHECK_EQ_INT(parse_kind("{\"a\":\"\xED\xA0\x80\"}", 11, msg, sizeof msg), 1); /* CESU */
-    CHECK_EQ_STR(msg, "body is not valid UTF-8");
+    CHECK_REFUSED("{\"a\":\"\xFF\"}", 1, "body is not valid UTF-8");
+    CHECK_REFUSED("{\"a\":\"\xC0\xAF\"}", 1, "body is not valid UTF-8");
+    CHECK_REFUSED("{\"a\":\"\xED\xA0\x80\"}", 1, "body is not valid UTF-8"); /* CESU */
     CHECK_EQ_INT(parse_kind("{\"a\":\"\xC3\"}", 9, msg, sizeof msg), 1);
 }
 
@@ -166,16 +173,10 @@ static void test_duplicate_keys(void)
     char msg[160];
     const char *s;
 
-    s = "{\"x\":1,\"y\":2,\"x\":3}";
-    CHECK_EQ_INT(parse_kind(s, strlen(s), msg, sizeof msg), 1);
-    CHECK_EQ_STR(msg, "duplicate key \"x\"");
-    s = "{\"username\":\"a\",\"username\":\"b\"}";
-    CHECK_EQ_INT(parse_kind(s, strlen(s), msg, sizeof msg), 1);
-    CHECK_EQ_STR(msg, "duplicate key \"username\"");
+    CHECK_REFUSED("{\"x\":1,\"y\":2,\"x\":3}", 1, "duplicate key \"x\"");
+    CHECK_REFUSED("{\"username\":\"a\",\"username\":\"b\"}", 1, "duplicate key \"username\"");
     /* an escaped spelling is the same key */
-    s = "{\"a\":1,\"\\u0061\":2}";
-    CHECK_EQ_INT(parse_kind(s, strlen(s), msg, sizeof msg), 1);
-    CHECK_EQ_STR(msg, "duplicate key \"a\"");
+    CHECK_REFUSED("{\"a\":1,\"\\u0061\":2}", 1, "duplicate key \"a\"");
     /* keys differing only in case are different */
     CHECK_EQ_INT(kind("{\"a\":1,\"A\":2}"), 0);
     /* a long key is cut in the message */
@@ -207,25 +208,15 @@ static void test_duplicate_keys(void)
 
 static void test_nul_escape(void)
 {
-    char msg[160];
-    const char *s;
-
-    s = "{\"text\":\"a\\u0000b\"}";
-    CHECK_EQ_INT(parse_kind(s, strlen(s), msg, sizeof msg), 2);
-    CHECK(strstr(msg, "\\u0000") != NULL);
-    CHECK_EQ_STR(msg, "text must not contain \\u0000"); /* names the field (API.md) */
-    s = "{\"text\":\"ok\", \"username\":\"bob\\u0000x\"}";
-    CHECK_EQ_INT(parse_kind(s, strlen(s), msg, sizeof msg), 2);
-    CHECK_EQ_STR(msg, "username must not contain \\u0000");
-    s = "{\"a\":[\"x\",{\"b\":\"\\u0000\"}],\"c\":1}"; /* nested: the top-level field */
-    CHECK_EQ_INT(parse_kind(s, strlen(s), msg, sizeof msg), 2);
-    CHECK_EQ_STR(msg, "a must not contain \\u0000");
-    s = "{\"ab\\u0000c\":1}";
-    CHECK_EQ_INT(parse_kind(s, strlen(s), msg, sizeof msg), 2);
-    CHECK_EQ_STR(msg, "field names must not contain \\u0000 (the field \"ab\")");
-    s = "{\"\":\"\\u0000\"}";
-    CHECK_EQ_INT(parse_kind(s, strlen(s), msg, sizeof msg), 2);
-    CHECK_EQ_STR(msg, "the field \"\" must not contain \\u0000");
+    /* names the field (API.md) */
+    CHECK_REFUSED("{\"text\":\"a\\u0000b\"}", 2, "text must not contain \\u0000");
+    CHECK_REFUSED("{\"text\":\"ok\", \"username\":\"bob\\u0000x\"}", 2,
+                  "username must not contain \\u0000");
+    /* nested: the top-level field */
+    CHECK_REFUSED("{\"a\":[\"x\",{\"b\":\"\\u0000\"}],\"c\":1}", 2, "a must not contain \\u0000");
+    CHECK_REFUSED("{\"ab\\u0000c\":1}", 2,
+                  "field names must not contain \\u0000 (the field \"ab\")");
+    CHECK_REFUSED("{\"\":\"\\u0000\"}", 2, "the field \"\" must not contain \\u0000");
     CHECK_EQ_INT(kind("{\"x\":[\"\\u0000\"]}"), 2);
     CHECK_EQ_INT(kind("{\"\\u0000\":1}"), 2);
     CHECK_EQ_INT(kind("{\"a\\u0000b\":1,\"a\\u0000c\":2}"), 2); /* not a false duplicate */

@@ -217,24 +217,24 @@ static void test_field_timeout(void)
     long v = 0;
     char msg[200];
 
-    CHECK_EQ_INT(timeout_of("{\"timeout\":60}", &v, msg, sizeof msg), 0);
-    CHECK_EQ_INT(v, 60);
-    v = 0;
-    CHECK_EQ_INT(timeout_of("{\"timeout\":60.0}", &v, msg, sizeof msg), 0);
-    CHECK_EQ_INT(v, 60);
-    v = 0;
-    CHECK_EQ_INT(timeout_of("{\"timeout\":6e1}", &v, msg, sizeof msg), 0);
-    CHECK_EQ_INT(v, 60);
-    v = 0;
-    CHECK_EQ_INT(timeout_of("{}", &v, msg, sizeof msg), 0);
-    CHECK_EQ_INT(v, 60);
-    v = 0;
-    CHECK_EQ_INT(timeout_of("{\"timeout\":null}", &v, msg, sizeof msg), 0);
-    CHECK_EQ_INT(v, 60);
-    CHECK_EQ_INT(timeout_of("{\"timeout\":1}", &v, msg, sizeof msg), 0);
-    CHECK_EQ_INT(v, 1);
-    CHECK_EQ_INT(timeout_of("{\"timeout\":2592000}", &v, msg, sizeof msg), 0);
-    CHECK_EQ_INT(v, 2592000);
+    {
+        /* absent and null take the default, 60 */
+        static const struct {
+            const char *json;
+            long want;
+        } good[] = {
+            {"{\"timeout\":60}", 60},           {"{\"timeout\":60.0}", 60},
+            {"{\"timeout\":6e1}", 60},          {"{}", 60},
+            {"{\"timeout\":null}", 60},         {"{\"timeout\":1}", 1},
+            {"{\"timeout\":2592000}", 2592000},
+        };
+        size_t i;
+        for (i = 0; i < sizeof good / sizeof good[0]; i++) {
+            v = 0;
+            CHECK_EQ_INT(timeout_of(good[i].json, &v, msg, sizeof msg), 0);
+            CHECK_EQ_INT(v, good[i].want);
+        }
+    }
 
     {
         static const char *const bad[] = {
