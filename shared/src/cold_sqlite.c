@@ -553,7 +553,7 @@ static int sq_ping(void *state, struct snap_err *err)
 {
     struct sq_state *st = state;
     struct sq_conn *c;
-    sqlite3_stmt *s;
+    sqlite3_stmt *s = NULL;
     int rc = read_begin(st, ST_PING, &c, &s, err);
     int step;
 
@@ -820,7 +820,7 @@ static int select_one(struct sq_state *st, enum sq_stmt which, int64_t id, const
                       struct cold_msg *out, struct snap_err *err)
 {
     struct sq_conn *c;
-    sqlite3_stmt *s;
+    sqlite3_stmt *s = NULL;
     int rc = read_begin(st, which, &c, &s, err);
     int q;
 
@@ -853,7 +853,7 @@ static int sq_msg_claimed(void *state, const char *username, const char *token, 
 {
     struct sq_state *st = state;
     struct sq_conn *c;
-    sqlite3_stmt *s;
+    sqlite3_stmt *s = NULL;
     int rc = read_begin(st, ST_MSG_CLAIMED, &c, &s, err);
     int q;
 
@@ -872,7 +872,7 @@ static int sq_msg_scan_open(void *state, int64_t since_ms, int64_t now_ms, int64
 {
     struct sq_state *st = state;
     struct sq_conn *c;
-    sqlite3_stmt *s;
+    sqlite3_stmt *s = NULL;
     int rc = read_begin(st, ST_MSG_SCAN_OPEN, &c, &s, err);
     int q;
 
@@ -932,7 +932,7 @@ static int sq_msg_max_id(void *state, int64_t *out, struct snap_err *err)
 {
     struct sq_state *st = state;
     struct sq_conn *c;
-    sqlite3_stmt *s;
+    sqlite3_stmt *s = NULL;
     int rc = read_begin(st, ST_MSG_MAX_ID, &c, &s, err);
     int q;
 
@@ -966,7 +966,7 @@ static int sq_user_get(void *state, const char *username, struct cold_user *out,
 {
     struct sq_state *st = state;
     struct sq_conn *c;
-    sqlite3_stmt *s;
+    sqlite3_stmt *s = NULL;
     size_t ulen = strlen(username); /* < sizeof out->username: cold_store.c checked */
     int rc = read_begin(st, ST_USER_GET, &c, &s, err);
     int q;

@@ -10,7 +10,6 @@
 #include <hiredis/hiredis.h>
 
 #include "redis_conn.h"
-#include "redis_expect.h"
 #include "snap/config.h"
 
 static const char KEY_LOGIN_USER_SUFFIX[] = "}:login_fails";

@@ -740,6 +740,20 @@ int redis_command(struct hot_store *h, struct redis_cmd *cmd, redisReply **out,
     return rc;
 }
 
+/* redis_command() for a reply that matters only by its type (a SET's +OK,
+ * a DEL's count): any other type is redis_unexpected(), and the reply is
+ * freed here. */
+int redis_command_expect(struct hot_store *h, struct redis_cmd *cmd, int type, struct snap_err *err)
+{
+    redisReply *r = NULL;
+    int rc = redis_command(h, cmd, &r, err);
+
+    if (rc != SNAP_OK) return rc;
+    if (r->type != type) rc = redis_unexpected(h, cmd->argv[0], err);
+    freeReplyObject(r);
+    return rc;
+}
+
 /* Checks a MULTI ... EXEC pipeline of n commands: +OK, n-2 +QUEUED, then
  * an EXEC array of n-2 replies, none an error. */
 int redis_transaction_ok(struct hot_store *h, redisReply **r, size_t n, const char *what,

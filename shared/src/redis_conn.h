@@ -115,6 +115,12 @@ int redis_roundtrip(struct hot_store *h, struct redis_cmd *cmds, size_t n, struc
 int redis_command(struct hot_store *h, struct redis_cmd *cmd, struct redisReply **out,
                   struct snap_err *err);
 
+/* redis_command() accepting a reply of type type only (REDIS_REPLY_STATUS,
+ * REDIS_REPLY_INTEGER, ...), freed before it returns: the caller owns
+ * nothing afterwards. Any other type is redis_unexpected(). */
+int redis_command_expect(struct hot_store *h, struct redis_cmd *cmd, int type,
+                         struct snap_err *err);
+
 /* SNAP_OK unless r is an error reply (READONLY also drops the connection). */
 int redis_reply_ok(struct hot_store *h, const struct redisReply *r, const char *what,
                    struct snap_err *err);

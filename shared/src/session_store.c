@@ -10,7 +10,6 @@
 #include <hiredis/hiredis.h>
 
 #include "redis_conn.h"
-#include "redis_expect.h"
 
 #define HOT_TOKEN_HASH_MAX 128
 #define HOT_ROLE_MAX       16 /* hot_session_get: role buffer holds 16 bytes */
