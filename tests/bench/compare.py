@@ -3,10 +3,11 @@ in one sitting.
 
 The stacks, all started first and left running until the end:
   * snaptext default: exactly deploy/local/up.sh's layout and settings
-    (users x1, ingest x2, fetch x2, SNAPTEXT_THREADS and HAProxy's
+    (users x1, ingest x1, fetch x1, SNAPTEXT_THREADS and HAProxy's
     SNAPTEXT_SERVER_MAXCONN left at their defaults), open auth;
   * snaptext tuned: the bench's own layout (bench.py --instances,
-    --service-threads, --server-maxconn);
+    --service-threads, --server-maxconn), only when it differs from the
+    default one;
   * every peer of peers.py, in its own durability and in snaptext's.
 Every stack sits behind a HAProxy started from the project's haproxy.cfg
 the same way (rate limit lifted), on free loopback ports.
@@ -41,6 +42,8 @@ from wrkrun import LoadError
 
 WORKLOADS = ("floor", "send", "read", "mixed")
 DEFAULT_NAME = "snaptext default (up.sh)"
+# up.sh's layout and the services' and haproxy.cfg's defaults.
+UPSH_INSTANCES, UPSH_THREADS, UPSH_SERVER_MAXCONN = 1, 128, 64
 TUNED_NAME = "snaptext tuned (bench)"
 FLOOR_REQUEST = "the send load's POST /chat, rewritten by HAProxy to GET /healthz on ingest"
 
@@ -112,14 +115,18 @@ class Comparison:
         log("comparison: starting snaptext with up.sh's layout and defaults")
         d = os.path.join(self.root, "snap-default")
         os.makedirs(d)
-        stack = snaptest.Stack(env={"SNAPTEXT_AUTH": "open"}, instances=2, root=d)
+        stack = snaptest.Stack(env={"SNAPTEXT_AUTH": "open"}, instances=UPSH_INSTANCES, root=d)
         self._check_defaults(stack)
         self.targets.append(_snap_target(
-            DEFAULT_NAME, stack, "users x1, ingest x2, fetch x2, SNAPTEXT_THREADS default (128), "
+            DEFAULT_NAME, stack, "users x1, ingest x1, fetch x1, SNAPTEXT_THREADS default (128), "
             "SNAPTEXT_SERVER_MAXCONN default (64), 1 HAProxy thread",
             lambda st=stack, where=d: _floor_haproxy(st, where, floor_cfg, None)))
 
-        if not self.args.compare_skip_tuned:
+        same = (self.args.instances, self.args.service_threads, self.args.server_maxconn) == \
+            (UPSH_INSTANCES, UPSH_THREADS, UPSH_SERVER_MAXCONN)
+        if same and not self.args.compare_skip_tuned:
+            log("comparison: the bench's layout is up.sh's; it runs once, as the default")
+        if not self.args.compare_skip_tuned and not same:
             log("comparison: starting snaptext with the bench's layout")
             stack = self.hooks["tuned_stack"]()
             self.targets.append(_snap_target(

@@ -50,7 +50,8 @@ DESCRIPTION = {
     "go": "Go net/http + redigo + go-sqlite3",
 }
 OWN_DURABILITY = "SQLite synchronous=NORMAL, Redis without persistence"
-SNAP_DURABILITY = "SQLite synchronous=FULL, Redis appendfsync always (snaptext's)"
+SNAP_DURABILITY = ("SQLite synchronous=FULL, Redis appendfsync always "
+                   "(snaptext's guarantee: a 201 survives a crash)")
 
 
 def label(kind, durable):
@@ -190,7 +191,11 @@ class PeerStack:
         self.procs = []
         self.redis = self.app = self.haproxy = None
         try:
+            # Durable: a 201 must survive a crash, as snaptext's does. Redis
+            # is what these peers deliver from, so that takes every write
+            # fsynced (snaptext's Redis runs everysec: its cold store decides).
             self.redis = snaptest.start_redis(root=root, appendonly=durable,
+                                              fsync="always" if durable else "everysec",
                                               name="redis")
             self.procs.append(self.redis)
             self.app = self._start_app(installed[kind])
