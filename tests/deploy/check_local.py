@@ -150,7 +150,7 @@ def haproxy_access_log_reaches_state_logs(state):
     print("    %s: %s" % (path, json.dumps(line)))
     assert line["status"] == 401 and line["path"] == "/users/me", line
     running = pids_alive(state)
-    assert len(running) == 8, running  # redis, users, 2 ingest, 2 fetch, pages, haproxy
+    assert len(running) == 6, running  # redis, users, ingest, fetch, pages, haproxy
     down(state)
     assert not pids_alive(state), pids_alive(state)
 
