@@ -18,9 +18,11 @@
  * each message exactly once. At most SNAPTEXT_MAX_WAITERS wait per
  * instance (each holds a worker thread); beyond that, 503. */
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include <civetweb.h>
 
@@ -98,16 +100,24 @@ static int replay(const struct http_req *r, struct http_res *res, const char *ke
     return 1;
 }
 
-/* A token no Idempotency-Key can be: '~' is not in a key's alphabet. */
+/* A token no Idempotency-Key can be: '~' is not in a key's alphabet.
+ * Unique per read: 8 random bytes drawn once per thread, then a counter of
+ * that thread's reads (one getrandom(2) per thread instead of per read). */
 static void random_token(char out[COLD_TOKEN_MAX + 1])
 {
-    unsigned char b[16] = {0};
+    static __thread uint64_t seed, count;
+    static __thread int seeded;
     static const char hex[] = "0123456789abcdef";
+    unsigned char b[16];
 
-    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
-        int64_t t = clock_mono_ns();
-        memcpy(b, &t, sizeof t);
+    if (!seeded) {
+        if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
+            seed = (uint64_t)clock_mono_ns() ^ ((uint64_t)getpid() << 40) ^ (uintptr_t)&seed;
+        seeded = 1;
     }
+    count++;
+    memcpy(b, &seed, 8);
+    memcpy(b + 8, &count, 8);
     out[0] = '~';
     for (size_t i = 0; i < sizeof b; i++) {
         out[1 + 2 * i] = hex[b[i] >> 4];
