@@ -2,8 +2,9 @@
 
 Everything a test needs to run redis-server, the three service binaries and
 HAProxy on free loopback ports, each in its own temp dir with its stdout and
-stderr in files, plus a small HTTP client and a tiny test runner that ends
-with the line "N passed, N failed".
+stderr in files, plus a small HTTP client (request: one request on a new
+connection; Client: a keep-alive connection) and a tiny test runner that
+ends with the line "N passed, N failed".
 
 Teardown (Proc.stop) sends SIGTERM, waits a bounded time, escalates to
 SIGKILL, and fails the test if a service did not exit 0 or wrote a
@@ -483,39 +484,76 @@ class Stack:
 
 # ------------------------------------------------------------ HTTP client --
 
+def parse_body(payload):
+    """A reply body as the clients here return it: parsed JSON, else the
+    text, None when empty."""
+    if not payload:
+        return None
+    text = payload.decode("utf-8", "replace")
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+class Client:
+    """One keep-alive HTTP/1.1 connection to host:port, opened on first use
+    and again after the server closed it or a request failed (the error is
+    raised: OSError or http.client.HTTPException). source: the local address
+    to connect from (another loopback address such as 127.0.0.2 looks like
+    another client)."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=10, source=None):
+        self.port = port
+        self.host = host
+        self.timeout = timeout
+        self.source = source
+        self.conn = None
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def request(self, method, path, body=None, token=None, headers=None, raw=None):
+        """One request. body: a Python value sent as JSON; raw: bytes sent as
+        is. Returns (status, headers dict lower-cased, parse_body)."""
+        h = {}
+        if token:
+            h["Authorization"] = "Bearer " + token
+        data = None
+        if raw is not None:
+            data = raw
+        elif body is not None:
+            data = json.dumps(body).encode()
+            h["Content-Type"] = "application/json"
+        h.update(headers or {})
+        try:
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(
+                    self.host, self.port, timeout=self.timeout,
+                    source_address=(self.source, 0) if self.source else None)
+            self.conn.request(method, path, body=data, headers=h)
+            resp = self.conn.getresponse()
+            payload = resp.read()
+            hdrs = {k.lower(): v for k, v in resp.getheaders()}
+            if resp.will_close:
+                self.close()
+            return resp.status, hdrs, parse_body(payload)
+        except BaseException:
+            self.close()
+            raise
+
+
 def request(method, path, port, body=None, token=None, headers=None, raw=None, timeout=10,
             host="127.0.0.1", source=None):
-    """One HTTP/1.1 request. body: a Python value sent as JSON; raw: bytes
-    sent as is; source: the local address to connect from (another
-    loopback address such as 127.0.0.2 looks like another client).
-    Returns (status, headers dict lower-cased, parsed JSON or text or None)."""
-    h = {}
-    if token:
-        h["Authorization"] = "Bearer " + token
-    data = None
-    if raw is not None:
-        data = raw
-    elif body is not None:
-        data = json.dumps(body).encode()
-        h["Content-Type"] = "application/json"
-    h.update(headers or {})
-    conn = http.client.HTTPConnection(host, port, timeout=timeout,
-                                      source_address=(source, 0) if source else None)
+    """One HTTP/1.1 request on a new connection (a Client used once); the
+    arguments and the answer are Client.request's."""
+    c = Client(port, host=host, timeout=timeout, source=source)
     try:
-        conn.request(method, path, body=data, headers=h)
-        resp = conn.getresponse()
-        payload = resp.read()
-        hdrs = {k.lower(): v for k, v in resp.getheaders()}
-        text = payload.decode("utf-8", "replace")
-        parsed = None
-        if payload:
-            try:
-                parsed = json.loads(text)
-            except ValueError:
-                parsed = text
-        return resp.status, hdrs, parsed
+        return c.request(method, path, body=body, token=token, headers=headers, raw=raw)
     finally:
-        conn.close()
+        c.close()
 
 
 def metrics(port):
