@@ -436,7 +436,7 @@ class Stack:
         return request(method, path, port=self.port, body=body, token=token,
                        headers=headers, raw=raw, timeout=timeout)
 
-    # The account helpers every API test file needs (one copy, here).
+    # The account and send helpers every API test file needs (one copy, here).
     _names = itertools.count(1)
 
     def uname(self, prefix="u"):
@@ -450,6 +450,11 @@ class Stack:
         if st != 201:
             raise HarnessError("register %s: %s %r" % (name, st, body))
         return name, body["token"]
+
+    def send(self, to, text="hello", token=None, timeout=60, key=None, expect=201, port=None):
+        """snaptest.send through HAProxy, or to port (one instance)."""
+        return send(port or self.port, to, text, token=token, timeout=timeout, key=key,
+                    expect=expect)
 
     def admin_token(self):
         st, _, body = self.req("POST", "/sessions",
@@ -554,6 +559,28 @@ def request(method, path, port, body=None, token=None, headers=None, raw=None, t
         return c.request(method, path, body=body, token=token, headers=headers, raw=raw)
     finally:
         c.close()
+
+
+def chat_body(to, text="hello", timeout=60):
+    """The body of POST /chat; timeout None leaves the field out (the
+    service's default)."""
+    body = {"username": to, "text": text}
+    if timeout is not None:
+        body["timeout"] = timeout
+    return body
+
+
+def send(port, to, text="hello", token=None, timeout=60, key=None, expect=201):
+    """POST /chat (chat_body) to port, with an Idempotency-Key when key is
+    given. expect: the status it must answer (AssertionError otherwise);
+    returns the new id on a 201, else the body. expect=None: no check,
+    returns the reply (status, headers, body) as it came."""
+    st, h, b = request("POST", "/chat", port=port, body=chat_body(to, text, timeout),
+                       token=token, headers={"Idempotency-Key": key} if key else None)
+    if expect is None:
+        return st, h, b
+    assert st == expect, (st, b)
+    return b["id"] if st == 201 else b
 
 
 def metrics(port):
