@@ -175,27 +175,31 @@ def start_redis(root=None, port=None, appendonly=True, extra=None, name="redis",
     raise last
 
 
-def restart_redis(old, root=None):
-    """Starts redis again on the same port and data dir (AOF is replayed)."""
-    data_dir = old.argv[old.argv.index("--dir") + 1]
-    proc = Proc(old.name, list(old.argv), root=root)
+def restart_redis(old, root=None, data_dir=None):
+    """Starts redis again on the same port and data dir (AOF is replayed);
+    data_dir: another one instead (a new, empty one: a lost machine)."""
+    argv = list(old.argv)
+    i = argv.index("--dir")
+    argv[i + 1] = data_dir or argv[i + 1]
+    assert argv[i + 1]
+    proc = Proc(old.name, argv, root=root)
     proc.wait_for(lambda: port_open(old.port), "redis port %d" % old.port, timeout=15)
     proc.port = old.port
-    assert data_dir
     return proc
 
 
-def wait_until(pred, what, timeout):
-    """Polls pred every 0.1 s (connection errors count as "not yet") until it
-    is true; fails after timeout seconds (scaled by SNAP_TIMEOUT_MULTIPLIER)."""
+def wait_until(pred, what, timeout, step=0.1):
+    """Polls pred every step seconds (connection errors count as "not yet")
+    until it is true and returns that time; fails after timeout seconds
+    (scaled by SNAP_TIMEOUT_MULTIPLIER)."""
     deadline = time.time() + timeout * TIMEOUT_MULT
     while time.time() < deadline:
         try:
             if pred():
-                return
+                return time.time()
         except (OSError, RespError):
             pass
-        time.sleep(0.1)
+        time.sleep(step)
     raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
 
 
