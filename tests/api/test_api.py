@@ -385,13 +385,7 @@ def exactly_once_with_concurrent_readers():
 
     readers = [threading.Thread(target=reader) for _ in range(8)]
     senders = [threading.Thread(target=sender, args=(50,)) for _ in range(4)]
-    for t in readers + senders:
-        t.start()
-    for t in senders:
-        t.join()
-    stop.set()
-    for t in readers:
-        t.join()
+    snaptest.run_threads(senders, background=readers, then=stop.set)
     st, _, body = S.req("GET", "/chats/" + rcpt, token=rtok)
     got.extend(m["id"] for m in body)
     assert len(got) == len(set(got)), "a message was delivered twice"

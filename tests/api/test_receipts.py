@@ -126,11 +126,7 @@ def unsend_racing_reads_never_both_never_neither():
                 errors.append(("unsend", st, body))
 
     threads = [threading.Thread(target=reader) for _ in range(2)] + [threading.Thread(target=unsender)]
-    for t in threads:
-        t.start()
-    start.set()
-    for t in threads:
-        t.join()
+    snaptest.run_threads(threads, go=start.set)
     st, _, rest = S.req("GET", "/chats/" + bob, token=tb)
     read += [m["id"] for m in rest]
     assert not errors, errors

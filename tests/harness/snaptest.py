@@ -637,6 +637,23 @@ def raw_exchange(port, data, timeout=5, host="127.0.0.1"):
     return b"".join(chunks)
 
 
+def run_threads(threads, background=(), go=None, then=None):
+    """Starts background and threads (threading.Thread objects), calls go()
+    once all run (e.g. an Event's set, so they begin together), waits for
+    threads, calls then() (e.g. to tell background to end), and waits for
+    background."""
+    for t in list(background) + list(threads):
+        t.start()
+    if go:
+        go()
+    for t in threads:
+        t.join()
+    if then:
+        then()
+    for t in background:
+        t.join()
+
+
 # ------------------------------------------------------------ test runner --
 
 _TESTS = []
