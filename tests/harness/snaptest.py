@@ -39,10 +39,10 @@ class HarnessError(Exception):
     pass
 
 
-def free_port():
+def free_port(host="127.0.0.1"):
     """A loopback port that was free a moment ago (bind to 0, then close)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
