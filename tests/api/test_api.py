@@ -16,15 +16,6 @@ from snaptest import test
 S = None  # the stack
 
 
-def send(to, text="hello", token=None, timeout=60, expect=201):
-    body = {"username": to, "text": text}
-    if timeout is not None:
-        body["timeout"] = timeout
-    st, h, b = S.req("POST", "/chat", body, token=token)
-    assert st == expect, (st, b)
-    return b["id"] if st == 201 else b
-
-
 def assert_error(resp, status, code):
     st, h, body = resp
     assert st == status, "expected %d %s, got %d %r" % (status, code, st, body)
@@ -178,7 +169,7 @@ def send_requires_token_in_required_mode():
 def send_read_once_oldest_first():
     sender, stoken = S.register(S.uname("s"))
     rcpt, rtoken = S.register(S.uname("r"))
-    ids = [send(rcpt, "m%d" % i, stoken) for i in range(5)]
+    ids = [S.send(rcpt, "m%d" % i, stoken) for i in range(5)]
     assert ids == sorted(ids) and len(set(ids)) == 5, ids
     st, h, body = S.req("GET", "/chats/" + rcpt, token=rtoken)
     assert st == 200, (st, body)
@@ -249,8 +240,8 @@ def send_field_errors():
         resp = S.req("POST", "/chat", b, token=tok)
         assert_error(resp, 400, "invalid_field")
     # limits are inclusive; unknown fields are ignored; a unicode name is fine
-    assert send("x" * 64, "t" * 4096, tok) > 0
-    assert send("j\u00fcrgen", "hi", tok) > 0
+    assert S.send("x" * 64, "t" * 4096, tok) > 0
+    assert S.send("j\u00fcrgen", "hi", tok) > 0
     st, _, b = S.req("POST", "/chat", dict(good, extra={"a": 1}, more=[1]), token=tok)
     assert st == 201, b
 
@@ -347,7 +338,7 @@ def inbox_auth_rules():
 def percent_decoded_username():
     name = "j\u00fcrgen_" + S.uname()
     _, tok = S.register(name)
-    mid = send(name, "servus", tok)
+    mid = S.send(name, "servus", tok)
     enc = "".join("%%%02X" % b if b >= 0x80 else chr(b) for b in name.encode())
     st, _, body = S.req("GET", "/chats/" + enc, token=tok)
     assert st == 200 and body == [{"id": mid, "text": "servus"}], (st, body)
@@ -357,8 +348,8 @@ def percent_decoded_username():
 def expired_messages_are_not_returned():
     rcpt, rtok = S.register()
     _, stok = S.register()
-    short = send(rcpt, "short", stok, timeout=1)
-    keep = send(rcpt, "long", stok, timeout=60)
+    short = S.send(rcpt, "short", stok, timeout=1)
+    keep = S.send(rcpt, "long", stok, timeout=60)
     time.sleep(2.2)
     st, _, body = S.req("GET", "/chats/" + rcpt, token=rtok)
     assert st == 200 and body == [{"id": keep, "text": "long"}], body
@@ -388,19 +379,13 @@ def exactly_once_with_concurrent_readers():
 
     def sender(n):
         for i in range(n):
-            mid = send(rcpt, "m", stok)
+            mid = S.send(rcpt, "m", stok)
             with lock:
                 sent.add(mid)
 
     readers = [threading.Thread(target=reader) for _ in range(8)]
     senders = [threading.Thread(target=sender, args=(50,)) for _ in range(4)]
-    for t in readers + senders:
-        t.start()
-    for t in senders:
-        t.join()
-    stop.set()
-    for t in readers:
-        t.join()
+    snaptest.run_threads(senders, background=readers, then=stop.set)
     st, _, body = S.req("GET", "/chats/" + rcpt, token=rtok)
     got.extend(m["id"] for m in body)
     assert len(got) == len(set(got)), "a message was delivered twice"
@@ -419,7 +404,7 @@ def exactly_once_with_concurrent_readers():
 @test
 def admin_lookup_rules():
     sender, tok = S.register()
-    mid = send("bob", "hi", tok)
+    mid = S.send("bob", "hi", tok)
     assert_error(S.req("GET", "/chat/%d" % mid), 401, "unauthorized")
     assert_error(S.req("GET", "/chat/%d" % mid, token=tok), 403, "forbidden")
     adm = S.admin_token()
@@ -434,7 +419,7 @@ def admin_lookup_rules():
 def logout_is_seen_by_every_instance_at_once():
     name, tok = S.register()
     for _ in range(4):  # both ingest and both fetch instances accept it
-        send("bob", "hi", tok)
+        S.send("bob", "hi", tok)
         assert S.req("GET", "/chats/" + name, token=tok)[0] == 200
     assert S.req("DELETE", "/sessions/current", token=tok)[0] == 204
     for _ in range(4):
@@ -446,7 +431,7 @@ def logout_is_seen_by_every_instance_at_once():
 @test
 def logs_hold_no_secrets():
     name, tok = S.register(password="super secret password 1")
-    send(name, "the secret text of a snap", tok)
+    S.send(name, "the secret text of a snap", tok)
     S.req("GET", "/chats/" + name, token=tok)
     logs = S.all_logs()
     for secret in ("super secret password 1", tok, "the secret text of a snap", S.admin[1]):

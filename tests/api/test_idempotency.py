@@ -32,12 +32,6 @@ def unique(prefix):
     return "%s%d" % (prefix, time.time() * 1e6)
 
 
-def send(user, text, key=None, timeout=60):
-    h = {"Idempotency-Key": key} if key else None
-    return S.req("POST", "/chat", {"username": user, "text": text, "timeout": timeout},
-                 headers=h)
-
-
 def read(user, key=None, limit=None):
     path = "/chats/" + user + ("?limit=%s" % limit if limit is not None else "")
     return S.req("GET", path, headers={"Idempotency-Key": key} if key else None)
@@ -71,25 +65,24 @@ def inbox_ids(user):
 @test
 def send_retried_with_the_same_key_is_stored_once():
     user, key = unique("is"), unique("k-")
-    st1, h1, b1 = send(user, "hello once", key)
+    st1, h1, b1 = S.send(user, "hello once", key=key, expect=None)
     assert st1 == 201, (st1, b1)
-    st2, h2, b2 = send(user, "hello once", key)
+    st2, h2, b2 = S.send(user, "hello once", key=key, expect=None)
     assert st2 == 201 and b2["id"] == b1["id"], (st2, b2, b1)
     assert h2.get("location") == "/chat/%d" % b1["id"], h2
-    st, _, b = send(user, "another body", key)
+    st, _, b = S.send(user, "another body", key=key, expect=None)
     assert st == 409 and b["error"] == "conflict", (st, b)
-    st, _, b = S.req("POST", "/chat", {"username": user, "text": "hello once", "timeout": 61},
-                     headers={"Idempotency-Key": key})
+    st, _, b = S.send(user, "hello once", timeout=61, key=key, expect=None)
     assert st == 409 and b["error"] == "conflict", ("another timeout, same key", st, b)
     # another key is another message
-    st3, _, b3 = send(user, "hello once", key + "x")
+    st3, _, b3 = S.send(user, "hello once", key=key + "x", expect=None)
     assert st3 == 201 and b3["id"] != b1["id"], (st3, b3)
     st, _, m = S.req("GET", "/chat/%d" % b1["id"], token=S.admin_token())
     assert st == 200 and m["text"] == "hello once" and m["username"] == user, (st, m)
     assert inbox_ids(user) == [b1["id"], b3["id"]]
     assert inbox_ids(user) == []
     # the key still answers the same 201 after the message was read
-    st4, _, b4 = send(user, "hello once", key)
+    st4, _, b4 = S.send(user, "hello once", key=key, expect=None)
     assert st4 == 201 and b4["id"] == b1["id"], (st4, b4)
     assert inbox_ids(user) == [], "a retry after the read made the message deliverable again"
 
@@ -97,10 +90,10 @@ def send_retried_with_the_same_key_is_stored_once():
 @test
 def send_retried_after_its_reply_was_lost():
     user, key = unique("il"), unique("k-")
-    st, _, before = send(unique("il-other"), "marker")
+    st, _, before = S.send(unique("il-other"), "marker", expect=None)
     assert st == 201, before
     lose_reply("POST", "/chat", {"username": user, "text": "lost reply", "timeout": 300}, key)
-    st, _, b = send(user, "lost reply", key, timeout=300)
+    st, _, b = S.send(user, "lost reply", key=key, timeout=300, expect=None)
     assert st == 201, (st, b)
     # the lost attempt was stored (its id is the one the retry got, not a new one)
     assert b["id"] == before["id"] + 1, ("the retry made a second message", before, b)
@@ -114,10 +107,10 @@ def send_retried_after_its_reply_was_lost():
 @test
 def read_retried_with_the_same_key_gets_what_the_first_claimed():
     user = unique("ir")
-    first = [send(user, "r%d" % i)[2]["id"] for i in range(3)]
+    first = [S.send(user, "r%d" % i) for i in range(3)]
     k1, k2 = unique("rk-"), unique("rk-")
     lose_reply("GET", "/chats/" + user, key=k1)
-    later = [send(user, "later%d" % i)[2]["id"] for i in range(2)]
+    later = [S.send(user, "later%d" % i) for i in range(2)]
     for _ in range(2):
         st, _, got = read(user, key=k1)
         assert st == 200 and [m["id"] for m in got] == first, ("retry of the lost read", got)
@@ -139,17 +132,17 @@ def read_retried_with_the_same_key_gets_what_the_first_claimed():
 @test
 def bad_idempotency_keys_are_invalid_field():
     for bad in ("has space", "x" * 65, "semi;colon", "ünï"):
-        for st, _, b in (send("ibad", "t", bad), read("ibad", key=bad)):
+        for st, _, b in (S.send("ibad", "t", key=bad, expect=None), read("ibad", key=bad)):
             assert st == 400 and b["error"] == "invalid_field", (bad, st, b)
             assert "Idempotency-Key" in b["message"], b
-    st, _, b = send("ibad", "t", "A-z_0-9" + "x" * 57)  # 64 characters: fine
+    st, _, b = S.send("ibad", "t", key="A-z_0-9" + "x" * 57, expect=None)  # 64 characters: fine
     assert st == 201, (st, b)
 
 
 @test
 def bounded_reads_with_limit_and_more_header():
     user = unique("ib")
-    ids = [send(user, "b%d" % i)[2]["id"] for i in range(8)]
+    ids = [S.send(user, "b%d" % i) for i in range(8)]
     st, h, got = read(user, limit=2)
     assert st == 200 and [m["id"] for m in got] == ids[:2], got
     assert h.get("x-more-messages") == "true", h
@@ -172,12 +165,12 @@ def full_inbox_is_429_and_stores_nothing():
     user = unique("if")
     ids = []
     for i in range(MAX_INBOX):
-        st, _, b = send(user, "f%d" % i)
+        st, _, b = S.send(user, "f%d" % i, expect=None)
         assert st == 201, (i, st, b)
         ids.append(b["id"])
-    st, h, b = send(user, "one too many")
+    st, h, b = S.send(user, "one too many", expect=None)
     assert st == 429 and b["error"] == "inbox_full", (st, b)
-    st, _, other = send(unique("if-other"), "others still fine")
+    st, _, other = S.send(unique("if-other"), "others still fine", expect=None)
     assert st == 201, other
     got = []
     while True:
@@ -188,7 +181,7 @@ def full_inbox_is_429_and_stores_nothing():
         got += page
     assert [m["id"] for m in got] == ids, got
     assert "one too many" not in [m["text"] for m in got]
-    st, _, b = send(user, "room again")
+    st, _, b = S.send(user, "room again", expect=None)
     assert st == 201, (st, b)
     assert inbox_ids(user) == [b["id"]]
 

@@ -17,13 +17,6 @@ from snaptest import test
 S = None
 
 
-def send(to, text, token, timeout=60):
-    st, h, b = S.req("POST", "/chat", {"username": to, "text": text, "timeout": timeout},
-                     token=token)
-    assert st == 201, (st, b)
-    return b["id"]
-
-
 def status(mid, token):
     return S.req("GET", "/chat/%d/status" % mid, token=token)
 
@@ -37,7 +30,7 @@ def code(resp):
 def status_walks_through_every_state():
     alice, ta = S.register()
     bob, tb = S.register()
-    mid = send(bob, "a secret text", ta)
+    mid = S.send(bob, "a secret text", ta)
     st, h, body = status(mid, ta)
     assert st == 200, (st, body)
     assert body["id"] == mid and body["state"] == "unread" and body["read_at"] is None, body
@@ -52,7 +45,7 @@ def status_walks_through_every_state():
     read_at = time.mktime(time.strptime(body["read_at"], "%Y-%m-%d %H:%M:%S")) - time.timezone
     assert abs(read_at - before) < 3, (body, before)
 
-    short = send(bob, "gone soon", ta, timeout=1)
+    short = S.send(bob, "gone soon", ta, timeout=1)
     time.sleep(1.3)
     assert status(short, ta)[2]["state"] == "expired"
     # an expired message is not delivered, and stays expired
@@ -64,8 +57,8 @@ def status_walks_through_every_state():
 def unsend_withdraws_an_unread_message_everywhere():
     alice, ta = S.register()
     bob, tb = S.register()
-    keep = send(bob, "keep", ta)
-    gone = send(bob, "take back", ta)
+    keep = S.send(bob, "keep", ta)
+    gone = S.send(bob, "take back", ta)
     st, h, body = S.req("DELETE", "/chat/%d" % gone, token=ta)
     assert st == 204, (st, body)
     assert status(gone, ta)[2]["state"] == "unsent"
@@ -88,7 +81,7 @@ def unsend_withdraws_an_unread_message_everywhere():
 def who_may_see_and_withdraw():
     alice, ta = S.register()
     bob, tb = S.register()
-    mid = send(bob, "private", ta)
+    mid = S.send(bob, "private", ta)
     assert code(status(mid, None)) == (401, "unauthorized")
     assert code(S.req("DELETE", "/chat/%d" % mid)) == (401, "unauthorized")
     # not even the recipient: the receipt is the sender's
@@ -110,7 +103,7 @@ def who_may_see_and_withdraw():
 def unsend_racing_reads_never_both_never_neither():
     alice, ta = S.register()
     bob, tb = S.register()
-    ids = [send(bob, "race %d" % i, ta) for i in range(40)]
+    ids = [S.send(bob, "race %d" % i, ta) for i in range(40)]
     read, unsent, errors = [], [], []
     start = threading.Event()
 
@@ -133,11 +126,7 @@ def unsend_racing_reads_never_both_never_neither():
                 errors.append(("unsend", st, body))
 
     threads = [threading.Thread(target=reader) for _ in range(2)] + [threading.Thread(target=unsender)]
-    for t in threads:
-        t.start()
-    start.set()
-    for t in threads:
-        t.join()
+    snaptest.run_threads(threads, go=start.set)
     st, _, rest = S.req("GET", "/chats/" + bob, token=tb)
     read += [m["id"] for m in rest]
     assert not errors, errors

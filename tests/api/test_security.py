@@ -60,13 +60,6 @@ def admin_token():
     return login(S.admin[0], S.admin[1])
 
 
-def send(to, text, token, port=None):
-    st, _, body = snaptest.request("POST", "/chat", port=port or S.port, token=token,
-                                   body={"username": to, "text": text})
-    assert st == 201, (st, body)
-    return body["id"]
-
-
 def read(name, token, port=None):
     path = "/chats/" + urllib.parse.quote(name, safe="%")
     st, _, body = snaptest.request("GET", path, port=port or S.port, token=token)
@@ -92,7 +85,7 @@ def instances(*names):
 def another_users_token_never_reads_an_inbox():
     a, atok = register(S.uname("a"))
     b, btok = register(S.uname("b"))
-    first = send(b, "b's first", atok)
+    first = S.send(b, "b's first", atok, timeout=None)
     # A, and the admin, are refused on every fetch instance, and the refusal
     # carries no message text.
     adm = admin_token()
@@ -104,7 +97,7 @@ def another_users_token_never_reads_an_inbox():
     assert read(a, atok) == []                      # A's own inbox has none of B's
     assert read(b, btok) == [{"id": first, "text": "b's first"}]
     # After B read: A sends more; B sees only the new one, A still nothing.
-    second = send(b, "b's second", atok)
+    second = S.send(b, "b's second", atok, timeout=None)
     assert_error(S.req("GET", "/chats/" + b, token=atok), 403, "forbidden")
     assert read(a, atok) == []
     assert read(b, btok) == [{"id": second, "text": "b's second"}]
@@ -124,7 +117,7 @@ def look_alike_names_are_other_inboxes():
     for victim, lookalike in pairs:
         assert victim != lookalike
         vname, vtok = register(victim)
-        mid = send(vname, "for %s only" % vname, vtok)
+        mid = S.send(vname, "for %s only" % vname, vtok, timeout=None)
         lname, ltok = register(lookalike)
         assert read(lname, ltok) == [], (victim, lookalike)
         enc = "".join("%%%02X" % c for c in vname.encode())
@@ -136,7 +129,7 @@ def look_alike_names_are_other_inboxes():
 def own_name_percent_encoded_is_still_only_yours():
     name, tok = register(S.uname("p"))
     other, otok = register(S.uname("q"))
-    mid = send(name, "mine", otok)
+    mid = S.send(name, "mine", otok, timeout=None)
     enc = "".join("%%%02X" % c for c in name.encode())
     assert_error(S.req("GET", "/chats/" + enc, token=otok), 403, "forbidden")
     assert read(enc, tok) == [{"id": mid, "text": "mine"}]
@@ -146,7 +139,7 @@ def own_name_percent_encoded_is_still_only_yours():
 def send_and_errors_reveal_nothing_about_inboxes():
     a, atok = register(S.uname("a"))
     b, btok = register(S.uname("b"))
-    send(b, "secret for b", atok)
+    S.send(b, "secret for b", atok, timeout=None)
     st, h, body = S.req("POST", "/chat", {"username": b, "text": "another"}, token=atok)
     assert st == 201 and set(body) == {"id"}, body
     st, _, me = S.req("GET", "/users/me", token=atok)
@@ -230,7 +223,7 @@ def expired_token_refused_by_every_instance():
 @test
 def admin_lookup_needs_the_admin_role_on_every_instance():
     a, atok = register(S.uname("a"))
-    mid = send(a, "look me up", atok)
+    mid = S.send(a, "look me up", atok, timeout=None)
     adm = admin_token()
     for label, port in instances("fetch") + [("haproxy", S.port)]:
         assert_error(snaptest.request("GET", "/chat/%d" % mid, port=port), 401, "unauthorized")
@@ -256,7 +249,7 @@ def admin_role_cannot_be_claimed():
     remember(password, body["token"])
     st, _, me = S.req("GET", "/users/me", token=body["token"])
     assert st == 200 and me["role"] == "user", me
-    mid = send(name, "x", body["token"])
+    mid = S.send(name, "x", body["token"], timeout=None)
     assert_error(S.req("GET", "/chat/%d" % mid, token=body["token"]), 403, "forbidden")
     # the admin's own name is taken; look-alikes are plain users
     assert_error(S.req("POST", "/users", {"username": S.admin[0], "password": "another password"}),

@@ -542,14 +542,6 @@ def stack_env(s, auth):
     return {"SNAPTEXT_AUTH": auth, "SNAPTEXT_THREADS": str(s.args.service_threads)}
 
 
-def admin_token(stack):
-    st, _, body = stack.req("POST", "/sessions",
-                            {"username": stack.admin[0], "password": stack.admin[1]})
-    if st != 201:
-        raise LoadError("admin login failed: %s %r" % (st, body))
-    return body["token"]
-
-
 def run_open_stack(s, root):
     log("starting the open-mode stack (users x1, ingest x%d, fetch x%d)" % (
         s.args.instances, s.args.instances))
@@ -582,7 +574,7 @@ def run_open_stack(s, root):
     # admin lookup over the ids the measured send stored
     if sent < 1:
         raise LoadError("the send workload stored no message")
-    token = admin_token(stack)
+    token = stack.admin_token()
     s.measure("admin GET /chat/{id}", "snaptext", port, "admin.lua",
               {"lo": id0 + 1, "hi": id1, "token": token}, watch,
               notes={"ids": [id0 + 1, id1]})
@@ -633,11 +625,7 @@ def run_required_stack(s):
     first = len(s.rows)
     tokens = []
     for i in range(REQUIRED_SENDERS):
-        st, _, body = stack.req("POST", "/users",
-                                {"username": "bench_sender_%d" % i, "password": PASSWORD})
-        if st != 201:
-            raise LoadError("registering a sender failed: %s %r" % (st, body))
-        tokens.append(body["token"])
+        tokens.append(stack.register("bench_sender_%d" % i, PASSWORD)[1])
     tok_file = os.path.join(stack.root, "tokens.txt")
     with open(tok_file, "w") as f:
         f.write("\n".join(tokens) + "\n")

@@ -41,6 +41,7 @@ import time
 import yaml
 
 import deploy_util as du
+import snaptest
 from deploy_util import Checks, Skip
 
 COMPOSE_FILE = du.path("docker-compose.yml")
@@ -380,7 +381,7 @@ def _serve(addr, handler, **attrs):
 def check_healthcheck_script():
     ok = _serve(("127.0.0.1", 0), _FakeHealth, status=200)
     bad = _serve(("127.0.0.1", 0), _FakeHealth, status=503)
-    closed = du_free_port()
+    closed = snaptest.free_port()
     problems = []
     try:
         def rc(args, env=None):
@@ -405,12 +406,6 @@ def check_healthcheck_script():
         ok.shutdown()
         bad.shutdown()
     return problems
-
-
-def du_free_port(host="127.0.0.1"):
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def check_runtime_libraries():
@@ -563,7 +558,7 @@ def check_dns_discovery():
     try:
         # Three "containers" on one port at 127.0.0.2-4.
         for _ in range(20):
-            port = du_free_port("127.0.0.2")
+            port = snaptest.free_port("127.0.0.2")
             try:
                 for ip in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
                     backends[ip] = _serve((ip, port), _FakeService)
@@ -583,7 +578,7 @@ def check_dns_discovery():
         bfile = os.path.join(tmp, "backends.cfg")
         open(bfile, "w").write(text)
         mfile = du.HAPROXY_CFG
-        public = du_free_port()
+        public = snaptest.free_port()
         env = dict(os.environ, SNAPTEXT_PUBLIC_BIND="127.0.0.1:%d" % public,
                    SNAPTEXT_RATE_LIMIT="1000000")
         log = open(os.path.join(tmp, "haproxy.log"), "w")
@@ -593,14 +588,11 @@ def check_dns_discovery():
 
         def post():
             try:
-                c = http.client.HTTPConnection("127.0.0.1", public, timeout=3)
-                c.request("POST", "/chat", body=b"{}", headers={"Content-Type": "application/json"})
-                r = c.getresponse()
-                body = r.read()
-                c.close()
-                return json.loads(body).get("backend") if r.status == 201 else None
-            except (OSError, ValueError, http.client.HTTPException):
+                st, _, body = snaptest.request("POST", "/chat", port=public, raw=b"{}", timeout=3,
+                                               headers={"Content-Type": "application/json"})
+            except (OSError, http.client.HTTPException):
                 return None
+            return body.get("backend") if st == 201 and isinstance(body, dict) else None
 
         def wait_for(what, cond, seconds=20):
             deadline = time.time() + seconds

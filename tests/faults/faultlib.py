@@ -1,12 +1,13 @@
 """faultlib: what the fault and soak tests share, on top of snaptest.
 
-- Client: one keep-alive HTTP connection (to HAProxy), reopened after any
+- Client: snaptest's keep-alive Client (to HAProxy), reopened after any
   error, that returns one record per request (status, latency, ids, error).
 - Load: a few client threads, each looping one kind of request at a steady
-  rate, all records kept for the assertions afterwards.
+  rate, all records kept for the assertions afterwards; mixed_load: the
+  sends and reads most fault tests run.
 - Probes of the running processes: RSS and open fds from /proc, Redis
-  commands over a raw RESP socket (INFO, SCAN, LLEN), /metrics counters,
-  HAProxy's server UP/DOWN log lines.
+  commands (snaptest's redis_cmd: INFO, SCAN), /metrics counters (snaptest's
+  parser), HAProxy's server UP/DOWN log lines.
 - restart_on_port: starts a service binary again on the port it had, so the
   HAProxy backends file written at start still points at it (snaptest has
   no helper for this; it lives here so the harness stays untouched).
@@ -69,55 +70,29 @@ def parse_utc(text):
 
 # -------------------------------------------------------------- client --
 
-class Client:
-    """One keep-alive connection; every call returns a record dict:
-    t0, t1, latency, status (None on a connection-level error), error
-    (repr of the exception, or None), body (parsed JSON or text),
-    retry_after, and whatever the caller adds."""
+class Client(snaptest.Client):
+    """snaptest's keep-alive Client (reopened after any error) whose every
+    call returns a record dict: t0, t1, latency, status (None on a
+    connection-level error), error (repr of the exception, or None), body
+    (parsed JSON or text), retry_after, and whatever the caller adds."""
 
     def __init__(self, port, timeout=10.0, host="127.0.0.1"):
-        self.port = port
-        self.host = host
-        self.timeout = timeout
-        self.conn = None
-
-    def close(self):
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+        super().__init__(port, host=host, timeout=timeout)
 
     def call(self, method, path, body=None, token=None, headers=None):
         h = {"X-Request-Id": "flt-%016x" % random.getrandbits(64)}
         h.update(headers or {})
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            h["Content-Type"] = "application/json"
-        if token:
-            h["Authorization"] = "Bearer " + token
         rec = {"method": method, "path": path, "status": None, "error": None,
                "body": None, "retry_after": None, "request_id": h["X-Request-Id"]}
         rec["t0"] = time.time()
         try:
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection(self.host, self.port,
-                                                       timeout=self.timeout)
-            self.conn.request(method, path, body=data, headers=h)
-            resp = self.conn.getresponse()
-            payload = resp.read()
-            rec["status"] = resp.status
-            rec["retry_after"] = resp.getheader("Retry-After")
-            rec["more"] = resp.getheader("X-More-Messages") == "true"
-            text = payload.decode("utf-8", "replace")
-            try:
-                rec["body"] = json.loads(text) if payload else None
-            except ValueError:
-                rec["body"] = text
-            if resp.will_close:
-                self.close()
+            st, hdrs, rec["body"] = self.request(method, path, body=body, token=token,
+                                                 headers=h)
+            rec["status"] = st
+            rec["retry_after"] = hdrs.get("retry-after")
+            rec["more"] = hdrs.get("x-more-messages") == "true"
         except (OSError, http.client.HTTPException) as e:
             rec["error"] = "%s: %s" % (type(e).__name__, e)
-            self.close()
         rec["t1"] = time.time()
         rec["latency"] = rec["t1"] - rec["t0"]
         return rec
@@ -125,7 +100,7 @@ class Client:
 
 def send(client, user, text, timeout_s):
     """POST /chat; rec gets kind, user, text, and id on a 201."""
-    rec = client.call("POST", "/chat", {"username": user, "text": text, "timeout": timeout_s})
+    rec = client.call("POST", "/chat", snaptest.chat_body(user, text, timeout_s))
     rec.update(kind="send", user=user, text=text, id=None)
     if rec["status"] == 201 and isinstance(rec["body"], dict):
         rec["id"] = rec["body"].get("id")
@@ -206,6 +181,23 @@ class Load:
                 and (kind is None or r.get("kind") == kind)]
 
 
+def mixed_load(port, users, prefix, senders, send_rate, readers, read_rate, readable=None,
+               msg_timeout=600, timeout=15.0):
+    """The load of most fault tests: `senders` threads (send0, send1, ...)
+    each sending send_rate messages a second to a random one of users, with
+    the unique texts "<prefix>-<thread>-<n>" and msg_timeout seconds, and
+    `readers` threads (read0, ...) each reading a random inbox of readable
+    (default: users) read_rate times a second. Not started yet."""
+    readable = users if readable is None else readable
+    load = Load(port, timeout=timeout)
+    for i in range(senders):
+        load.add("send%d" % i, lambda c, n, rng, i=i: send(
+            c, rng.choice(users), "%s-%d-%d" % (prefix, i, n), msg_timeout), rate=send_rate)
+    for i in range(readers):
+        load.add("read%d" % i, lambda c, n, rng: read(c, rng.choice(readable)), rate=read_rate)
+    return load
+
+
 def summary(records):
     """'n=.. ok=.. statuses={..} errors=.. p50=.. p99=.. max=..' as a dict."""
     lat = [r["latency"] for r in records]
@@ -263,12 +255,8 @@ def drain(port, users, rounds=3):
 
 
 def wait_until(predicate, what, timeout):
-    deadline = time.time() + timeout * MULT
-    while time.time() < deadline:
-        if predicate():
-            return time.time()
-        time.sleep(0.05)
-    raise AssertionError("timed out after %.0fs waiting for %s" % (timeout * MULT, what))
+    """snaptest.wait_until polling every 50 ms: returns when it first held."""
+    return snaptest.wait_until(predicate, what, timeout, step=0.05)
 
 
 # --------------------------------------------------------- process probes --
@@ -321,39 +309,9 @@ metric_sum = snaptest.metric_sum
 
 # ------------------------------------------------------------------ Redis --
 
-def _resp_read(f):
-    line = f.readline()
-    if not line:
-        raise ConnectionError("redis closed the connection")
-    kind, rest = line[:1], line[1:].rstrip(b"\r\n")
-    if kind == b"+":
-        return rest.decode()
-    if kind == b"-":
-        raise RuntimeError("redis error: " + rest.decode())
-    if kind == b":":
-        return int(rest)
-    if kind == b"$":
-        n = int(rest)
-        if n < 0:
-            return None
-        data = f.read(n + 2)
-        return data[:-2].decode("utf-8", "replace")
-    if kind == b"*":
-        n = int(rest)
-        return None if n < 0 else [_resp_read(f) for _ in range(n)]
-    raise RuntimeError("bad RESP reply: %r" % line)
-
-
 def redis_cmd(port, *args, timeout=5.0):
-    """One Redis command over a fresh raw socket (RESP array of bulk strings)."""
-    payload = b"*%d\r\n" % len(args)
-    for a in args:
-        a = str(a).encode()
-        payload += b"$%d\r\n%s\r\n" % (len(a), a)
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(payload)
-        with s.makefile("rb") as f:
-            return _resp_read(f)
+    """snaptest.redis_cmd with a longer default timeout (a loaded machine)."""
+    return snaptest.redis_cmd(port, *args, timeout=timeout)
 
 
 def redis_info(port, section="memory"):
@@ -463,6 +421,11 @@ def unique(prefix):
     return "%s%d%03d" % (prefix, int(time.time()), random.randrange(1000))
 
 
+def recipients(prefix, n):
+    """n inbox names for one test: <prefix><i>_<unique>."""
+    return ["%s%d_%s" % (prefix, i, unique("u")) for i in range(n)]
+
+
 def duplicates(values):
     """Sorted values that occur more than once."""
     seen, dups = set(), set()
@@ -494,13 +457,8 @@ class Problems:
 def restart_redis_empty(old, root=None):
     """Starts Redis again on old's port with a new, empty data dir (the AOF
     and everything in it are gone, as on a replaced machine)."""
-    argv = list(old.argv)
-    i = argv.index("--dir")
-    argv[i + 1] = tempfile.mkdtemp(prefix="snap-redisdata-empty-", dir=root)
-    proc = snaptest.Proc(old.name, argv, root=root)
-    proc.wait_for(lambda: snaptest.port_open(old.port), "redis port %d" % old.port, timeout=15)
-    proc.port = old.port
-    return proc
+    return snaptest.restart_redis(
+        old, root=root, data_dir=tempfile.mkdtemp(prefix="snap-redisdata-empty-", dir=root))
 
 
 class StallProxy:

@@ -180,13 +180,9 @@ def writer_flock_under_concurrent_load_keeps_the_contract():
     (no 504); every 201 delivered exactly once; a send that did not get its
     201 never delivered."""
     with fl.stack() as S:
-        users = ["lc%d_%s" % (i, fl.unique("u")) for i in range(4)]
-        load = fl.Load(S.port, timeout=30.0)
-        for i in range(4):
-            load.add("send%d" % i, lambda c, n, rng, i=i: fl.send(
-                c, rng.choice(users), "lc-%d-%d" % (i, n), 600), rate=4)
-        for i in range(2):
-            load.add("read%d" % i, lambda c, n, rng: fl.read(c, rng.choice(users)), rate=2)
+        users = fl.recipients("lc", 4)
+        load = fl.mixed_load(S.port, users, "lc", senders=4, send_rate=4, readers=2, read_rate=2,
+                             timeout=30.0)
         load.start()
         time.sleep(2.0)
         lock = WriterFlock(db_path(S))
@@ -228,7 +224,7 @@ def store_file_replaced_by_a_directory():
     with fl.stack() as S:
         path = db_path(S)
         reader_user = fl.unique("dr")
-        users = ["dv%d_%s" % (i, fl.unique("u")) for i in range(4)]
+        users = fl.recipients("dv", 4)
         ids = prefill(S, reader_user, 5)
         pids = {n: p.pid for n, p in fl.service_procs(S)}
         load = fl.Load(S.port, timeout=15.0)

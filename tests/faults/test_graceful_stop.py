@@ -27,13 +27,8 @@ def stop_under_stream(kind):
     # The services' drain on SIGTERM (SNAPTEXT_DRAIN_MS): /readyz goes 503 and
     # HAProxy (checks every 500 ms, down after 2) stops routing here first.
     with fl.stack(env={"SNAPTEXT_AUTH": "open", "SNAPTEXT_DRAIN_MS": "1500"}) as S:
-        users = ["gs%d_%s" % (i, fl.unique("u")) for i in range(4)]
-        load = fl.Load(S.port, timeout=15.0)
-        for i in range(2):
-            load.add("send%d" % i, lambda c, n, rng, i=i: fl.send(
-                c, rng.choice(users), "gs-%d-%d" % (i, n), 600), rate=10)
-        for i in range(2):
-            load.add("read%d" % i, lambda c, n, rng: fl.read(c, rng.choice(users)), rate=5)
+        users = fl.recipients("gs", 4)
+        load = fl.mixed_load(S.port, users, "gs", senders=2, send_rate=10, readers=2, read_rate=5)
         load.start()
         time.sleep(2.5)
         victim = S.services[kind][0]

@@ -25,13 +25,8 @@ def route_count(proc, kind):
 
 def kill_and_rejoin(kind):
     with fl.stack() as S:
-        users = ["ik%d_%s" % (i, fl.unique("u")) for i in range(6)]
-        load = fl.Load(S.port, timeout=15.0)
-        for i in range(3):
-            load.add("send%d" % i, lambda c, n, rng, i=i: fl.send(
-                c, rng.choice(users), "ik-%d-%d" % (i, n), 600), rate=15)
-        for i in range(2):
-            load.add("read%d" % i, lambda c, n, rng: fl.read(c, rng.choice(users)), rate=10)
+        users = fl.recipients("ik", 6)
+        load = fl.mixed_load(S.port, users, "ik", senders=3, send_rate=15, readers=2, read_rate=10)
         load.start()
         time.sleep(2.0)
 

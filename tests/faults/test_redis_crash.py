@@ -30,15 +30,11 @@ MAX_ANSWER_S = 2.5
 
 def sigkill_under_load(name, empty):
     with fl.stack() as S:
-        users = ["rk%d_%s" % (i, fl.unique("u")) for i in range(8)]
-        load = fl.Load(S.port, timeout=15.0)
-        for i in range(3):
-            load.add("send%d" % i, lambda c, n, rng, i=i: fl.send(
-                c, rng.choice(users), "rk-%d-%d" % (i, n), 600), rate=20)
-        for i in range(2):
-            # users[-2:] are never read under load: their inboxes must all
-            # survive the restart (AOF, or the repair when Redis is empty)
-            load.add("read%d" % i, lambda c, n, rng: fl.read(c, rng.choice(users[:-2])), rate=15)
+        users = fl.recipients("rk", 8)
+        # users[-2:] are never read under load: their inboxes must all
+        # survive the restart (AOF, or the repair when Redis is empty)
+        load = fl.mixed_load(S.port, users, "rk", senders=3, send_rate=20, readers=2, read_rate=15,
+                             readable=users[:-2])
         pids = {n: p.pid for n, p in fl.service_procs(S)}
 
         load.start()

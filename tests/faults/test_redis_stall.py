@@ -35,14 +35,9 @@ def redis_replies_stalled_under_load():
         with fl.stack(redis=redis, env={
                 "SNAPTEXT_AUTH": "open",
                 "SNAPTEXT_REDIS_URL": "redis://127.0.0.1:%d/0" % proxy.port}) as S:
-            users = ["st%d_%s" % (i, fl.unique("u")) for i in range(8)]
-            load = fl.Load(S.port, timeout=15.0)
-            for i in range(3):
-                load.add("send%d" % i, lambda c, n, rng, i=i: fl.send(
-                    c, rng.choice(users), "st-%d-%d" % (i, n), 600), rate=20)
-            for i in range(2):
-                load.add("read%d" % i, lambda c, n, rng: fl.read(c, rng.choice(users[:-1])),
-                         rate=15)
+            users = fl.recipients("st", 8)
+            load = fl.mixed_load(S.port, users, "st", senders=3, send_rate=20, readers=2,
+                                 read_rate=15, readable=users[:-1])
             pids = {n: p.pid for n, p in fl.service_procs(S)}
             load.start()
             time.sleep(2.0)

@@ -93,12 +93,9 @@ class Slowloris(threading.Thread):
 @test
 def slowloris_does_not_starve_normal_clients():
     with fl.stack() as S:
-        users = ["sl%d_%s" % (i, fl.unique("u")) for i in range(4)]
-        load = fl.Load(S.port, timeout=10.0)
-        for i in range(2):
-            load.add("send%d" % i, lambda c, n, rng, i=i: fl.send(
-                c, rng.choice(users), "sl-%d-%d" % (i, n), 600), rate=15)
-        load.add("read", lambda c, n, rng: fl.read(c, rng.choice(users)), rate=10)
+        users = fl.recipients("sl", 4)
+        load = fl.mixed_load(S.port, users, "sl", senders=2, send_rate=15, readers=1, read_rate=10,
+                             timeout=10.0)
         load.start()
         time.sleep(4.0)
         t_slow = time.time()

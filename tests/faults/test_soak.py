@@ -66,20 +66,26 @@ def snapshot(S):
 def make_load(S, tag):
     users = ["sk%03d_%s" % (i, tag) for i in range(RECIPIENTS)]
     readable = users[: RECIPIENTS // 2]
-    load = fl.Load(S.port, timeout=10.0)
-    for i in range(SENDERS):
-        load.add("send%d" % i, lambda c, n, rng, i=i: fl.send(
-            c, rng.choice(users), "%s-%d-%d" % (tag, i, n), MSG_TIMEOUT_S),
-            rate=RATE * SEND_SHARE / SENDERS)
-    for i in range(READERS):
-        load.add("read%d" % i, lambda c, n, rng: fl.read(c, rng.choice(readable)),
-                 rate=RATE * (1 - SEND_SHARE) / READERS)
-    return load
+    return fl.mixed_load(S.port, users, tag, senders=SENDERS,
+                         send_rate=RATE * SEND_SHARE / SENDERS, readers=READERS,
+                         read_rate=RATE * (1 - SEND_SHARE) / READERS, readable=readable,
+                         msg_timeout=MSG_TIMEOUT_S, timeout=10.0)
 
 
-def wait_all_expired(S, timeout=20):
+def redis_once_expired(S, timeout=20):
+    """Once every inbox key has expired (and a second more): Redis's INFO
+    memory, its used_memory less client buffers, and its connected clients.
+    Memory of the data, not of client connections: each worker opens its
+    own connection the first time it serves, so their buffers grow with
+    the workers a load happens to reach (bounded by the socket check),
+    while the data must come back to its baseline."""
     fl.wait_until(lambda: not fl.redis_keys(S.redis.port, "snap:{*}:msgs"),
                   "every inbox key to expire", timeout)
+    time.sleep(1.0)
+    info = fl.redis_info(S.redis.port)
+    mem = int(info["used_memory"]) - int(info["mem_clients_normal"])
+    clients = int(fl.redis_info(S.redis.port, "clients")["connected_clients"])
+    return info, mem, clients
 
 
 @test
@@ -96,15 +102,7 @@ def soak_steady_mixed_load():
         warm = make_load(S, fl.unique("w")).start()
         time.sleep(WARMUP_S)
         warm.stop()
-        wait_all_expired(S)
-        time.sleep(1.0)
-        base_info = fl.redis_info(S.redis.port)
-        # Memory of the data, not of client connections: each worker opens
-        # its own connection the first time it serves, so their buffers grow
-        # with the workers a load happens to reach (bounded by the socket
-        # check below), while the data must come back to its baseline.
-        base_mem = int(base_info["used_memory"]) - int(base_info["mem_clients_normal"])
-        base_clients = int(fl.redis_info(S.redis.port, "clients")["connected_clients"])
+        base_info, base_mem, base_clients = redis_once_expired(S)
         start = snapshot(S)
 
         peak = {"mem": base_mem, "rss": dict((k, v[0]) for k, v in start.items())}
@@ -148,11 +146,7 @@ def soak_steady_mixed_load():
         pinger.join(15)
         slowest_ping = max(pings, key=lambda p: p[1]) if pings else (0.0, 0.0)
         stalls = [(round(t, 3), round(d, 3)) for t, d in pings if d > 0.5]
-        wait_all_expired(S)
-        time.sleep(1.0)
-        end_info = fl.redis_info(S.redis.port)
-        end_mem = int(end_info["used_memory"]) - int(end_info["mem_clients_normal"])
-        end_clients = int(fl.redis_info(S.redis.port, "clients")["connected_clients"])
+        end_info, end_mem, end_clients = redis_once_expired(S)
         end = snapshot(S)
         kinds = {n: fl.fd_kinds(p.pid) for n, p in
                  fl.service_procs(S) + [("redis", S.redis), ("haproxy", S.haproxy)]}

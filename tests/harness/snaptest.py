@@ -2,8 +2,9 @@
 
 Everything a test needs to run redis-server, the three service binaries and
 HAProxy on free loopback ports, each in its own temp dir with its stdout and
-stderr in files, plus a small HTTP client and a tiny test runner that ends
-with the line "N passed, N failed".
+stderr in files, plus a small HTTP client (request: one request on a new
+connection; Client: a keep-alive connection) and a tiny test runner that
+ends with the line "N passed, N failed".
 
 Teardown (Proc.stop) sends SIGTERM, waits a bounded time, escalates to
 SIGKILL, and fails the test if a service did not exit 0 or wrote a
@@ -38,10 +39,10 @@ class HarnessError(Exception):
     pass
 
 
-def free_port():
+def free_port(host="127.0.0.1"):
     """A loopback port that was free a moment ago (bind to 0, then close)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -174,27 +175,31 @@ def start_redis(root=None, port=None, appendonly=True, extra=None, name="redis",
     raise last
 
 
-def restart_redis(old, root=None):
-    """Starts redis again on the same port and data dir (AOF is replayed)."""
-    data_dir = old.argv[old.argv.index("--dir") + 1]
-    proc = Proc(old.name, list(old.argv), root=root)
+def restart_redis(old, root=None, data_dir=None):
+    """Starts redis again on the same port and data dir (AOF is replayed);
+    data_dir: another one instead (a new, empty one: a lost machine)."""
+    argv = list(old.argv)
+    i = argv.index("--dir")
+    argv[i + 1] = data_dir or argv[i + 1]
+    assert argv[i + 1]
+    proc = Proc(old.name, argv, root=root)
     proc.wait_for(lambda: port_open(old.port), "redis port %d" % old.port, timeout=15)
     proc.port = old.port
-    assert data_dir
     return proc
 
 
-def wait_until(pred, what, timeout):
-    """Polls pred every 0.1 s (connection errors count as "not yet") until it
-    is true; fails after timeout seconds (scaled by SNAP_TIMEOUT_MULTIPLIER)."""
+def wait_until(pred, what, timeout, step=0.1):
+    """Polls pred every step seconds (connection errors count as "not yet")
+    until it is true and returns that time; fails after timeout seconds
+    (scaled by SNAP_TIMEOUT_MULTIPLIER)."""
     deadline = time.time() + timeout * TIMEOUT_MULT
     while time.time() < deadline:
         try:
             if pred():
-                return
+                return time.time()
         except (OSError, RespError):
             pass
-        time.sleep(0.1)
+        time.sleep(step)
     raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
 
 
@@ -435,7 +440,7 @@ class Stack:
         return request(method, path, port=self.port, body=body, token=token,
                        headers=headers, raw=raw, timeout=timeout)
 
-    # The account helpers every API test file needs (one copy, here).
+    # The account and send helpers every API test file needs (one copy, here).
     _names = itertools.count(1)
 
     def uname(self, prefix="u"):
@@ -449,6 +454,11 @@ class Stack:
         if st != 201:
             raise HarnessError("register %s: %s %r" % (name, st, body))
         return name, body["token"]
+
+    def send(self, to, text="hello", token=None, timeout=60, key=None, expect=201, port=None):
+        """snaptest.send through HAProxy, or to port (one instance)."""
+        return send(port or self.port, to, text, token=token, timeout=timeout, key=key,
+                    expect=expect)
 
     def admin_token(self):
         st, _, body = self.req("POST", "/sessions",
@@ -483,39 +493,98 @@ class Stack:
 
 # ------------------------------------------------------------ HTTP client --
 
+def parse_body(payload):
+    """A reply body as the clients here return it: parsed JSON, else the
+    text, None when empty."""
+    if not payload:
+        return None
+    text = payload.decode("utf-8", "replace")
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+class Client:
+    """One keep-alive HTTP/1.1 connection to host:port, opened on first use
+    and again after the server closed it or a request failed (the error is
+    raised: OSError or http.client.HTTPException). source: the local address
+    to connect from (another loopback address such as 127.0.0.2 looks like
+    another client)."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=10, source=None):
+        self.port = port
+        self.host = host
+        self.timeout = timeout
+        self.source = source
+        self.conn = None
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def request(self, method, path, body=None, token=None, headers=None, raw=None):
+        """One request. body: a Python value sent as JSON; raw: bytes sent as
+        is. Returns (status, headers dict lower-cased, parse_body)."""
+        h = {}
+        if token:
+            h["Authorization"] = "Bearer " + token
+        data = None
+        if raw is not None:
+            data = raw
+        elif body is not None:
+            data = json.dumps(body).encode()
+            h["Content-Type"] = "application/json"
+        h.update(headers or {})
+        try:
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(
+                    self.host, self.port, timeout=self.timeout,
+                    source_address=(self.source, 0) if self.source else None)
+            self.conn.request(method, path, body=data, headers=h)
+            resp = self.conn.getresponse()
+            payload = resp.read()
+            hdrs = {k.lower(): v for k, v in resp.getheaders()}
+            if resp.will_close:
+                self.close()
+            return resp.status, hdrs, parse_body(payload)
+        except BaseException:
+            self.close()
+            raise
+
+
 def request(method, path, port, body=None, token=None, headers=None, raw=None, timeout=10,
             host="127.0.0.1", source=None):
-    """One HTTP/1.1 request. body: a Python value sent as JSON; raw: bytes
-    sent as is; source: the local address to connect from (another
-    loopback address such as 127.0.0.2 looks like another client).
-    Returns (status, headers dict lower-cased, parsed JSON or text or None)."""
-    h = {}
-    if token:
-        h["Authorization"] = "Bearer " + token
-    data = None
-    if raw is not None:
-        data = raw
-    elif body is not None:
-        data = json.dumps(body).encode()
-        h["Content-Type"] = "application/json"
-    h.update(headers or {})
-    conn = http.client.HTTPConnection(host, port, timeout=timeout,
-                                      source_address=(source, 0) if source else None)
+    """One HTTP/1.1 request on a new connection (a Client used once); the
+    arguments and the answer are Client.request's."""
+    c = Client(port, host=host, timeout=timeout, source=source)
     try:
-        conn.request(method, path, body=data, headers=h)
-        resp = conn.getresponse()
-        payload = resp.read()
-        hdrs = {k.lower(): v for k, v in resp.getheaders()}
-        text = payload.decode("utf-8", "replace")
-        parsed = None
-        if payload:
-            try:
-                parsed = json.loads(text)
-            except ValueError:
-                parsed = text
-        return resp.status, hdrs, parsed
+        return c.request(method, path, body=body, token=token, headers=headers, raw=raw)
     finally:
-        conn.close()
+        c.close()
+
+
+def chat_body(to, text="hello", timeout=60):
+    """The body of POST /chat; timeout None leaves the field out (the
+    service's default)."""
+    body = {"username": to, "text": text}
+    if timeout is not None:
+        body["timeout"] = timeout
+    return body
+
+
+def send(port, to, text="hello", token=None, timeout=60, key=None, expect=201):
+    """POST /chat (chat_body) to port, with an Idempotency-Key when key is
+    given. expect: the status it must answer (AssertionError otherwise);
+    returns the new id on a 201, else the body. expect=None: no check,
+    returns the reply (status, headers, body) as it came."""
+    st, h, b = request("POST", "/chat", port=port, body=chat_body(to, text, timeout),
+                       token=token, headers={"Idempotency-Key": key} if key else None)
+    if expect is None:
+        return st, h, b
+    assert st == expect, (st, b)
+    return b["id"] if st == 201 else b
 
 
 def metrics(port):
@@ -566,6 +635,23 @@ def raw_exchange(port, data, timeout=5, host="127.0.0.1"):
         except socket.timeout:
             pass
     return b"".join(chunks)
+
+
+def run_threads(threads, background=(), go=None, then=None):
+    """Starts background and threads (threading.Thread objects), calls go()
+    once all run (e.g. an Event's set, so they begin together), waits for
+    threads, calls then() (e.g. to tell background to end), and waits for
+    background."""
+    for t in list(background) + list(threads):
+        t.start()
+    if go:
+        go()
+    for t in threads:
+        t.join()
+    if then:
+        then()
+    for t in background:
+        t.join()
 
 
 # ------------------------------------------------------------ test runner --
