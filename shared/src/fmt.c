@@ -3,6 +3,7 @@
 #include "snap/fmt.h"
 
 #include <string.h>
+#include <time.h>
 
 size_t fmt_u64(char out[FMT_I64_MAX], uint64_t v)
 {
@@ -83,6 +84,15 @@ void fmt_2d(struct fmt_buf *b, int v)
     char d[2] = {(char)('0' + (v / 10) % 10), (char)('0' + v % 10)};
 
     fmt_mem(b, d, 2);
+}
+
+void fmt_hms(struct fmt_buf *b, const struct tm *tm)
+{
+    fmt_2d(b, tm->tm_hour);
+    fmt_char(b, ':');
+    fmt_2d(b, tm->tm_min);
+    fmt_char(b, ':');
+    fmt_2d(b, tm->tm_sec);
 }
 
 bool fmt_cstr(struct fmt_buf *b)

@@ -162,11 +162,7 @@ static void put_date_line(struct fmt_buf *b)
             fmt_char(&c, ' ');
             fmt_dec(&c, (int64_t)tm.tm_year + 1900);
             fmt_char(&c, ' ');
-            fmt_2d(&c, tm.tm_hour);
-            fmt_char(&c, ':');
-            fmt_2d(&c, tm.tm_min);
-            fmt_char(&c, ':');
-            fmt_2d(&c, tm.tm_sec);
+            fmt_hms(&c, &tm);
             fmt_str(&c, " GMT");
         }
         fmt_str(&c, "\r\n");

@@ -346,11 +346,7 @@ static void put_ts(struct fmt_buf *b)
         fmt_char(&c, '-');
         fmt_2d(&c, tm.tm_mday);
         fmt_char(&c, 'T');
-        fmt_2d(&c, tm.tm_hour);
-        fmt_char(&c, ':');
-        fmt_2d(&c, tm.tm_min);
-        fmt_char(&c, ':');
-        fmt_2d(&c, tm.tm_sec);
+        fmt_hms(&c, &tm);
         cached_len = c.len;
         cached_secs = secs;
     }

@@ -2,6 +2,7 @@
  * decimals, and a buffer that stops whole once an append does not fit. */
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include "snap/fmt.h"
 #include "testing.h"
@@ -40,8 +41,10 @@ static void test_fixed_and_two_digits(void)
     fmt_char(&b, ' ');
     fmt_2d(&b, 7);
     fmt_2d(&b, 59);
+    fmt_char(&b, ' ');
+    fmt_hms(&b, &(struct tm){.tm_hour = 9, .tm_min = 5, .tm_sec = 0});
     CHECK(fmt_cstr(&b));
-    CHECK_EQ_STR(out, "12.345 0.005 -1.500 9 0759");
+    CHECK_EQ_STR(out, "12.345 0.005 -1.500 9 0759 09:05:00");
 }
 
 static void test_full_buffer_stops_whole(void)

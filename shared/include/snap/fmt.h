@@ -41,6 +41,10 @@ void fmt_fixed(struct fmt_buf *b, int64_t v, int places);
 /* Two digits, zero-padded: 0..99. */
 void fmt_2d(struct fmt_buf *b, int v);
 
+struct tm;
+/* "HH:MM:SS" of tm (the time of day of an HTTP Date or a log timestamp). */
+void fmt_hms(struct fmt_buf *b, const struct tm *tm);
+
 /* NUL-terminates within cap (cutting the last byte when full): for callers
  * that need a C string. Returns false when the contents were cut. */
 bool fmt_cstr(struct fmt_buf *b);
