@@ -217,7 +217,7 @@ class PeerStack:
                    "PEER_REDIS": "127.0.0.1:%d" % self.redis.port, "PEER_DB": db,
                    "PEER_DURABLE": "1" if self.durable else "0"}
             if self.kind == "flask":
-                argv = [what, "--workers", "4", "--bind", "127.0.0.1:%d" % port,
+                argv = [what, "--workers", "4", "--preload", "--bind", "127.0.0.1:%d" % port,
                         "--chdir", os.path.join(PEERS_DIR, "flask"), "app:app"]
             elif self.kind == "node":
                 env["NODE_PATH"] = what

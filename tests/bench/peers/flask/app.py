@@ -31,14 +31,29 @@ r = redis.Redis(host=host, port=int(port))
 SYNC = "FULL" if os.environ.get("PEER_DURABLE") == "1" else "NORMAL"
 
 
+DB_PATH = os.environ.get("PEER_DB", "chats.db")
+
+
+def init_db():
+    """WAL mode and the table, once at start (gunicorn --preload runs this in
+    its master, before the workers fork): two first connections switching a
+    new file to WAL at once can fail with "database is locked"."""
+    c = sqlite3.connect(DB_PATH, timeout=5)
+    c.execute("PRAGMA journal_mode=WAL")
+    c.execute("CREATE TABLE IF NOT EXISTS chats (id INTEGER PRIMARY KEY, "
+              "username TEXT NOT NULL, text TEXT NOT NULL, "
+              "expiration_date TEXT NOT NULL)")
+    c.commit()
+    c.close()
+
+
+init_db()
+
+
 def db():
     if "db" not in g:
-        g.db = sqlite3.connect(os.environ.get("PEER_DB", "chats.db"), timeout=5)
-        g.db.execute("PRAGMA journal_mode=WAL")
+        g.db = sqlite3.connect(DB_PATH, timeout=5)
         g.db.execute("PRAGMA synchronous=" + SYNC)
-        g.db.execute("CREATE TABLE IF NOT EXISTS chats (id INTEGER PRIMARY KEY, "
-                     "username TEXT NOT NULL, text TEXT NOT NULL, "
-                     "expiration_date TEXT NOT NULL)")
     return g.db
 
 

@@ -21,7 +21,18 @@
 
 const cluster = require('node:cluster');
 
+const SCHEMA = `CREATE TABLE IF NOT EXISTS chats (id INTEGER PRIMARY KEY,
+           username TEXT NOT NULL, text TEXT NOT NULL, expiration_date TEXT NOT NULL)`;
+
 if (cluster.isPrimary) {
+  // The file's WAL mode and table are made once, here, before the workers
+  // open it: two first connections switching a new file to WAL at once can
+  // fail with "database is locked" whatever the busy timeout.
+  const Database = require('better-sqlite3');
+  const init = new Database(process.env.PEER_DB || 'chats.db', { timeout: 5000 });
+  init.pragma('journal_mode = WAL');
+  init.exec(SCHEMA);
+  init.close();
   const workers = Number(process.env.PEER_WORKERS || 2);
   for (let i = 0; i < workers; i++) cluster.fork();
   let stopping = false;
@@ -50,8 +61,7 @@ function startWorker() {
   const db = new Database(process.env.PEER_DB || 'chats.db', { timeout: 5000 });
   db.pragma('journal_mode = WAL');
   db.pragma(`synchronous = ${process.env.PEER_DURABLE === '1' ? 'FULL' : 'NORMAL'}`);
-  db.exec(`CREATE TABLE IF NOT EXISTS chats (id INTEGER PRIMARY KEY,
-           username TEXT NOT NULL, text TEXT NOT NULL, expiration_date TEXT NOT NULL)`);
+  db.exec(SCHEMA);
   const insert = db.prepare(
     'INSERT INTO chats (id, username, text, expiration_date) VALUES (?, ?, ?, ?)');
   const expire = db.prepare('UPDATE chats SET expiration_date = ? WHERE id = ?');
