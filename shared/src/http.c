@@ -188,7 +188,7 @@ static int send_reply(struct http_req *r, int status, const char *content_type, 
                   strcmp(r->ri->request_method, "HEAD") == 0;
     int xcrlf = xlen >= 2 && headers[xlen - 2] == '\r' && headers[xlen - 1] == '\n';
     struct fmt_buf b;
-    int rc = 0;
+    int rc = 0, whole = 1; /* whole: the reply is written from one buffer */
 
     if (r->status != 0) {
         log_event(SNAP_LOG_ERROR, r->request_id, "double_reply",
@@ -214,13 +214,10 @@ static int send_reply(struct http_req *r, int status, const char *content_type, 
     /* The fixed lines, the reason, content type and request id are short:
      * 1024 bytes cover them (a longer head is a bug, refused below). */
     cap = 1024 + xlen + (is_head ? 0 : len);
-    if (cap > sizeof stack) {
-        out = malloc(cap);
-        if (out == NULL) {
-            log_event(SNAP_LOG_ERROR, r->request_id, "reply",
-                      "out of memory for a reply of %zu bytes", cap);
-            return -1;
-        }
+    if (cap > sizeof stack && (out = malloc(cap)) == NULL) {
+        out = stack; /* out of memory: the head here, the rest in pieces below */
+        whole = 0;
+        cap = 1024;
     }
     b = fmt_buf_on(out, cap);
     fmt_str(&b, "HTTP/1.1 ");
@@ -247,12 +244,21 @@ static int send_reply(struct http_req *r, int status, const char *content_type, 
         if (out != stack) free(out);
         return -1;
     }
-    fmt_mem(&b, headers, xlen);
-    if (xlen > 0 && !xcrlf) fmt_str(&b, "\r\n");
-    fmt_str(&b, "\r\n");
-    if (!is_head) fmt_mem(&b, body, len); /* HEAD: the same head, no body */
-    r->status = status; /* from here on this request has its reply */
-    if (b.full || mg_write(r->conn, out, b.len) != (int)b.len) rc = -1;
+    if (is_head) len = 0; /* HEAD: the same head, no body */
+    r->status = status;   /* from here on this request has its reply */
+    if (whole) {
+        fmt_mem(&b, headers, xlen);
+        if (xlen > 0 && !xcrlf) fmt_str(&b, "\r\n");
+        fmt_str(&b, "\r\n");
+        fmt_mem(&b, body, len);
+        if (b.full || mg_write(r->conn, out, b.len) != (int)b.len) rc = -1;
+    } else if (mg_write(r->conn, out, b.len) != (int)b.len ||
+               (xlen > 0 && mg_write(r->conn, headers, xlen) != (int)xlen) ||
+               (xlen > 0 && !xcrlf && mg_write(r->conn, "\r\n", 2) != 2) ||
+               mg_write(r->conn, "\r\n", 2) != 2 ||
+               (len > 0 && mg_write(r->conn, body, len) != (int)len)) {
+        rc = -1;
+    }
     if (out != stack) free(out);
     if (rc != 0)
         log_event(SNAP_LOG_DEBUG, r->request_id, "reply", "client went away during the reply");
