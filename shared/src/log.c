@@ -402,7 +402,8 @@ void log_request(const char *method, const char *route, int status, double laten
     fmt_dec(&b, status);
     /* Three decimals are enough for a latency. */
     fmt_str(&b, ",\"latency_ms\":");
-    fmt_fixed(&b, latency_ms > 0 ? (int64_t)(latency_ms * 1000.0 + 0.5) : 0, 3);
+    fmt_fixed(&b, latency_ms > 0 && latency_ms < 1e12 ? (int64_t)(latency_ms * 1000.0 + 0.5) : 0,
+              3);
     fmt_str(&b, ",\"msg\":");
     put_json_string(&b, cmsg);
     fmt_mem(&b, "}\n", 2);

@@ -611,10 +611,14 @@ static int encode(struct hot_store *h, const struct redis_cmd *cmds, size_t n)
     struct fmt_buf b;
 
     if (need > h->obuf_cap || (h->obuf_cap > REDIS_OBUF_KEEP && need <= REDIS_OBUF_KEEP)) {
-        char *p = realloc(h->obuf, need);
+        size_t cap = need > h->obuf_cap && need < 2 * h->obuf_cap ? 2 * h->obuf_cap : need;
+        char *p;
+
+        if (cap < 4096) cap = 4096;
+        p = realloc(h->obuf, cap);
         if (p == NULL) return -1;
         h->obuf = p;
-        h->obuf_cap = need;
+        h->obuf_cap = cap;
     }
     b = fmt_buf_on(h->obuf, h->obuf_cap);
     for (size_t i = 0; i < n; i++) {
