@@ -32,7 +32,7 @@ size_t fmt_i64(char out[FMT_I64_MAX], int64_t v)
 
 void fmt_mem(struct fmt_buf *b, const void *s, size_t len)
 {
-    if (b->full) return;
+    if (b->full || len == 0) return; /* s may be NULL then */
     if (len > b->cap - b->len) {
         b->full = true;
         return;

@@ -53,6 +53,7 @@ static void test_full_buffer_stops_whole(void)
     struct fmt_buf b = fmt_buf_on(out, sizeof out);
 
     fmt_str(&b, "abcd");
+    fmt_mem(&b, NULL, 0); /* nothing, from nowhere: fine */
     fmt_str(&b, "efghij"); /* does not fit: nothing of it is written */
     fmt_str(&b, "x");      /* nor anything after */
     CHECK(b.full);
