@@ -65,8 +65,11 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <mongoc/mongoc.h>
 
@@ -151,6 +154,25 @@ static void mongo_log(mongoc_log_level_t level, const char *domain, const char *
     if (log_enabled(to))
         log_event(to, NULL, "mongodb_driver", "%s: %s", domain ? domain : "mongoc",
                   message ? message : "");
+}
+
+/* Debian's libmongoc initialises itself before main() (its automatic init)
+ * and creates /dev/shm/mongoc-<pid> for its performance counters, removed
+ * only by a clean exit. A SIGKILLed process would leave the file behind, and
+ * a later process that draws the same pid would print "Falling back to malloc
+ * for counters" on stderr, outside the JSON log. Nothing here reads those
+ * counters, so the name is unlinked as soon as libmongoc has made it: an
+ * executable's constructors run after those of the libraries it links, and
+ * every program that links this driver gets this one. The mapping stays
+ * valid; libmongoc's own unlink at exit then finds nothing, which it ignores.
+ * (Setting MONGOC_DISABLE_SHM from inside the process is too late or, from
+ * .preinit_array, undone by libc's own start-up.) */
+__attribute__((constructor)) static void mongo_counters_unlink(void)
+{
+    char name[32];
+
+    snprintf(name, sizeof name, "/mongoc-%u", (unsigned)getpid());
+    (void)shm_unlink(name);
 }
 
 static void mongo_init_once(void)

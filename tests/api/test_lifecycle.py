@@ -95,5 +95,27 @@ def waits_for_an_unreachable_cold_store():
         redis.cleanup()
 
 
+
+@test
+def a_killed_service_leaves_nothing_in_dev_shm():
+    # libmongoc, linked into every service, makes /dev/shm/mongoc-<pid> at
+    # load; a SIGKILLed service must not leave it behind, or a later process
+    # with the same pid prints a stray warning outside the JSON log
+    if not os.path.isdir("/dev/shm"):
+        return
+    for name, binary in BINS.items():
+        # Redis nobody answers: the service logs its first retry and waits
+        proc = snaptest.Proc(name, [binary], env={
+            "SNAPTEXT_LISTEN": "127.0.0.1:0",
+            "SNAPTEXT_REDIS_URL": "redis://127.0.0.1:%d/0" % snaptest.free_port()})
+        try:
+            proc.wait_for(lambda: proc.stdout() != "", "its first log line")
+        finally:
+            proc.kill()
+            proc.cleanup()
+        left = "/dev/shm/mongoc-%d" % proc.pid
+        assert not os.path.exists(left), (name, left)
+
+
 if __name__ == "__main__":
     sys.exit(snaptest.run_tests())
