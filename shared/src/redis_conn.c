@@ -391,7 +391,7 @@ void hot_free(struct hot_store *h)
 {
     if (h == NULL) return;
     redis_close(h); /* a clean close: no hook */
-    if (h->obuf != NULL) explicit_bzero(h->obuf, h->obuf_cap); /* AUTH may have passed here */
+    if (h->obuf != NULL) explicit_bzero(h->obuf, h->obuf_cap); /* session tokens passed here */
     free(h->obuf);
     /* The password lived here: do not leave it in freed memory. */
     explicit_bzero(h, sizeof *h);
@@ -584,10 +584,6 @@ static bool closed_by_peer(const redisContext *c, int saved_errno)
            (c->err == REDIS_ERR_IO && (saved_errno == ECONNRESET || saved_errno == EPIPE));
 }
 
-/* Sends n commands in one write and reads their n replies into r[].
- * Returns SNAP_OK with every r[i] set (error replies included: see
- * reply_ok), or a failure with every r[i] NULL and the connection dropped.
- * The caller frees each r[i] with freeReplyObject. */
 /* Bytes of cmds[0..n) in RESP: "*argc" then "$len" and the bytes of each
  * argument, every part ended by CRLF. */
 static size_t encoded_size(const struct redis_cmd *cmds, size_t n)
@@ -652,12 +648,18 @@ static bool gone_while_idle(const redisContext *c)
     return (p.revents & POLLIN) && recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
 }
 
+/* Sends n commands in one write and reads their n replies into r[].
+ * Returns SNAP_OK with every r[i] set (error replies included: see
+ * reply_ok), or a failure with every r[i] NULL and the connection dropped.
+ * The caller frees each r[i] with freeReplyObject. */
 int redis_roundtrip_ex(struct hot_store *h, struct redis_cmd *cmds, size_t n, redisReply **r,
                        bool may_resend, struct snap_err *err)
 {
     /* What may not be resent must not meet a connection that is already
      * dead: check first, at the cost of one poll(2), and reconnect. */
     if (!may_resend && h->c != NULL && !h->fresh && gone_while_idle(h->c)) redis_drop(h);
+    if (encode(h, cmds, n) != 0)
+        return snap_err_set(err, SNAP_ERR, "redis: out of memory for %zu commands", n);
     for (int attempt = 0; attempt < (may_resend ? 2 : 1); attempt++) {
         bool reused;
         size_t got = 0;
@@ -666,9 +668,8 @@ int redis_roundtrip_ex(struct hot_store *h, struct redis_cmd *cmds, size_t n, re
 
         if (rc != SNAP_OK) return rc;
         reused = !h->fresh;
-        if (encode(h, cmds, n) != 0 ||
-            redisAppendFormattedCommand(h->c, h->obuf, h->obuf_len) != REDIS_OK) {
-            /* Only fails on out of memory; the buffer is now unusable. */
+        if (redisAppendFormattedCommand(h->c, h->obuf, h->obuf_len) != REDIS_OK) {
+            /* Only fails on out of memory; the context is now unusable. */
             (void)snap_err_set(err, SNAP_ERR, "redis: out of memory for %zu commands", n);
             redis_drop(h);
             return SNAP_ERR;
