@@ -362,6 +362,7 @@ def run_ceiling(s, root):
 # ---------------------------------------------------------- service floor --
 
 FLOOR_NAME = "service floor (HAProxy -> ingest /healthz)"
+EMPTY_READ_NAME = "empty read GET /chats/{user}"
 FLOOR_RULES = (
     "    # tests/bench: the service floor. After all the frontend's own rules\n"
     "    # (its own answer to GET /healthz among them), every request goes to\n"
@@ -553,6 +554,15 @@ def run_open_stack(s, root):
 
     run_store(s, stack, root)
     run_floor(s, stack, root)
+
+    # empty read: users nobody has written to, so every read is a 200 with
+    # []; what a read costs beyond the floor when there is nothing to claim
+    row = s.measure(EMPTY_READ_NAME, "snaptext", port, "read.lua",
+                    {"prefix": "e", "from": 0, "to": 10 ** 9}, watch,
+                    warm_args={"prefix": "ew", "from": 0, "to": 10 ** 9})
+    c = row["counters"]
+    row["notes"].update({"reads": c.get("reads"), "empty_reads": c.get("empty"),
+                         "messages_returned": c.get("msgs")})
 
     # send: the warm-up goes to the same recipients, so every inbox exists
     # before the measured run and the memory growth is the messages' own.
@@ -760,7 +770,7 @@ def checks(s):
             [("run completed", False, s.failure.strip().splitlines()[-1])] if s.failure else [])
     expected = ["proxy ceiling (HAProxy answers)", "redis INCR (stack's Redis)",
                 "redis SET 100 B (stack's Redis)", "redis INCR (no AOF)", FLOOR_NAME,
-                "send POST /chat",
+                EMPTY_READ_NAME, "send POST /chat",
                 "admin GET /chat/{id}", "read GET /chats/{user}", "mixed 80% send/20% read",
                 "send POST /chat (required, bearer)"]
     by_name = {r["name"]: r for r in s.rows}
@@ -785,6 +795,13 @@ def checks(s):
             if answered < r["requests"]:
                 detail.append("ingest answered %d of the %d requests" % (answered,
                                                                          r["requests"]))
+        if name == EMPTY_READ_NAME:
+            # (reads counts requests sent, the last few of which wrk never
+            # answers: what was answered must all be empty)
+            got = int(r["notes"].get("messages_returned") or 0)
+            if not r["notes"].get("empty_reads") or got:
+                detail.append("%s empty reads, %d messages returned" % (
+                    r["notes"].get("empty_reads"), got))
         if name.startswith("read") or name.startswith("mixed"):
             reads = int(r["notes"].get("reads") or 0)
             empty = int(r["notes"].get("empty_reads") or 0)

@@ -89,9 +89,16 @@ def ratio_table(ratios):
 
 def table(rows):
     """The main table, one line per workload, as a string."""
-    head = ("workload", "req/s", "p50 ms", "p99 ms", "errors", "vs ceiling", "CPU us/req")
+    head = ("workload", "req/s", "p50 ms", "p99 ms", "errors", "vs ceiling", "CPU us/req",
+            "x floor CPU")
+    floor = next((r.get("cpu_us_per_req") for r in rows if r["kind"] == "floor"), None)
+
+    def over_floor(r):
+        cpu = r.get("cpu_us_per_req")
+        return "%.2f" % (cpu / floor) if cpu and floor and r["kind"] == "snaptext" else "-"
     lines = [(r["name"], "%.0f" % r["req_s"], _ms(r["p50_ms"]), _ms(r["p99_ms"]),
-              str(r["errors"]), _ratio(r.get("ratio")), _us(r.get("cpu_us_per_req")))
+              str(r["errors"]), _ratio(r.get("ratio")), _us(r.get("cpu_us_per_req")),
+              over_floor(r))
              for r in rows]
     widths = [max(len(head[i]), *(len(l[i]) for l in lines)) if lines else len(head[i])
               for i in range(len(head))]
