@@ -89,12 +89,15 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
     p.add_argument("--connections", type=int, default=64, help="wrk connections (64)")
     p.add_argument("--instances", type=int, default=1,
-                   help="ingest and fetch instances each (default 1; deploy/local/up.sh runs 2; "
-                        "see docs/PERFORMANCE.md for why 1 here)")
+                   help="ingest and fetch instances each (default 1, as deploy/local/up.sh "
+                        "runs them; 2 is its SNAPTEXT_LOCAL_INSTANCES=2)")
     p.add_argument("--service-threads", type=int, default=128,
                    help="SNAPTEXT_THREADS of every service (default 128: civetweb keeps a "
                         "worker per open connection, and HAProxy keeps up to one per client "
                         "connection open to each backend)")
+    p.add_argument("--haproxy-threads", type=int, default=1,
+                   help="SNAPTEXT_HAPROXY_THREADS of every HAProxy of the run (default 1, "
+                        "as deployed)")
     p.add_argument("--server-maxconn", type=int, default=64,
                    help="SNAPTEXT_SERVER_MAXCONN of every HAProxy: connections it holds open "
                         "to each server at most (default 64: HAProxy may hold as many as the "
@@ -134,8 +137,10 @@ def parse_args(argv):
         a.warmup = max(1, min(5, a.duration // 3))
     if a.threads < 1 or a.connections < a.threads:
         p.error("need at least one wrk thread and one connection per thread")
-    if a.instances < 1 or a.read_batch < 1 or a.service_threads < 1 or a.server_maxconn < 1:
-        p.error("--instances, --service-threads, --server-maxconn and --read-batch must be "
+    if a.instances < 1 or a.read_batch < 1 or a.service_threads < 1 or a.server_maxconn < 1 \
+            or a.haproxy_threads < 1:
+        p.error("--instances, --service-threads, --server-maxconn, --haproxy-threads and "
+                "--read-batch must be "
                 "at least 1")
     if a.server_maxconn >= a.service_threads:
         p.error("--server-maxconn (%d) must be below --service-threads (%d): HAProxy holds up "
@@ -253,7 +258,8 @@ def record_rss(sitting, label, idle, rows):
 def haproxy_env(s, extra=None):
     """What every HAProxy of the run started from the stack's config gets in
     its environment, on top of snaptest's (bind address, rate limit)."""
-    e = {"SNAPTEXT_SERVER_MAXCONN": str(s.args.server_maxconn)}
+    e = {"SNAPTEXT_SERVER_MAXCONN": str(s.args.server_maxconn),
+         "SNAPTEXT_HAPROXY_THREADS": str(s.args.haproxy_threads)}
     e.update(extra or {})
     return e
 
@@ -841,7 +847,8 @@ def main(argv=None):
     # environment would also reach the stack that is meant to run defaults.
     for k in ("SNAPTEXT_THREADS", "SNAPTEXT_SERVER_MAXCONN", "SNAPTEXT_HAPROXY_THREADS"):
         if os.environ.pop(k, None) is not None:
-            log("ignoring %s from the environment (--service-threads, --server-maxconn)" % k)
+            log("ignoring %s from the environment (--service-threads, --server-maxconn, "
+                "--haproxy-threads)" % k)
     out_json = os.path.abspath(args.out or default_out())
     out_png = os.path.splitext(out_json)[0] + ".png"
     # TERM (a ctest timeout) or Ctrl-C still stops every process we started:
@@ -910,6 +917,7 @@ def main(argv=None):
                                    "fetch": args.instances},
                      "service_threads": args.service_threads,
                      "server_maxconn": args.server_maxconn,
+                     "haproxy_threads": args.haproxy_threads,
                      "text_bytes": TEXT_BYTES, "recipients": RECIPIENTS,
                      "read_batch": args.read_batch, "log_level": "info"},
         "binaries": binaries,

@@ -43,7 +43,7 @@ from wrkrun import LoadError
 WORKLOADS = ("floor", "send", "read", "mixed")
 DEFAULT_NAME = "snaptext default (up.sh)"
 # up.sh's layout and the services' and haproxy.cfg's defaults.
-UPSH_INSTANCES, UPSH_THREADS, UPSH_SERVER_MAXCONN = 1, 128, 64
+UPSH_INSTANCES, UPSH_THREADS, UPSH_SERVER_MAXCONN, UPSH_HAPROXY_THREADS = 1, 128, 64, 1
 TUNED_NAME = "snaptext tuned (bench)"
 FLOOR_REQUEST = "the send load's POST /chat, rewritten by HAProxy to GET /healthz on ingest"
 
@@ -122,8 +122,9 @@ class Comparison:
             "SNAPTEXT_SERVER_MAXCONN default (64), 1 HAProxy thread",
             lambda st=stack, where=d: _floor_haproxy(st, where, floor_cfg, None)))
 
-        same = (self.args.instances, self.args.service_threads, self.args.server_maxconn) == \
-            (UPSH_INSTANCES, UPSH_THREADS, UPSH_SERVER_MAXCONN)
+        same = (self.args.instances, self.args.service_threads, self.args.server_maxconn,
+                self.args.haproxy_threads) == \
+            (UPSH_INSTANCES, UPSH_THREADS, UPSH_SERVER_MAXCONN, UPSH_HAPROXY_THREADS)
         if same and not self.args.compare_skip_tuned:
             log("comparison: the bench's layout is up.sh's; it runs once, as the default")
         if not self.args.compare_skip_tuned and not same:
@@ -131,9 +132,9 @@ class Comparison:
             stack = self.hooks["tuned_stack"]()
             self.targets.append(_snap_target(
                 TUNED_NAME, stack, "users x1, ingest x%d, fetch x%d, SNAPTEXT_THREADS %d, "
-                "SNAPTEXT_SERVER_MAXCONN %d" % (self.args.instances, self.args.instances,
-                                                 self.args.service_threads,
-                                                 self.args.server_maxconn),
+                "SNAPTEXT_SERVER_MAXCONN %d, %d HAProxy thread(s)" % (
+                    self.args.instances, self.args.instances, self.args.service_threads,
+                    self.args.server_maxconn, self.args.haproxy_threads),
                 lambda st=stack: _floor_haproxy(st, st.root, floor_cfg,
                                                 self.hooks["tuned_haproxy_env"])))
 
