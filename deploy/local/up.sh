@@ -166,7 +166,10 @@ ${fetch_servers}backend pages
 EOF
 # Foreground mode (-db) in a process of its own: its stdout, where
 # haproxy.cfg sends the access log, is haproxy.log.
-SNAPTEXT_PUBLIC_BIND="127.0.0.1:$public_port" nohup haproxy -db \
+# MALLOC_TRIM_THRESHOLD_: glibc keeps up to 32 MiB of freed heap instead of
+# handing it back each time HAProxy's 80 KiB buffers free 128 KiB (a brk(2)
+# and page faults per few requests; docs/PERFORMANCE.md, "HAProxy's heap").
+MALLOC_TRIM_THRESHOLD_=33554432 SNAPTEXT_PUBLIC_BIND="127.0.0.1:$public_port" nohup haproxy -db \
     -f "$root/deploy/haproxy/haproxy.cfg" -f "$state/haproxy-backends.cfg" \
     >>"$state/logs/haproxy.log" 2>&1 &
 echo $! >"$state/pids/haproxy.pid"

@@ -185,6 +185,10 @@ def check_haproxy_mounts(cfg):
     env = env_of(hp)
     if env.get("SNAPTEXT_PUBLIC_BIND") != ":8080":
         problems.append("haproxy SNAPTEXT_PUBLIC_BIND should be :8080, is %r" % env.get("SNAPTEXT_PUBLIC_BIND"))
+    for k, v in snaptest.HAPROXY_MALLOC_ENV.items():
+        if str(env.get(k)) != v:
+            problems.append("haproxy %s should be %s (snaptest.HAPROXY_MALLOC_ENV), is %r"
+                            % (k, v, env.get(k)))
     ports = hp.get("ports") or []
     published = [p for p in ports if (p.get("target") if isinstance(p, dict) else str(p).split(":")[-1].split("/")[0]) in (8080, "8080")]
     if not published:

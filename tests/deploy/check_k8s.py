@@ -38,6 +38,7 @@ import yaml
 
 import deploy_util as du
 import kustomize
+import snaptest
 from deploy_util import Checks, Skip
 
 OVERLAYS = ("dev", "prod")
@@ -400,6 +401,9 @@ def policy_haproxy(objs):
     env = {e["name"]: e for e in c.get("env") or []}
     if (env.get("SNAPTEXT_PUBLIC_BIND") or {}).get("value") != ":8080":
         problems.append("haproxy SNAPTEXT_PUBLIC_BIND should be :8080")
+    for k, v in snaptest.HAPROXY_MALLOC_ENV.items():
+        if (env.get(k) or {}).get("value") != v:
+            problems.append("haproxy %s should be %s (snaptest.HAPROXY_MALLOC_ENV)" % (k, v))
     if ((env.get("POD_NAMESPACE") or {}).get("valueFrom") or {}).get("fieldRef", {}).get("fieldPath") != "metadata.namespace":
         problems.append("haproxy needs POD_NAMESPACE from the downward API (backends-k8s.cfg)")
     if not find(objs, "Service", "haproxy"):

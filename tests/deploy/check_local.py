@@ -151,6 +151,11 @@ def haproxy_access_log_reaches_state_logs(state):
     assert line["status"] == 401 and line["path"] == "/users/me", line
     running = pids_alive(state)
     assert len(running) == 6, running  # redis, users, ingest, fetch, pages, haproxy
+    with open(os.path.join(state, "pids", "haproxy.pid")) as f:
+        with open("/proc/%d/environ" % int(f.read()), "rb") as e:
+            env = dict(kv.decode().partition("=")[::2] for kv in e.read().split(b"\0") if kv)
+    for k, v in snaptest.HAPROXY_MALLOC_ENV.items():
+        assert env.get(k) == v, (k, env.get(k))
     down(state)
     assert not pids_alive(state), pids_alive(state)
 

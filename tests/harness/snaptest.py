@@ -291,6 +291,13 @@ def start_service(binary, name, env, root=None):
 
 
 HAPROXY_CFG = os.path.join(SOURCE_DIR, "deploy", "haproxy", "haproxy.cfg")
+# glibc's malloc gives freed heap back to the kernel whenever 128 KiB lie free
+# at its top; HAProxy's 80 KiB request buffers (tune.bufsize) cross that line
+# all the time under load, and each crossing costs a brk(2) and, later, page
+# faults to refill. Every deployment starts HAProxy with this in its
+# environment (up.sh, docker-compose.yml, k8s; docs/PERFORMANCE.md, "HAProxy's
+# heap"), the tests and the bench too; tests/deploy holds them to this value.
+HAPROXY_MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": "33554432"}
 
 
 def write_backends(path, backends):
@@ -321,8 +328,8 @@ def start_haproxy(backends, root=None, env=None):
     last = None
     for _ in range(5):
         port = free_port()
-        e = {"SNAPTEXT_PUBLIC_BIND": "127.0.0.1:%d" % port,
-             "SNAPTEXT_RATE_LIMIT": "1000000"}
+        e = dict(HAPROXY_MALLOC_ENV, SNAPTEXT_PUBLIC_BIND="127.0.0.1:%d" % port,
+                 SNAPTEXT_RATE_LIMIT="1000000")
         e.update(env or {})
         proc = Proc("haproxy", [binary, "-db", "-f", HAPROXY_CFG, "-f", bfile], env=e, root=root)
         proc.stop_signal = signal.SIGUSR1  # soft stop: exit 0 once idle
