@@ -196,7 +196,7 @@ static void test_newer_schema(void)
     struct cold_store *cs = NULL;
     struct snap_err err;
     char path[600], url[640];
-    unsigned char v2[4] = {0, 0, 0, 3}; /* one past this build's version 2 */
+    unsigned char newer[4] = {0, 0, 0, 4}; /* one past this build's version 3 */
     int fd;
 
     CHECK_EQ_INT(open_store("newer.db", &cs), SNAP_OK);
@@ -207,7 +207,7 @@ static void test_newer_schema(void)
     CHECK(fd >= 0);
     if (fd < 0)
         return;
-    CHECK(pwrite(fd, v2, sizeof v2, 60) == (ssize_t)sizeof v2);
+    CHECK(pwrite(fd, newer, sizeof newer, 60) == (ssize_t)sizeof newer);
     close(fd);
     url_for(url, sizeof url, "newer.db");
     CHECK_EQ_INT(cold_open(url, &cs, &err), SNAP_ERR);
