@@ -40,7 +40,8 @@ struct read_job {
     struct batch_job base; /* first: the batcher's queue link and wake-up      */
     const char *user;      /* borrowed until reads_take returns                */
     size_t limit;          /* at most this many messages                       */
-    const char *token;     /* the claim's token (cold_store.h), borrowed       */
+    const char *token;     /* the claim's token (cold_store.h), borrowed; NULL
+                              for a read without an Idempotency-Key           */
     int64_t deadline;      /* deadline.h time; 0: none                         */
     int rc;                /* SNAP_OK: msgs holds what this read claimed       */
     struct snap_err err;

@@ -21,7 +21,6 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include <civetweb.h>
@@ -100,32 +99,6 @@ static int replay(const struct http_req *r, struct http_res *res, const char *ke
     return 1;
 }
 
-/* A token no Idempotency-Key can be: '~' is not in a key's alphabet.
- * Unique per read: 8 random bytes drawn once per thread, then a counter of
- * that thread's reads (one getrandom(2) per thread instead of per read). */
-static void random_token(char out[COLD_TOKEN_MAX + 1])
-{
-    static __thread uint64_t seed, count;
-    static __thread int seeded;
-    static const char hex[] = "0123456789abcdef";
-    unsigned char b[16];
-
-    if (!seeded) {
-        if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
-            seed = (uint64_t)clock_mono_ns() ^ ((uint64_t)getpid() << 40) ^ (uintptr_t)&seed;
-        seeded = 1;
-    }
-    count++;
-    memcpy(b, &seed, 8);
-    memcpy(b + 8, &count, 8);
-    out[0] = '~';
-    for (size_t i = 0; i < sizeof b; i++) {
-        out[1 + 2 * i] = hex[b[i] >> 4];
-        out[2 + 2 * i] = hex[b[i] & 15];
-    }
-    out[1 + 2 * sizeof b] = '\0';
-}
-
 /* One read: claims through the batcher into *job. */
 static int read_once(const struct http_req *r, struct read_job *job, long limit, const char *token)
 {
@@ -196,7 +169,6 @@ void fetch_chats_read(const struct http_req *r, struct http_res *res)
 {
     const char *key = mg_get_header(r->conn, "Idempotency-Key");
     long limit = r->ctx->cfg.read_max, wait_s = 0;
-    char token[COLD_TOKEN_MAX + 1];
     struct waiter w = {0, 0, -1, 0};
     struct read_job job;
     struct snap_err err;
@@ -223,18 +195,15 @@ void fetch_chats_read(const struct http_req *r, struct http_res *res)
                          WAIT_MAX_S);
         return;
     }
-    if (key != NULL) {
-        if (replay(r, res, key)) return;
-        snprintf(token, sizeof token, "%s", key);
-    } else {
-        random_token(token);
-    }
+    /* Only a read with a key records a token: no retry can ask for what a
+     * read without one got, and the store keeps no claim entry for it. */
+    if (key != NULL && replay(r, res, key)) return;
     /* A waiting read has its S seconds on top of the usual budget (HAProxy
      * gives ?wait requests a longer server timeout to match). */
     int64_t until = deadline_now() + wait_s * 1000;
     if (wait_s > 0) deadline_set(until + SNAP_DEADLINE_MS);
     for (;;) {
-        if (read_once(r, &job, limit, token) != SNAP_OK) {
+        if (read_once(r, &job, limit, key) != SNAP_OK) {
             wait_done(r, &w, 0);
             http_res_store_error(res, job.store ? job.store : "fetch", "reading the inbox",
                                    &job.err);

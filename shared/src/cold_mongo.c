@@ -30,8 +30,8 @@
  *   msg_claim      one update, ordered: false, one statement per claim:
  *                  {_id: {$in: ids}, username, state: 0, expires_at: {$gt:
  *                  now}} -> {$set: {state: 1, closed_at: now, claim:
- *                  token, claim_op: a new ObjectId}}, multi; then per
- *                  claim find {_id: {$in: ids}, claim_op}, _id only, by _id
+ *                  token (if any), claim_op: a new ObjectId}}, multi;
+ *                  then per claim find {_id: {$in: ids}, claim_op}, _id only, by _id
  *   msg_claimed    find {username, claim: token, state: 1, closed_at:
  *                  {$gte: since}}, by _id
  *   msg_close      update {_id: {$in: ids}, state: 0, expires_at: {$gt:
@@ -900,9 +900,10 @@ static bool find_opts(bson_t *opts, const char *k1, const char *k2, int64_t limi
 
 /* {_id: {$in: ids}, username, state: 0, expires_at: {$gt: now}} and
  * {$set: {state: 1, closed_at: now, claim: token, claim_op: op}}: the one
- * conditional write that decides who reads a message. op is new for every
- * claim of every call, so that what this claim won can be told apart from
- * what an earlier claim with the same token won. */
+ * conditional write that decides who reads a message (no claim field when
+ * the claim has no token: the document stays out of username_1_claim_1).
+ * op is new for every claim of every call, so that what this claim won can
+ * be told apart from what an earlier claim with the same token won. */
 static bool claim_statement(const struct cold_claim *c, int64_t now_ms, const bson_oid_t *op,
                             bson_t *q, bson_t *u)
 {
@@ -918,7 +919,7 @@ static bool claim_statement(const struct cold_claim *c, int64_t now_ms, const bs
     ok = ok && BSON_APPEND_DOCUMENT_BEGIN(u, "$set", &set);
     ok = ok && BSON_APPEND_INT32(&set, MDOC_STATE, COLD_READ);
     ok = ok && BSON_APPEND_DATE_TIME(&set, MDOC_CLOSED, now_ms);
-    ok = ok && BSON_APPEND_UTF8(&set, MDOC_CLAIM, c->token);
+    if (c->token != NULL) ok = ok && BSON_APPEND_UTF8(&set, MDOC_CLAIM, c->token);
     ok = ok && BSON_APPEND_OID(&set, MDOC_CLAIM_OP, op);
     ok = ok && bson_append_document_end(u, &set);
     return ok;

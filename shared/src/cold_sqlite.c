@@ -86,7 +86,8 @@ static const char *const stmt_sql[ST__COUNT] = {
  * of it runs inside one transaction by ensure_schema.
  *   state      0 open, 1 read, 2 unsent, 3 refused (enum cold_state)
  *   closed_ms  when it left state 0 (read, unsent, refused); NULL while open
- *   claim      the token of the read that claimed it
+ *   claim      the token (Idempotency-Key) of the read that claimed it;
+ *              NULL after a read without one
  *   idem       the scoped Idempotency-Key of its send, while held */
 static const char schema_v2[] =
     "CREATE TABLE IF NOT EXISTS messages ("
@@ -634,7 +635,9 @@ static int claim_one(struct sq_conn *c, struct cold_claim *cl, int64_t at_ms, st
     rc = ids_json(cl->ids, cl->n, &json, &json_len, err);
     if (rc != SNAP_OK) return rc;
     int q = sqlite3_bind_int64(s, 1, at_ms);
-    if (q == SQLITE_OK) q = bind_text(s, 2, cl->token, strlen(cl->token));
+    /* A claim without a token leaves claim NULL: no entry in messages_claim. */
+    if (q == SQLITE_OK)
+        q = cl->token ? bind_text(s, 2, cl->token, strlen(cl->token)) : sqlite3_bind_null(s, 2);
     if (q == SQLITE_OK) q = bind_text(s, 3, json, json_len);
     if (q == SQLITE_OK) q = bind_text(s, 4, cl->username, strlen(cl->username));
     while (q == SQLITE_OK || q == SQLITE_ROW) {

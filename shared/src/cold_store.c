@@ -237,7 +237,8 @@ int cold_msg_claim(struct cold_store *cs, struct cold_claim *claims, size_t n, i
         struct cold_claim *c = &claims[i];
         c->n_claimed = 0;
         c->rc = SNAP_EINVAL;
-        if (!str_ok(c->username, SNAP_USERNAME_MAX + 1) || !str_ok(c->token, COLD_TOKEN_MAX + 1) ||
+        if (!str_ok(c->username, SNAP_USERNAME_MAX + 1) ||
+            (c->token != NULL && !str_ok(c->token, COLD_TOKEN_MAX + 1)) ||
             (c->n > 0 && c->claimed == NULL))
             return snap_err_set(err, SNAP_EINVAL,
                                 "cold_msg_claim: claim %zu has no username, token or output", i);

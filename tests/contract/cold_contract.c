@@ -27,7 +27,8 @@
  *     of the inbox, COLD_OPEN and unexpired, records READ, the claim time
  *     and the token, leaves every other field alone, never wins a message
  *     twice (also with many threads claiming the same ids at once), and
- *     claimed() gives back what a token won;
+ *     claimed() gives back what a token won; a claim without a token wins
+ *     the same way and no token finds what it won;
  *   - close moves only COLD_OPEN unexpired messages to UNSENT / REFUSED,
  *     counts what moved, and may be repeated; a closed message is never
  *     claimed;
@@ -644,6 +645,38 @@ static void test_claim_semantics(void)
     CHECK_EQ_INT(won[0], other.id);
 }
 
+/* A claim without a token (a read without an Idempotency-Key): it wins
+ * like any other, once, and claimed() finds it under no token. */
+static void test_claim_without_token(void)
+{
+    struct cold_msg a, b;
+    struct cold_msg_list l = {0};
+    struct snap_err err;
+    char text[] = "nobody retries this";
+    int64_t cand[2], won[4];
+    int rc;
+
+    msg_init(&a, new_id(), "clnt", NULL, text, strlen(text), t0, t0 + 60000);
+    msg_init(&b, new_id(), "clnt", NULL, text, strlen(text), t0, t0 + 60000);
+    CHECK_EQ_INT(put(&a, &err), SNAP_OK);
+    CHECK_EQ_INT(put(&b, &err), SNAP_OK);
+    cand[0] = b.id;
+    cand[1] = a.id;
+    CHECK_EQ_INT(claim_ids(a.username, NULL, cand, 2, t0 + 3000, won, &rc), 2);
+    CHECK_EQ_INT(rc, SNAP_OK);
+    CHECK_EQ_INT(won[0], a.id);
+    CHECK_EQ_INT(won[1], b.id);
+    a.state = b.state = COLD_READ;
+    a.closed_ms = b.closed_ms = t0 + 3000;
+    check_roundtrip(&a);
+    check_roundtrip(&b);
+    CHECK_EQ_INT(claim_ids(a.username, NULL, cand, 2, t0 + 3001, won, &rc), 0);
+    CHECK_EQ_INT(claim_ids(a.username, "tok-late", cand, 2, t0 + 3002, won, &rc), 0);
+    CHECK_EQ_INT(cold_msg_claimed(cs, a.username, "~", t0, &l, &err), SNAP_OK);
+    CHECK_EQ_INT(l.len, 0);
+    cold_msg_list_free(&l);
+}
+
 /* claimed(): what a token won, oldest first, for the retry of a read. */
 static void test_claimed_lookup(void)
 {
@@ -1160,6 +1193,7 @@ int main(void)
     RUN(test_msg_put_many_arguments);
     RUN(test_msg_put_is_open);
     RUN(test_claim_semantics);
+    RUN(test_claim_without_token);
     RUN(test_claimed_lookup);
     RUN(test_close_semantics);
     RUN(test_idem_keys);

@@ -16,7 +16,8 @@
  *   cold_cli URL get ID                  (prints "message")
  *   cold_cli URL claim NOW_MS (USER TOKEN ID[,ID...])...
  *                                        (one call; prints "claims": [{status,
- *                                         claimed: [ids]}...]; IDS "" = none)
+ *                                         claimed: [ids]}...]; IDS "" = none,
+ *                                         TOKEN "-" = no token)
  *   cold_cli URL claimed USER TOKEN SINCE_MS          (prints "messages")
  *   cold_cli URL close ID[,ID...] unsent|refused AT_MS (prints "n_closed")
  *   cold_cli URL find_idem IDEM                        (prints "message")
@@ -287,7 +288,9 @@ int main(int argc, char **argv)
                 return usage("bad claim ids");
             }
             claims[i] = (struct cold_claim){.username = argv[4 + 3 * i],
-                                            .token = argv[4 + 3 * i + 1],
+                                            .token = strcmp(argv[4 + 3 * i + 1], "-") == 0
+                                                         ? NULL
+                                                         : argv[4 + 3 * i + 1],
                                             .ids = ids + used, .n = (size_t)k,
                                             .claimed = won + used};
             used += (size_t)k;

@@ -630,10 +630,12 @@ NOW = 1700000005000
 
 
 def claim_statement(ids, user, token, now=NOW, op=None):
-    """The update statement of one claim; op is the ObjectId it was sent with."""
+    """The update statement of one claim; op is the ObjectId it was sent with.
+    A claim without a token (None) sets no claim field."""
+    claim = {"claim": token} if token is not None else {}
     return {"q": {"_id": {"$in": [Int64(i) for i in ids]}, "username": user, "state": 0,
                   "expires_at": {"$gt": date(now)}},
-            "u": {"$set": {"state": 1, "closed_at": date(now), "claim": token, "claim_op": op}},
+            "u": {"$set": {"state": 1, "closed_at": date(now), **claim, "claim_op": op}},
             "upsert": False, "multi": True}   # a bulk statement names upsert
 
 
@@ -682,6 +684,23 @@ def test_claim_update_then_find_by_claim_op(srv):
             claim_statement([2 ** 40], "bob", "t-2", op=ops[1])]),
         outcome_find([7, 3, 5], ops[0]),
         outcome_find([2 ** 40], ops[1])])
+
+
+@test
+@with_server
+def test_claim_without_token_sets_no_claim_field(srv):
+    # A read without an Idempotency-Key: its documents stay out of
+    # username_1_claim_1, and what it won is still read back by claim_op.
+    srv.on("update", lambda r: r.replies({"n": 2, "nModified": 2}))
+    srv.on("find", lambda r: r.replies(find_reply("messages", [{"_id": Int64(4)}])))
+    result, _, _ = run(srv.url(), "claim", NOW, "alice", "-", "4,6")
+    expect_status(result, "ok")
+    assert result["claims"] == [{"status": "ok", "claimed": [4]}], result
+    ops = sent_ops(srv, 1)
+    expect_commands(srv, [
+        cmd("update", "messages", ordered=False, writeConcern=WC, updates=[
+            claim_statement([4, 6], "alice", None, op=ops[0])]),
+        outcome_find([4, 6], ops[0])])
 
 
 @test

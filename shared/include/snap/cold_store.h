@@ -70,7 +70,9 @@ struct cold_user {
 struct cold_claim {
     const char *username;  /* the inbox read                                 */
     const char *token;     /* 1..COLD_TOKEN_MAX bytes: recorded on each won
-                              message (cold_msg_claimed finds them by it)    */
+                              message (cold_msg_claimed finds them by it);
+                              NULL for a read no retry can name (no
+                              Idempotency-Key): nothing is recorded          */
     const int64_t *ids;    /* candidates (from the hot index), any order     */
     size_t n;
     int64_t *claimed;      /* out: the ids this claim won, ascending         */
@@ -157,10 +159,10 @@ int cold_msg_get(struct cold_store *cs, int64_t id, struct cold_msg *out,
 
 /* The arbiter of delivery. For each claims[i]: every candidate id that is a
  * message of claims[i].username, COLD_OPEN and expiring after now_ms
- * becomes COLD_READ with closed_ms = now_ms and the claim's token, in one
- * conditional write; the ids won go to claimed[] (ascending). Candidates
- * that are unknown, of another inbox, read, unsent, refused or expired are
- * simply not won. With any number of concurrent claims on any number of
+ * becomes COLD_READ with closed_ms = now_ms and the claim's token (if it
+ * has one), in one conditional write; the ids won go to claimed[]
+ * (ascending). Candidates that are unknown, of another inbox, read, unsent,
+ * refused or expired are simply not won. With any number of concurrent claims on any number of
  * processes, a message is won by at most one claim, ever. All claims of a
  * call share one commit on SQLite. Returns SNAP_OK when every claim did;
  * otherwise the first failure (each claims[i].rc says its own, and a failed
