@@ -286,7 +286,11 @@ def start_service(binary, name, env, root=None):
             proc.port = int(m.group(1))
             return True
         return False
-    proc.wait_for(ready, "its listening line", timeout=20)
+    try:
+        proc.wait_for(ready, "its listening line", timeout=20)
+    except HarnessError:  # not the caller's yet: stop it here, or it outlives the test
+        proc.stop(expect_clean=False)
+        raise
     return proc
 
 
