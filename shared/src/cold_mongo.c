@@ -31,7 +31,8 @@
  *                  {_id: {$in: ids}, username, state: 0, expires_at: {$gt:
  *                  now}} -> {$set: {state: 1, closed_at: now, claim:
  *                  token (if any), claim_op: a new ObjectId}}, multi;
- *                  then per claim find {_id: {$in: ids}, claim_op}, _id only, by _id
+ *                  then per claim find {_id: {$in: ids}, claim_op}, _id
+ *                  only, by _id
  *   msg_claimed    find {username, claim: token, state: 1, closed_at:
  *                  {$gte: since}}, by _id
  *   msg_close      update {_id: {$in: ids}, state: 0, expires_at: {$gt:

@@ -241,7 +241,8 @@ int cold_msg_claim(struct cold_store *cs, struct cold_claim *claims, size_t n, i
             (c->token != NULL && !str_ok(c->token, COLD_TOKEN_MAX + 1)) ||
             (c->n > 0 && c->claimed == NULL))
             return snap_err_set(err, SNAP_EINVAL,
-                                "cold_msg_claim: claim %zu has no username, token or output", i);
+                                "cold_msg_claim: claim %zu has no username or output, or a "
+                                "token that is empty or too long", i);
         int rc = ids_check(c->ids, c->n, "cold_msg_claim", err);
         if (rc != SNAP_OK) return rc;
     }

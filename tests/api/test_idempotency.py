@@ -10,13 +10,16 @@ so both bounds are reached with a handful of messages.
   without reading the answer.
 - A retried read (same key) returns exactly what the first attempt claimed,
   again, even after new messages arrived and even when the first reply was
-  lost; a read with another key gets only the rest, nothing twice.
+  lost; a read with another key gets only the rest, nothing twice. Only a
+  read with a key leaves its key on what it claimed (the cold store's claim
+  column); a read without one leaves nothing there.
 - Bad keys are 400 invalid_field naming Idempotency-Key.
 - ?limit=N, X-More-Messages: true while more remain, the READ_MAX cap, bad
   limits (400 invalid_field); 429 inbox_full beyond MAX_INBOX unread, with
   nothing stored, and sends accepted again once the inbox was read."""
 import json
 import socket
+import sqlite3
 import sys
 import time
 
@@ -127,6 +130,21 @@ def read_retried_with_the_same_key_gets_what_the_first_claimed():
         st, _, m = S.req("GET", "/chat/%d" % mid, token=tok)
         exp = time.mktime(time.strptime(m["expiration_date"], "%Y-%m-%d %H:%M:%S")) - time.timezone
         assert st == 200 and exp <= now + 1, (mid, m)
+
+
+@test
+def only_a_read_with_a_key_records_its_claim():
+    a, b, key = unique("ck"), unique("ck"), unique("ck-")
+    ida, idb = S.send(a, "read without a key"), S.send(b, "read with one")
+    st, _, got = read(a)
+    assert st == 200 and [m["id"] for m in got] == [ida], got
+    st, _, got = read(b, key=key)
+    assert st == 200 and [m["id"] for m in got] == [idb], got
+    db = sqlite3.connect(S.env["SNAPTEXT_STORE"][len("sqlite://"):])
+    rows = {r[0]: r[1:] for r in db.execute(
+        "SELECT id, state, claim FROM messages WHERE id IN (?, ?)", (ida, idb))}
+    db.close()
+    assert rows == {ida: (1, None), idb: (1, key)}, rows
 
 
 @test

@@ -162,11 +162,11 @@ int cold_msg_get(struct cold_store *cs, int64_t id, struct cold_msg *out,
  * becomes COLD_READ with closed_ms = now_ms and the claim's token (if it
  * has one), in one conditional write; the ids won go to claimed[]
  * (ascending). Candidates that are unknown, of another inbox, read, unsent,
- * refused or expired are simply not won. With any number of concurrent claims on any number of
- * processes, a message is won by at most one claim, ever. All claims of a
- * call share one commit on SQLite. Returns SNAP_OK when every claim did;
- * otherwise the first failure (each claims[i].rc says its own, and a failed
- * claim won nothing). */
+ * refused or expired are simply not won. With any number of concurrent
+ * claims on any number of processes, a message is won by at most one
+ * claim, ever. All claims of a call share one commit on SQLite. Returns
+ * SNAP_OK when every claim did; otherwise the first failure (each
+ * claims[i].rc says its own, and a failed claim won nothing). */
 int cold_msg_claim(struct cold_store *cs, struct cold_claim *claims, size_t n, int64_t now_ms,
                    struct snap_err *err);
 
