@@ -330,7 +330,7 @@ static void echo_value(const char *value, char *out, size_t outlen)
     static const char hex[] = "0123456789abcdef";
     size_t i, o = 0;
 
-    for (i = 0; value[i] != '\0' && i < CFG_ECHO_MAX; i++) {
+    for (i = 0; i < CFG_ECHO_MAX && value[i] != '\0'; i++) {
         unsigned char c = (unsigned char)value[i];
         if (o + 5 >= outlen) break;
         if (c >= 0x20 && c < 0x7f && c != '\\') {

@@ -164,7 +164,7 @@ static int json_scan(const char *s, size_t len, int *nul, struct nul_where *wher
                 return -1;
             }
             i += n;
-        } else if (c < 0x20 && c != ' ' && c != '\t' && c != '\n' && c != '\r') {
+        } else if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') {
             (void)snprintf(msg, msglen, "body is not valid JSON: control character at byte %zu", i);
             return -1;
         } else {
