@@ -1,25 +1,20 @@
 /* cold_sqlite.c: the SQLite driver of the cold store (cold_store.h): its
- * SQL, its connections and the mapping of rows to structs. A store is one
- * database file, named by sqlite:///abs/path.db or sqlite://relative/path.db,
- * shared by every worker thread.
+ * SQL, its schema and the mapping of rows to structs, and the operations
+ * table cold_sqlite_ops. A store is one database file, named by
+ * sqlite:///abs/path.db or sqlite://relative/path.db, shared by every
+ * worker thread.
  *
- * Threads: connections are opened with SQLITE_OPEN_NOMUTEX, so each one is
- * used by one thread at a time. A small pool hands them out (a free list
- * under a mutex; a new connection is opened when none is free). Each
- * connection prepares a statement the first time it needs it and keeps it
- * until the connection is closed. Writes also take a process-wide mutex:
- * SQLite admits one writer at a time anyway, and queueing our own threads
- * on a mutex is fairer than letting them poll the busy handler; the busy
- * timeout then only covers other processes sharing the file. That lock,
- * the group commit of message writes and the background checkpointer are
- * cold_sqlite_writer.c's; cold_sqlite_int.h is what the two files share.
+ * The driver is three files around one private header (cold_sqlite_int.h):
+ *   cold_sqlite.c         this file: what is stored and how it is asked for
+ *   cold_sqlite_conn.c    connections: settings, the pool, cached
+ *                         statements, what a result code means
+ *   cold_sqlite_writer.c  how writes reach the file: the writer's lock,
+ *                         the group commit, the background checkpointer
+ * Reads take a pooled connection (sq_read_begin); every message write is
+ * queued for the group commit, which runs it here (sq_req_run) inside one
+ * transaction with the rest of its batch.
  *
- * Errors: busy/locked after the timeout, read-only, cannot open, I/O, disk
- * full, corruption -> SNAP_EUNAVAIL (the caller answers 503); a connection
- * that saw one of these (busy/locked aside) is closed, never pooled again.
- * SQLite's own message goes into err->msg, for the log only.
- *
- * Only the driver's two files include sqlite3.h (through cold_sqlite_int.h);
+ * Only the driver's files include sqlite3.h (through cold_sqlite_int.h);
  * the driver exports cold_sqlite_ops and nothing else to snaptext. Not here:
  * argument checks (cold_store.c does them once for every driver), anything
  * about Redis or HTTP. */
@@ -30,23 +25,16 @@
 #include <stdio.h>
 #include <string.h>
 
-#define SQ_SCHEME   "sqlite://"
-#define SQ_PATH_MAX 4096 /* longest database path accepted            */
-#define SQ_IDLE_MAX       32 /* idle connections kept; extra ones closed  */
-#define SQ_SCHEMA_VERSION 3  /* PRAGMA user_version this code writes      */
-#define SQ_CACHE_KIB_NEG  -256 /* page cache per connection: 256 KiB      */
-/* SQLite's own checkpoint, run inside a commit, only as a fallback when
- * the background one falls behind: 16384 pages of 4 KiB, 64 MiB of WAL. */
-#define SQ_AUTOCHECKPOINT_PAGES 16384
-#define SQ_STR_(x)        #x
-#define SQ_STR(x)         SQ_STR_(x)
+#define SQ_SCHEME         "sqlite://"
+#define SQ_PATH_MAX       4096 /* longest database path accepted       */
+#define SQ_SCHEMA_VERSION 3    /* PRAGMA user_version this code writes */
 
 /* ---- SQL ------------------------------------------------------------------ */
 
 /* The columns row_to_msg() reads, in its order. */
 #define SQ_MSG_COLS "id, username, sender, text, created_ms, expires_ms, state, closed_ms, idem"
 
-static const char *const stmt_sql[ST__COUNT] = {
+const char *const sq_stmt_sql[ST__COUNT] = {
     /* IMMEDIATE takes the write lock at BEGIN, where the busy timeout
      * applies, instead of failing later when a read lock is upgraded. */
     [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -127,234 +115,7 @@ static const char schema_indexes[] =
     "CREATE INDEX IF NOT EXISTS messages_open ON messages (expires_ms, id) WHERE state = 0;"
     "PRAGMA user_version = " SQ_STR(SQ_SCHEMA_VERSION) ";";
 
-/* ---- errors --------------------------------------------------------------- */
-
-/* Turns SQLite result rc into a status, writes the reason into err and
- * marks c broken when it should not be reused. Call it right after the
- * failing call, before anything else runs on c, so the message matches. */
-static int sq_fail(struct sq_conn *c, int rc, const char *what, struct snap_err *err)
-{
-    int status;
-
-    switch (rc & 0xff) {
-    case SQLITE_CONSTRAINT:
-        status = rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE
-                     ? SNAP_ECONFLICT
-                     : SNAP_ERR;
-        break;
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-        /* Another process held the lock past the busy timeout; the
-         * connection itself is fine. */
-        status = SNAP_EUNAVAIL;
-        break;
-    case SQLITE_READONLY:
-    case SQLITE_CANTOPEN:
-    case SQLITE_IOERR:
-    case SQLITE_FULL:
-    case SQLITE_CORRUPT:
-    case SQLITE_NOTADB:
-    case SQLITE_PROTOCOL:
-    case SQLITE_PERM:
-    case SQLITE_NOLFS:
-    case SQLITE_AUTH:
-        /* The file or the disk under it failed: this connection may hold a
-         * stale view (moved file, half-written WAL), so a fresh one is
-         * opened next time. */
-        status = SNAP_EUNAVAIL;
-        c->broken = 1;
-        break;
-    default:
-        /* SQLITE_ERROR (bad SQL, missing table), MISUSE, NOMEM, TOOBIG... :
-         * a bug or out of memory, not an outage. */
-        status = SNAP_ERR;
-        break;
-    }
-    return snap_err_set(err, status, "sqlite %s: %s (%d)", what,
-                        c->db != NULL ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc), rc);
-}
-
-/* ---- connections ------------------------------------------------------------ */
-
-static void conn_close(struct sq_conn *c)
-{
-    if (c == NULL) return;
-    for (int i = 0; i < ST__COUNT; i++) (void)sqlite3_finalize(c->stmt[i]); /* NULL is a no-op */
-    /* _v2: should anything still be live, SQLite closes it once it is
-     * finalized instead of refusing and leaking the handle. */
-    (void)sqlite3_close_v2(c->db);
-    free(c);
-}
-
-/* Runs a pragma or DDL script that takes no input. */
-static int conn_exec(struct sq_conn *c, const char *sql, const char *what, struct snap_err *err)
-{
-    int rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
-    return rc == SQLITE_OK ? SNAP_OK : sq_fail(c, rc, what, err);
-}
-
-/* sqlite3_exec callback: keeps the first column of the first row. */
-static int first_value(void *arg, int ncol, char **vals, char **names)
-{
-    char *out = arg; /* 16 bytes */
-
-    (void)names;
-    if (ncol > 0 && vals[0] != NULL && out[0] == '\0') {
-        strncpy(out, vals[0], 15);
-        out[15] = '\0';
-    }
-    return 0;
-}
-
-/* Opens one connection to st->path with the per-connection settings.
- * Only the first connection, made by cold_open, may create the file: if it
- * disappears later (deleted, volume unmounted), a new connection fails
- * with SNAP_EUNAVAIL instead of quietly starting an empty database.
- * On success *out belongs to the caller (sq_pool_give or conn_close). */
-static int conn_open(const struct sq_state *st, int create, struct sq_conn **out,
-                     struct snap_err *err)
-{
-    struct sq_conn *c;
-    char mode[16] = "";
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
-    int rc;
-
-    *out = NULL;
-    c = calloc(1, sizeof *c);
-    if (c == NULL) return snap_err_set(err, SNAP_ERR, "sqlite: out of memory");
-    if (create) flags |= SQLITE_OPEN_CREATE;
-    rc = sqlite3_open_v2(st->path, &c->db, flags, NULL);
-    if (rc != SQLITE_OK) {
-        /* The path is configuration, not a secret: name it for the operator. */
-        rc = snap_err_set(err, rc == SQLITE_NOMEM ? SNAP_ERR : SNAP_EUNAVAIL,
-                          "sqlite open \"%s\": %s (%d)", st->path,
-                          c->db != NULL ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc), rc);
-        goto fail;
-    }
-    (void)sqlite3_extended_result_codes(c->db, 1); /* tell PK conflicts apart */
-    (void)sqlite3_busy_handler(c->db, sq_busy_wait, (void *)st);
-    if (sqlite3_db_readonly(c->db, "main") == 1) {
-        /* SQLite falls back to read-only when the file is not writable; a
-         * store that cannot take messages is down, so say so at once. */
-        rc = snap_err_set(err, SNAP_EUNAVAIL, "sqlite open \"%s\": file is read-only", st->path);
-        goto fail;
-    }
-    /* WAL: readers never wait for the writer, and a commit is one append. */
-    rc = sqlite3_exec(c->db, "PRAGMA journal_mode=WAL", first_value, mode, NULL);
-    if (rc != SQLITE_OK) {
-        rc = sq_fail(c, rc, "journal_mode=WAL", err);
-        goto fail;
-    }
-    if (strcmp(mode, "wal") != 0) {
-        rc = snap_err_set(err, SNAP_EUNAVAIL,
-                          "sqlite \"%s\": cannot use WAL (journal_mode is \"%s\")", st->path, mode);
-        goto fail;
-    }
-    /* FULL, not NORMAL: in WAL mode NORMAL skips the fsync at commit, so a
-     * power cut could lose a message that was already answered with 201.
-     * API.md says a 201 means the message is durably recorded, so every
-     * commit waits for the WAL to reach the disk. */
-    rc = conn_exec(c, "PRAGMA synchronous=FULL", "synchronous=FULL", err);
-    if (rc != SNAP_OK) goto fail;
-    /* Each pooled connection keeps its own page cache (2 MB by default), and
-     * a busy service holds dozens: with lookups by key spread over the whole
-     * file that was most of fetch's memory after a load. A lookup touches a
-     * few pages; the kernel's page cache keeps the rest of the file warm. */
-    rc = conn_exec(c, "PRAGMA cache_size=" SQ_STR(SQ_CACHE_KIB_NEG), "cache_size", err);
-    if (rc != SNAP_OK) goto fail;
-    /* Checkpoints run in the background (cold_sqlite_writer.c), not inside a
-     * commit that a 201 is waiting for. */
-    rc = conn_exec(c, "PRAGMA wal_autocheckpoint=" SQ_STR(SQ_AUTOCHECKPOINT_PAGES),
-                   "wal_autocheckpoint", err);
-    if (rc != SNAP_OK) goto fail;
-    *out = c;
-    return SNAP_OK;
-fail:
-    conn_close(c);
-    return rc;
-}
-
-/* ---- the pool --------------------------------------------------------------- */
-
-/* Takes an idle connection or opens a new one. *out is the caller's until
- * sq_pool_give(). */
-int sq_pool_take(struct sq_state *st, struct sq_conn **out, struct snap_err *err)
-{
-    struct sq_conn *c;
-
-    (void)pthread_mutex_lock(&st->pool_lock);
-    c = st->idle;
-    if (c != NULL) {
-        st->idle = c->next;
-        st->nidle--;
-    }
-    (void)pthread_mutex_unlock(&st->pool_lock);
-    if (c == NULL) return conn_open(st, 0, out, err);
-    c->next = NULL;
-    *out = c;
-    return SNAP_OK;
-}
-
-/* Returns c to the pool, or closes it when it is broken, still inside a
- * transaction, or the pool already has enough idle ones. Takes ownership. */
-void sq_pool_give(struct sq_state *st, struct sq_conn *c)
-{
-    if (c == NULL) return;
-    if (!c->broken && sqlite3_get_autocommit(c->db)) {
-        (void)pthread_mutex_lock(&st->pool_lock);
-        if (st->nidle < SQ_IDLE_MAX) {
-            c->next = st->idle;
-            st->idle = c;
-            st->nidle++;
-            c = NULL;
-        }
-        (void)pthread_mutex_unlock(&st->pool_lock);
-    }
-    conn_close(c);
-}
-
-/* ---- statements ------------------------------------------------------------- */
-
-/* The cached statement which of c, prepared on first use. */
-static int stmt_get(struct sq_conn *c, enum sq_stmt which, sqlite3_stmt **out, struct snap_err *err)
-{
-    if (c->stmt[which] == NULL) {
-        int rc = sqlite3_prepare_v3(c->db, stmt_sql[which], -1, SQLITE_PREPARE_PERSISTENT,
-                                    &c->stmt[which], NULL);
-        if (rc != SQLITE_OK) return sq_fail(c, rc, "prepare", err);
-    }
-    *out = c->stmt[which];
-    return SNAP_OK;
-}
-
-/* Readies s for its next use; a statement left mid-step would hold a read
- * transaction open while the connection sits in the pool. */
-static void stmt_done(sqlite3_stmt *s)
-{
-    (void)sqlite3_reset(s);
-    (void)sqlite3_clear_bindings(s);
-}
-
-/* A read outside the writer's turn: a pooled connection and its cached
- * statement which. On SNAP_OK *c and *s are the caller's until
- * read_end(); on failure nothing is held. */
-static int read_begin(struct sq_state *st, enum sq_stmt which, struct sq_conn **c, sqlite3_stmt **s,
-                      struct snap_err *err)
-{
-    int rc = sq_pool_take(st, c, err);
-
-    if (rc != SNAP_OK) return rc;
-    rc = stmt_get(*c, which, s, err);
-    if (rc != SNAP_OK) sq_pool_give(st, *c);
-    return rc;
-}
-
-/* Ends read_begin()'s read: readies s for its next use and gives c back. */
-static void read_end(struct sq_state *st, struct sq_conn *c, sqlite3_stmt *s)
-{
-    stmt_done(s);
-    sq_pool_give(st, c);
-}
+/* ---- row helpers ------------------------------------------------------------ */
 
 /* Text with its exact byte length. SQLITE_STATIC: every statement is
  * stepped and reset before the caller's buffer can go away. */
@@ -362,41 +123,6 @@ static int bind_text(sqlite3_stmt *s, int i, const char *p, size_t len)
 {
     if (len > INT_MAX) return SQLITE_TOOBIG;
     return sqlite3_bind_text(s, i, p, (int)len, SQLITE_STATIC);
-}
-
-/* Runs a statement without parameters or rows (BEGIN, COMMIT, ROLLBACK). */
-int sq_stmt_run(struct sq_conn *c, enum sq_stmt which, const char *what, struct snap_err *err)
-{
-    sqlite3_stmt *s = NULL;
-    int rc = stmt_get(c, which, &s, err);
-
-    if (rc != SNAP_OK) return rc;
-    rc = sqlite3_step(s);
-    rc = rc == SQLITE_DONE ? SNAP_OK : sq_fail(c, rc, what, err);
-    stmt_done(s);
-    return rc;
-}
-
-/* SNAP_OK while c's file is still the one at st->path. A connection keeps
- * reading and writing a file that was deleted or replaced under it, and in
- * WAL mode SQLite does not notice: a message committed there would be
- * acknowledged and lost. One stat() per write is cheap next to the fsync.
- * Checked after a write, so SNAP_OK means the data is in the named file;
- * a batch also checks before its COMMIT and rolls back when the file has
- * moved, because a failure must change nothing: a claim committed into a
- * file that is later put back would mark messages read by a read that
- * answered 503 (lost for everybody), and a send answered 503 would come
- * back open (claimable). Only a move between that check and the COMMIT
- * itself (microseconds) still commits into the moved file. */
-int sq_check_not_moved(struct sq_conn *c, const struct sq_state *st, struct snap_err *err)
-{
-    int moved = 0;
-
-    if (sqlite3_file_control(c->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) != SQLITE_OK || !moved)
-        return SNAP_OK;
-    c->broken = 1;
-    return snap_err_set(err, SNAP_EUNAVAIL, "sqlite \"%s\": database file was moved or deleted",
-                        st->path);
 }
 
 /* Copies a text column into a fixed array of cap bytes (NUL included).
@@ -462,7 +188,7 @@ static void sq_close(void *state)
     while (st->idle != NULL) {
         struct sq_conn *c = st->idle;
         st->idle = c->next;
-        conn_close(c);
+        sq_conn_close(c);
     }
     sq_writer_cleanup(st);
     (void)pthread_mutex_destroy(&st->pool_lock);
@@ -497,7 +223,7 @@ static int sq_open(const char *url, void **state, struct snap_err *err)
     /* From here on sq_close() releases everything. */
     rc = parse_url(url, &st->path, err);
     if (rc == SNAP_OK)
-        rc = conn_open(st, 1, &c, err); /* fail now, at start, if the file is unusable */
+        rc = sq_conn_open(st, 1, &c, err); /* fail now, at start, if the file is unusable */
     if (rc != SNAP_OK) {
         sq_close(st);
         return rc;
@@ -544,9 +270,9 @@ static int sq_ensure_schema(void *state, struct snap_err *err)
     }
     /* Version 1 had no message states: its messages become open ones (those
      * it read carry their read time as expires_ms, so they show expired). */
-    rc = version == 1 ? conn_exec(c, schema_v2_from_v1, "upgrade schema to v2", err)
-                      : conn_exec(c, schema_v2, "create schema", err);
-    if (rc == SNAP_OK) rc = conn_exec(c, schema_indexes, "create indexes", err);
+    rc = version == 1 ? sq_conn_exec(c, schema_v2_from_v1, "upgrade schema to v2", err)
+                      : sq_conn_exec(c, schema_v2, "create schema", err);
+    if (rc == SNAP_OK) rc = sq_conn_exec(c, schema_indexes, "create indexes", err);
     if (rc == SNAP_OK) rc = sq_stmt_run(c, ST_COMMIT, "commit schema", err);
 done:
     (void)sqlite3_finalize(s);
@@ -563,14 +289,14 @@ static int sq_ping(void *state, struct snap_err *err)
     struct sq_state *st = state;
     struct sq_conn *c;
     sqlite3_stmt *s = NULL;
-    int rc = read_begin(st, ST_PING, &c, &s, err);
+    int rc = sq_read_begin(st, ST_PING, &c, &s, err);
     int step;
 
     if (rc != SNAP_OK) return rc;
     step = sqlite3_step(s);
     rc = step == SQLITE_ROW ? SNAP_OK : sq_fail(c, step, "ping", err);
     if (rc == SNAP_OK) rc = sq_check_not_moved(c, st, err); /* so /readyz sees a deleted file */
-    read_end(st, c, s);
+    sq_read_end(st, c, s);
     return rc;
 }
 
@@ -598,7 +324,7 @@ static int ids_json(const int64_t *ids, size_t n, char **out, size_t *len, struc
 static int insert_one(struct sq_conn *c, const struct cold_msg *m, struct snap_err *err)
 {
     sqlite3_stmt *s = NULL;
-    int rc = stmt_get(c, ST_MSG_PUT, &s, err);
+    int rc = sq_stmt_get(c, ST_MSG_PUT, &s, err);
 
     if (rc != SNAP_OK) return rc;
     int q = sqlite3_bind_int64(s, 1, m->id);
@@ -617,7 +343,7 @@ static int insert_one(struct sq_conn *c, const struct cold_msg *m, struct snap_e
         rc = snap_err_set(err, SNAP_EEXIST, "sqlite: idempotency key already used");
     else
         rc = sq_fail(c, q, "insert message", err);
-    stmt_done(s);
+    sq_stmt_done(s);
     return rc;
 }
 
@@ -628,7 +354,7 @@ static int claim_one(struct sq_conn *c, struct cold_claim *cl, int64_t at_ms, st
     sqlite3_stmt *s = NULL;
     char *json = NULL;
     size_t json_len = 0;
-    int rc = cl->n == 0 ? SNAP_OK : stmt_get(c, ST_MSG_CLAIM, &s, err);
+    int rc = cl->n == 0 ? SNAP_OK : sq_stmt_get(c, ST_MSG_CLAIM, &s, err);
 
     /* cl->n_claimed is 0 (cold_store.c). */
     if (cl->n == 0 || rc != SNAP_OK) return rc;
@@ -646,7 +372,7 @@ static int claim_one(struct sq_conn *c, struct cold_claim *cl, int64_t at_ms, st
             cl->claimed[cl->n_claimed++] = sqlite3_column_int64(s, 0);
     }
     rc = q == SQLITE_DONE ? SNAP_OK : sq_fail(c, q, "claim messages", err);
-    stmt_done(s);
+    sq_stmt_done(s);
     free(json);
     if (rc != SNAP_OK) {
         cl->n_claimed = 0;
@@ -668,7 +394,7 @@ static int close_ids(struct sq_conn *c, struct write_req *r, struct snap_err *er
     sqlite3_stmt *s = NULL;
     char *json = NULL;
     size_t json_len = 0;
-    int rc = stmt_get(c, ST_MSG_CLOSE, &s, err);
+    int rc = sq_stmt_get(c, ST_MSG_CLOSE, &s, err);
 
     if (rc == SNAP_OK) rc = ids_json(r->ids, r->n, &json, &json_len, err);
     if (rc != SNAP_OK) return rc;
@@ -682,7 +408,7 @@ static int close_ids(struct sq_conn *c, struct write_req *r, struct snap_err *er
     } else {
         rc = sq_fail(c, q, "close messages", err);
     }
-    stmt_done(s);
+    sq_stmt_done(s);
     free(json);
     return rc;
 }
@@ -832,7 +558,7 @@ static int select_one(struct sq_state *st, enum sq_stmt which, int64_t id, const
 {
     struct sq_conn *c;
     sqlite3_stmt *s = NULL;
-    int rc = read_begin(st, which, &c, &s, err);
+    int rc = sq_read_begin(st, which, &c, &s, err);
     int q;
 
     if (rc != SNAP_OK) return rc;
@@ -844,7 +570,7 @@ static int select_one(struct sq_state *st, enum sq_stmt which, int64_t id, const
         rc = snap_err_set(err, SNAP_ENOTFOUND, "message not found");
     else
         rc = sq_fail(c, q, "select message", err);
-    read_end(st, c, s);
+    sq_read_end(st, c, s);
     return rc;
 }
 
@@ -865,7 +591,7 @@ static int sq_msg_claimed(void *state, const char *username, const char *token, 
     struct sq_state *st = state;
     struct sq_conn *c;
     sqlite3_stmt *s = NULL;
-    int rc = read_begin(st, ST_MSG_CLAIMED, &c, &s, err);
+    int rc = sq_read_begin(st, ST_MSG_CLAIMED, &c, &s, err);
     int q;
 
     if (rc != SNAP_OK) return rc;
@@ -873,7 +599,7 @@ static int sq_msg_claimed(void *state, const char *username, const char *token, 
     if (q == SQLITE_OK) q = bind_text(s, 2, token, strlen(token));
     if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 3, since_ms);
     rc = q == SQLITE_OK ? rows_to_list(c, s, 0, out, err) : sq_fail(c, q, "bind", err);
-    read_end(st, c, s);
+    sq_read_end(st, c, s);
     return rc;
 }
 
@@ -884,7 +610,7 @@ static int sq_msg_scan_open(void *state, int64_t since_ms, int64_t now_ms, int64
     struct sq_state *st = state;
     struct sq_conn *c;
     sqlite3_stmt *s = NULL;
-    int rc = read_begin(st, ST_MSG_SCAN_OPEN, &c, &s, err);
+    int rc = sq_read_begin(st, ST_MSG_SCAN_OPEN, &c, &s, err);
     int q;
 
     if (rc != SNAP_OK) return rc;
@@ -894,7 +620,7 @@ static int sq_msg_scan_open(void *state, int64_t since_ms, int64_t now_ms, int64
     if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 4, after_id);
     if (q == SQLITE_OK) q = sqlite3_bind_int64(s, 5, (sqlite3_int64)max);
     rc = q == SQLITE_OK ? rows_to_list(c, s, max, out, err) : sq_fail(c, q, "bind", err);
-    read_end(st, c, s);
+    sq_read_end(st, c, s);
     return rc;
 }
 
@@ -913,13 +639,13 @@ static int single_write(struct sq_state *st, enum sq_stmt which,
     if (rc != SNAP_OK) return rc;
     rc = sq_writer_enter(st, err);
     if (rc == SNAP_OK) {
-        rc = stmt_get(c, which, &s, err);
+        rc = sq_stmt_get(c, which, &s, err);
         if (rc == SNAP_OK) {
             int q = bind(s, arg);
             if (q == SQLITE_OK) q = sqlite3_step(s);
             rc = q == SQLITE_DONE ? SNAP_OK : sq_fail(c, q, what, err);
             if (rc == SNAP_OK && changes != NULL) *changes = sqlite3_changes(c->db);
-            stmt_done(s);
+            sq_stmt_done(s);
             if (rc == SNAP_OK) rc = sq_check_not_moved(c, st, err);
         }
         sq_writer_leave(st);
@@ -944,7 +670,7 @@ static int sq_msg_max_id(void *state, int64_t *out, struct snap_err *err)
     struct sq_state *st = state;
     struct sq_conn *c;
     sqlite3_stmt *s = NULL;
-    int rc = read_begin(st, ST_MSG_MAX_ID, &c, &s, err);
+    int rc = sq_read_begin(st, ST_MSG_MAX_ID, &c, &s, err);
     int q;
 
     if (rc != SNAP_OK) return rc;
@@ -953,7 +679,7 @@ static int sq_msg_max_id(void *state, int64_t *out, struct snap_err *err)
         *out = sqlite3_column_type(s, 0) == SQLITE_NULL ? 0 : sqlite3_column_int64(s, 0);
     else
         rc = sq_fail(c, q, "select max id", err);
-    read_end(st, c, s);
+    sq_read_end(st, c, s);
     return rc;
 }
 
@@ -979,7 +705,7 @@ static int sq_user_get(void *state, const char *username, struct cold_user *out,
     struct sq_conn *c;
     sqlite3_stmt *s = NULL;
     size_t ulen = strlen(username); /* < sizeof out->username: cold_store.c checked */
-    int rc = read_begin(st, ST_USER_GET, &c, &s, err);
+    int rc = sq_read_begin(st, ST_USER_GET, &c, &s, err);
     int q;
 
     if (rc != SNAP_OK) return rc;
@@ -996,7 +722,7 @@ static int sq_user_get(void *state, const char *username, struct cold_user *out,
     } else {
         rc = sq_fail(c, q, "select user", err);
     }
-    read_end(st, c, s);
+    sq_read_end(st, c, s);
     return rc;
 }
 

@@ -1,11 +1,12 @@
 /* cold_sqlite_int.h: private to the SQLite driver of the cold store, shared
- * by its two files and included by no other: cold_sqlite.c (the SQL, the
- * connection pool and the row mapping) and cold_sqlite_writer.c (the
- * writer's lock, the group commit and the background checkpointer). It
- * holds the driver's state and the few functions one file calls in the
- * other, all prefixed sq_; they are internal to the driver even though the
- * linker sees them (cold_store.h's rule: the driver exports cold_sqlite_ops
- * and nothing else to the rest of snaptext).
+ * by its three files and included by no other: cold_sqlite.c (the SQL and
+ * the row mapping), cold_sqlite_conn.c (connections, the pool, cached
+ * statements) and cold_sqlite_writer.c (the writer's lock, the group
+ * commit and the background checkpointer). It holds the driver's state
+ * and the functions one file calls in another, all prefixed sq_; they are
+ * internal to the driver even though the linker sees them (cold_store.h's
+ * rule: the driver exports cold_sqlite_ops and nothing else to the rest of
+ * snaptext).
  * Not here: SQL text (cold_sqlite.c), argument checks (cold_store.c). */
 #ifndef SNAP_COLD_SQLITE_INT_H
 #define SNAP_COLD_SQLITE_INT_H
@@ -98,7 +99,33 @@ struct write_req {
     struct write_req *next;
 };
 
-/* ---- cold_sqlite.c, for the writer ------------------------------------------ */
+#define SQ_STR_(x) #x
+#define SQ_STR(x)  SQ_STR_(x)
+
+/* ---- cold_sqlite.c, for the other two ------------------------------------- */
+
+/* The SQL of each cached statement, by enum sq_stmt. */
+extern const char *const sq_stmt_sql[ST__COUNT];
+
+/* Runs r's SQL on c inside the transaction the caller opened, and sets
+ * r->rc (and r's per-part outcomes). */
+void sq_req_run(struct sq_conn *c, struct write_req *r);
+
+/* ---- cold_sqlite_conn.c, for the other two -------------------------------- */
+
+/* Turns SQLite result rc into a status, writes the reason into err and
+ * marks c broken when it should not be reused. Call it right after the
+ * failing call, before anything else runs on c, so the message matches. */
+int sq_fail(struct sq_conn *c, int rc, const char *what, struct snap_err *err);
+
+/* Opens one connection to st->path with the per-connection settings; only
+ * create (the first, at open) may create the file. *out is the caller's
+ * (sq_pool_give or sq_conn_close). */
+int sq_conn_open(const struct sq_state *st, int create, struct sq_conn **out, struct snap_err *err);
+void sq_conn_close(struct sq_conn *c); /* NULL is a no-op */
+
+/* Runs a pragma or DDL script that takes no input. */
+int sq_conn_exec(struct sq_conn *c, const char *sql, const char *what, struct snap_err *err);
 
 /* Takes an idle connection or opens a new one. *out is the caller's until
  * sq_pool_give(). */
@@ -108,15 +135,24 @@ int sq_pool_take(struct sq_state *st, struct sq_conn **out, struct snap_err *err
  * transaction, or the pool already has enough idle ones. Takes ownership. */
 void sq_pool_give(struct sq_state *st, struct sq_conn *c);
 
+/* The cached statement which of c, prepared on first use; sq_stmt_done()
+ * readies it for its next use. */
+int sq_stmt_get(struct sq_conn *c, enum sq_stmt which, sqlite3_stmt **out, struct snap_err *err);
+void sq_stmt_done(sqlite3_stmt *s);
+
+/* A read outside the writer's turn: a pooled connection and its cached
+ * statement which, both the caller's until sq_read_end(); on failure
+ * nothing is held. */
+int sq_read_begin(struct sq_state *st, enum sq_stmt which, struct sq_conn **c, sqlite3_stmt **s,
+                  struct snap_err *err);
+void sq_read_end(struct sq_state *st, struct sq_conn *c, sqlite3_stmt *s);
+
 /* Runs a statement without parameters or rows (BEGIN, COMMIT, ROLLBACK). */
 int sq_stmt_run(struct sq_conn *c, enum sq_stmt which, const char *what, struct snap_err *err);
 
-/* SNAP_OK while c's file is still the one at st->path (see cold_sqlite.c). */
+/* SNAP_OK while c's file is still the one at st->path (see
+ * cold_sqlite_conn.c). */
 int sq_check_not_moved(struct sq_conn *c, const struct sq_state *st, struct snap_err *err);
-
-/* Runs r's SQL on c inside the transaction the caller opened, and sets
- * r->rc (and r's per-part outcomes). */
-void sq_req_run(struct sq_conn *c, struct write_req *r);
 
 /* ---- cold_sqlite_writer.c, for the driver ------------------------------------ */
 
