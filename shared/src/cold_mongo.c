@@ -1,10 +1,11 @@
 /* cold_mongo.c: the MongoDB driver of the cold store (cold_store.h), picked
  * by cold_open() for mongodb:// urls (its open also takes mongodb+srv://,
- * should cold_store.c ever route that scheme here). With its private half
- * cold_mongo_doc.c (the message document, both ways) it is the whole
- * driver; it is the only file that includes mongoc.h, and it exports
- * nothing but cold_mongo_ops. This file is the operations: the pool, the
- * commands and their replies.
+ * should cold_store.c ever route that scheme here). The driver is three
+ * files: this one (the schema, the operations: the commands and their
+ * replies), cold_mongo_conn.c (the client pool, leases, what an error
+ * means; shared through cold_mongo_int.h) and cold_mongo_doc.c (the
+ * message document, both ways, with bson.h only). Only the first two
+ * include mongoc.h, and the driver exports nothing but cold_mongo_ops.
  *
  * Layout in the url's database (default "snaptext"), docs/MONGODB.md:
  *   messages  {_id: int64 id, username, from: string|null, text,
@@ -48,383 +49,37 @@
  * The finds that decide a claim's outcome read from the primary, whatever
  * read preference the url sets.
  *
- * Connections: one mongoc_client_pool_t per store; every operation pops a
- * client, runs, and pushes it back, so worker threads never share a client.
- * Defaults added when the url does not set them (docs/MONGODB.md):
- * serverSelectionTimeoutMS=1500, connectTimeoutMS=1000, socketTimeoutMS=2000
- * (a dead server is SNAP_EUNAVAIL in about 2 s, never a hang), and the write
- * concern {w: "majority", j: true} for every write (an rcs[i] of 0 from
+ * Writes go with the store's write concern, {w: "majority", j: true} unless
+ * the url says otherwise (cold_mongo_conn.c): an rcs[i] of 0 from
  * msg_put_many, or a claim's SNAP_OK, means majority-acknowledged and
- * journaled); the url's w / journal win. A write concern error or a failed
- * command fails every message or claim that has no write error of its own.
+ * journaled. A write concern error or a failed command fails every message
+ * or claim that has no write error of its own.
  *
  * Every value sent is typed BSON built from validated C fields; no request
  * text is ever parsed as JSON, BSON or a query. Driver error text goes only
- * into err->msg (for the log), and libmongoc's own log lines go to log.h.
- * Not here: the document mapping (cold_mongo_doc.c), choosing the driver
+ * into err->msg (for the log).
+ * Not here: the client pool, leases and error mapping (cold_mongo_conn.c,
+ * behind cold_mongo_int.h), the document mapping (cold_mongo_doc.c), choosing the driver
  * (cold_store.c), the SQLite twin (cold_sqlite.c), Redis (hot_store.h). */
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
-
-#include <mongoc/mongoc.h>
 
 #include "snap/cold_store.h"
 #include "snap/err.h"
-#include "snap/log.h"
 #include "cold_mongo_doc.h"
+#include "cold_mongo_int.h"
 
-#define MONGO_DEFAULT_DB     "snaptext"
-#define MONGO_DB_NAME_MAX    63 /* MongoDB's own limit is 64 bytes */
-#define MONGO_COLL_MESSAGES  "messages"
-#define MONGO_COLL_USERS     "users"
 #define MONGO_INDEX_USERNAME "username_1"
-#define MONGO_IDS_PER_UPDATE 1000 /* ids per close statement, far below 16 MB */
 #define MONGO_INDEX_IDEM     "idem_1"
-
-#define MONGO_DEFAULT_SERVER_SELECTION_MS 1500
-#define MONGO_DEFAULT_CONNECT_MS          1000
-#define MONGO_DEFAULT_SOCKET_MS           2000
-
-/* Duplicate-key codes: 11000 today, 11001 / 12582 from older servers. */
-#define MONGO_DUP_KEY        11000
-#define MONGO_DUP_KEY_OLD    11001
-#define MONGO_DUP_KEY_MONGOS 12582
+#define MONGO_IDS_PER_UPDATE 1000 /* ids per close statement, far below 16 MB */
 /* Index exists under this name with other options / keys. */
 #define MONGO_INDEX_OPTIONS_CONFLICT   85
 #define MONGO_INDEX_KEY_SPECS_CONFLICT 86
 
-/* The state behind the void *state of cold_ops. Owned by the caller of
- * mongo_open(); released by mongo_close(). */
-struct mongo_store {
-    mongoc_uri_t *uri;              /* owned; outlives the pool          */
-    mongoc_client_pool_t *pool;     /* owned; shared by all threads      */
-    mongoc_read_prefs_t *primary;   /* owned; for the finds of a claim   */
-    char db[MONGO_DB_NAME_MAX + 1]; /* database name from the url path   */
-};
-
-/* A client borrowed from the pool and one collection handle on it, for the
- * length of one operation. lease_end() returns both. */
-struct lease {
-    mongoc_client_t *client;
-    mongoc_collection_t *coll; /* NULL for database-level commands */
-};
-
-/* ---- process-wide init ------------------------------------------------------ */
-
-/* mongoc_init() must run once per process before anything else in libmongoc.
- * mongoc_cleanup() is deliberately never called by this driver: other stores
- * (or other code in the process) may still be using libmongoc when one store
- * is closed, and libmongoc cannot be re-initialised after cleanup. A program
- * that wants a leak-free exit calls it itself after its last cold_close(). */
-static pthread_once_t mongo_once = PTHREAD_ONCE_INIT;
-
-/* libmongoc's own diagnostics (monitor errors, deprecation warnings). Its
- * default handler prints plain text, DEBUG and INFO on stdout, which would
- * break the JSON-lines log of log.h: send them there instead, as event
- * "mongodb_driver". TRACE is dropped. */
-static void mongo_log(mongoc_log_level_t level, const char *domain, const char *message,
-                      void *unused)
-{
-    enum snap_log_level to;
-
-    (void)unused;
-    switch (level) {
-    case MONGOC_LOG_LEVEL_ERROR:
-    case MONGOC_LOG_LEVEL_CRITICAL:
-        to = SNAP_LOG_ERROR;
-        break;
-    case MONGOC_LOG_LEVEL_WARNING:
-        to = SNAP_LOG_WARN;
-        break;
-    case MONGOC_LOG_LEVEL_MESSAGE:
-    case MONGOC_LOG_LEVEL_INFO:
-        to = SNAP_LOG_INFO;
-        break;
-    case MONGOC_LOG_LEVEL_DEBUG:
-        to = SNAP_LOG_DEBUG;
-        break;
-    default:
-        return;
-    }
-    if (log_enabled(to))
-        log_event(to, NULL, "mongodb_driver", "%s: %s", domain ? domain : "mongoc",
-                  message ? message : "");
-}
-
-/* Debian's libmongoc initialises itself before main() (its automatic init)
- * and creates /dev/shm/mongoc-<pid> for its performance counters, removed
- * only by a clean exit. A SIGKILLed process would leave the file behind, and
- * a later process that draws the same pid would print "Falling back to malloc
- * for counters" on stderr, outside the JSON log. Nothing here reads those
- * counters, so the name is unlinked as soon as libmongoc has made it: an
- * executable's constructors run after those of the libraries it links, and
- * every program that links this driver gets this one. The mapping stays
- * valid; libmongoc's own unlink at exit then finds nothing, which it ignores.
- * (Setting MONGOC_DISABLE_SHM from inside the process is too late or, from
- * .preinit_array, undone by libc's own start-up.) */
-__attribute__((constructor)) static void mongo_counters_unlink(void)
-{
-    char name[32];
-
-    snprintf(name, sizeof name, "/mongoc-%u", (unsigned)getpid());
-    (void)shm_unlink(name);
-}
-
-static void mongo_init_once(void)
-{
-    /* The handler first, so that nothing mongoc_init() says is lost. */
-    mongoc_log_set_handler(mongo_log, NULL);
-    mongoc_init();
-}
-
-/* ---- helpers ---------------------------------------------------------------- */
-
-/* Returns SNAP_OK, or SNAP_EUNAVAIL when the pool hands out no client (its
- * topology is unusable, e.g. a mongodb+srv:// name that did not resolve). */
-static int lease_begin(struct mongo_store *s, const char *coll, struct lease *l,
-                       struct snap_err *err)
-{
-    l->coll = NULL;
-    l->client = mongoc_client_pool_pop(s->pool);
-    if (!l->client)
-        return snap_err_set(err, SNAP_EUNAVAIL, "mongodb: the client pool gave no client");
-    if (coll) l->coll = mongoc_client_get_collection(l->client, s->db, coll);
-    return SNAP_OK;
-}
-
-static void lease_end(struct mongo_store *s, struct lease *l)
-{
-    if (l->coll) mongoc_collection_destroy(l->coll);
-    if (l->client) mongoc_client_pool_push(s->pool, l->client);
-    l->coll = NULL;
-    l->client = NULL;
-}
-
-static bool is_dup_key(const bson_error_t *e)
-{
-    if (e->domain != MONGOC_ERROR_SERVER && e->domain != MONGOC_ERROR_COLLECTION &&
-        e->domain != MONGOC_ERROR_QUERY && e->domain != MONGOC_ERROR_COMMAND)
-        return false;
-    return e->code == MONGO_DUP_KEY || e->code == MONGO_DUP_KEY_OLD ||
-           e->code == MONGO_DUP_KEY_MONGOS;
-}
-
-/* Maps a libmongoc error to a status. Only errors built on our side of the
- * wire (a BSON document we failed to build, an argument libmongoc rejects)
- * are SNAP_ERR: they are bugs. Everything the server or the network says,
- * apart from a duplicate key, means "the store refused or cannot be reached"
- * and the caller answers 503. */
-static int status_of(const bson_error_t *e)
-{
-    if (is_dup_key(e)) return SNAP_ECONFLICT;
-    if (e->domain == MONGOC_ERROR_BSON) return SNAP_ERR;
-    if (e->domain == MONGOC_ERROR_COMMAND && e->code == MONGOC_ERROR_COMMAND_INVALID_ARG)
-        return SNAP_ERR;
-    return SNAP_EUNAVAIL;
-}
-
-/* Fills err from a libmongoc error and returns the status. The numbers come
- * first so that they survive the truncation of err->msg. */
-static int fail(struct snap_err *err, const bson_error_t *e, const char *what)
-{
-    return snap_err_set(err, status_of(e), "mongodb %s: [%u/%u] %s", what, (unsigned)e->domain,
-                        (unsigned)e->code, e->message);
-}
-
-static int fail_build(struct snap_err *err, const char *what)
-{
-    return snap_err_set(err, SNAP_ERR, "mongodb %s: document too large to build", what);
-}
-/* Runs one update on l->coll (of every match when many, else of the
- * first) and reads the count named count ("modifiedCount", "matchedCount")
- * of its reply into *n: -1 when the reply has none, as with a url with
- * w=0, where nothing was confirmed. */
-static int update_counted(struct lease *l, const bson_t *filter, const bson_t *update, bool many,
-                          const char *count, int64_t *n, const char *what, struct snap_err *err)
-{
-    bson_t reply;
-    bson_iter_t it;
-    bson_error_t e;
-    bool done = many ? mongoc_collection_update_many(l->coll, filter, update, NULL, &reply, &e)
-                     : mongoc_collection_update_one(l->coll, filter, update, NULL, &reply, &e);
-    int rc = done ? SNAP_OK : fail(err, &e, what);
-
-    *n = -1;
-    if (done && bson_iter_init_find(&it, &reply, count) && BSON_ITER_HOLDS_NUMBER(&it))
-        *n = bson_iter_as_int64(&it);
-    bson_destroy(&reply); /* initialised by the driver on every return */
-    return rc;
-}
-
-/* Runs find(filter, opts) on l->coll and copies the first document into
- * *out (initialised on every return; the caller destroys it). Returns
- * SNAP_OK, SNAP_ENOTFOUND (no document) or the mapped error. */
-static int find_first(struct lease *l, const bson_t *filter, const bson_t *opts, bson_t *out,
-                      const char *what, struct snap_err *err)
-{
-    bson_error_t e;
-    const bson_t *doc = NULL;
-    int rc = SNAP_ENOTFOUND;
-    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(l->coll, filter, opts, NULL);
-
-    bson_init(out);
-    if (mongoc_cursor_next(cur, &doc)) {
-        bson_destroy(out);
-        bson_copy_to(doc, out);
-        rc = SNAP_OK;
-    } else if (mongoc_cursor_error(cur, &e)) {
-        rc = fail(err, &e, what);
-    }
-    mongoc_cursor_destroy(cur);
-    if (rc == SNAP_ENOTFOUND)
-        (void)snap_err_set(err, SNAP_ENOTFOUND, "mongodb %s: no such document", what);
-    return rc;
-}
-
-/* Leases a client for coll and finds the first document matching filter
- * (limit 1) into *doc, which is initialised on every return and destroyed
- * by the caller. SNAP_ENOTFOUND when there is none. */
-static int find_one(struct mongo_store *s, const char *coll, const bson_t *filter, bson_t *doc,
-                    const char *what, struct snap_err *err)
-{
-    struct lease l;
-    bson_t opts;
-    int rc;
-
-    bson_init(doc);
-    bson_init(&opts);
-    if (!BSON_APPEND_INT64(&opts, "limit", 1)) {
-        bson_destroy(&opts);
-        return fail_build(err, what);
-    }
-    rc = lease_begin(s, coll, &l, err);
-    if (rc == SNAP_OK) {
-        bson_destroy(doc);
-        rc = find_first(&l, filter, &opts, doc, what, err);
-        lease_end(s, &l);
-    }
-    bson_destroy(&opts);
-    return rc;
-}
-
-/* Sets an int32 url option unless the url already has it. */
-static bool default_int_option(mongoc_uri_t *uri, const char *key, int32_t value)
-{
-    if (mongoc_uri_has_option(uri, key)) return true;
-    return mongoc_uri_set_option_as_int32(uri, key, value);
-}
-
-/* {w: "majority", j: true} unless the url chose w or journal itself. A url
- * with w=0 keeps an unacknowledged write concern and gets no journal flag
- * (the two cannot be combined): such a deployment gives up durability. */
-static void default_write_concern(mongoc_uri_t *uri)
-{
-    const mongoc_write_concern_t *given = mongoc_uri_get_write_concern(uri);
-    mongoc_write_concern_t *wc =
-        given ? mongoc_write_concern_copy(given) : mongoc_write_concern_new();
-    int32_t w = mongoc_write_concern_get_w(wc);
-
-    if (w == MONGOC_WRITE_CONCERN_W_DEFAULT) {
-        mongoc_write_concern_set_wmajority(wc, mongoc_write_concern_get_wtimeout(wc));
-        w = MONGOC_WRITE_CONCERN_W_MAJORITY;
-    }
-    if (!mongoc_write_concern_journal_is_set(wc) && w != 0)
-        mongoc_write_concern_set_journal(wc, true);
-    mongoc_uri_set_write_concern(uri, wc);
-    mongoc_write_concern_destroy(wc);
-}
-
-/* ---- open / close ----------------------------------------------------------- */
-
-static void mongo_close(void *state)
-{
-    struct mongo_store *s = state;
-    if (!s) return;
-    /* The pool first: its clients and monitor threads use the uri. */
-    if (s->pool) mongoc_client_pool_destroy(s->pool);
-    if (s->uri) mongoc_uri_destroy(s->uri);
-    if (s->primary) mongoc_read_prefs_destroy(s->primary);
-    free(s);
-    /* No mongoc_cleanup() here: see mongo_init_once(). */
-}
-
-/* On success *state is a struct mongo_store owned by the caller (release
- * with mongo_close()). Nothing is sent on the wire yet: the pool connects
- * on first use, so an unreachable server shows up in ensure_schema / ping. */
-static int mongo_open(const char *url, void **state, struct snap_err *err)
-{
-    bson_error_t e;
-    struct mongo_store *s = NULL;
-    const char *db;
-    int rc = SNAP_OK;
-
-    *state = NULL;
-    if (strncmp(url, "mongodb://", 10) != 0 && strncmp(url, "mongodb+srv://", 14) != 0)
-        return snap_err_set(err, SNAP_EINVAL, "mongodb: url must start with mongodb://");
-
-    (void)pthread_once(&mongo_once, mongo_init_once);
-
-    s = calloc(1, sizeof *s);
-    if (!s) return snap_err_set(err, SNAP_ERR, "mongodb: out of memory");
-    s->primary = mongoc_read_prefs_new(MONGOC_READ_PRIMARY);
-
-    memset(&e, 0, sizeof e);
-    s->uri = mongoc_uri_new_with_error(url, &e);
-    if (!s->uri) {
-        /* libmongoc's parse messages name the problem, not the credentials. */
-        rc = snap_err_set(err, SNAP_EINVAL, "mongodb: bad url: %s", e.message);
-        goto done;
-    }
-
-    db = mongoc_uri_get_database(s->uri);
-    if (!db || !*db) db = MONGO_DEFAULT_DB;
-    if (strlen(db) > MONGO_DB_NAME_MAX) {
-        rc = snap_err_set(err, SNAP_EINVAL, "mongodb: database name longer than %d bytes",
-                          MONGO_DB_NAME_MAX);
-        goto done;
-    }
-    memcpy(s->db, db, strlen(db) + 1);
-
-    if (!default_int_option(s->uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS,
-                            MONGO_DEFAULT_SERVER_SELECTION_MS) ||
-        !default_int_option(s->uri, MONGOC_URI_CONNECTTIMEOUTMS, MONGO_DEFAULT_CONNECT_MS) ||
-        !default_int_option(s->uri, MONGOC_URI_SOCKETTIMEOUTMS, MONGO_DEFAULT_SOCKET_MS)) {
-        rc = snap_err_set(err, SNAP_ERR, "mongodb: cannot set default timeouts");
-        goto done;
-    }
-    default_write_concern(s->uri);
-    if (!mongoc_uri_get_appname(s->uri)) (void)mongoc_uri_set_appname(s->uri, "snaptext");
-
-    s->pool = mongoc_client_pool_new_with_error(s->uri, &e);
-    if (!s->pool) {
-        /* A mongodb+srv:// name that does not resolve (now) is the store
-         * being unreachable; anything else is a url the driver refuses. */
-        bool dns = e.domain == MONGOC_ERROR_STREAM && e.code == MONGOC_ERROR_STREAM_NAME_RESOLUTION;
-        rc = snap_err_set(err, dns ? SNAP_EUNAVAIL : SNAP_EINVAL,
-                          "mongodb: cannot create client pool: %s", e.message);
-        goto done;
-    }
-    if (!mongoc_client_pool_set_error_api(s->pool, MONGOC_ERROR_API_VERSION_2)) {
-        rc = snap_err_set(err, SNAP_ERR, "mongodb: cannot select error api 2");
-        goto done;
-    }
-
-done:
-    if (rc != SNAP_OK) {
-        mongo_close(s);
-        return rc;
-    }
-    *state = s;
-    return SNAP_OK;
-}
-
-/* ---- schema and ping -------------------------------------------------------- */
+/* ---- schema ------------------------------------------------------------------ */
 
 /* One index of ensure_schema. keys are ascending; partial names a field
  * the index covers only where it exists (partialFilterExpression). */
@@ -475,8 +130,8 @@ static bool append_index(bson_t *indexes, const char *k, const struct index_spec
 /* {createIndexes: coll, indexes: [specs[0..n)]}. Creating an index that
  * already exists with the same spec is a no-op on the server, so this is
  * safe at every start. */
-static int create_indexes(struct mongo_store *s, struct lease *l, const struct index_spec *specs,
-                          size_t n, struct snap_err *err)
+static int create_indexes(struct mongo_store *s, struct mongo_lease *l,
+                          const struct index_spec *specs, size_t n, struct snap_err *err)
 {
     bson_t cmd, indexes, reply;
     bson_error_t e;
@@ -495,7 +150,7 @@ static int create_indexes(struct mongo_store *s, struct lease *l, const struct i
     ok = ok && bson_append_array_end(&cmd, &indexes);
     if (!ok) {
         bson_destroy(&cmd);
-        return fail_build(err, "createIndexes");
+        return mongo_fail_build(err, "createIndexes");
     }
 
     if (!mongoc_client_write_command_with_opts(l->client, s->db, &cmd, NULL, &reply, &e)) {
@@ -508,7 +163,7 @@ static int create_indexes(struct mongo_store *s, struct lease *l, const struct i
                               "mongodb: an index of %s exists with another spec, drop it: %s",
                               specs[0].coll, e.message);
         else
-            rc = fail(err, &e, "createIndexes");
+            rc = mongo_fail(err, &e, "createIndexes");
     }
     bson_destroy(&reply);
     bson_destroy(&cmd);
@@ -518,11 +173,11 @@ static int create_indexes(struct mongo_store *s, struct lease *l, const struct i
 static int mongo_ensure_schema(void *state, struct snap_err *err)
 {
     struct mongo_store *s = state;
-    struct lease l;
+    struct mongo_lease l;
     size_t at = 0;
     int rc;
 
-    rc = lease_begin(s, NULL, &l, err);
+    rc = mongo_lease_begin(s, NULL, &l, err);
     while (rc == SNAP_OK && at < N_INDEX_SPECS) {
         size_t run = 1;
         while (at + run < N_INDEX_SPECS &&
@@ -531,31 +186,7 @@ static int mongo_ensure_schema(void *state, struct snap_err *err)
         rc = create_indexes(s, &l, &index_specs[at], run, err);
         at += run;
     }
-    if (l.client) lease_end(s, &l); /* lease_begin() failed: nothing to return */
-    return rc;
-}
-
-static int mongo_ping(void *state, struct snap_err *err)
-{
-    struct mongo_store *s = state;
-    struct lease l;
-    bson_t cmd, reply;
-    bson_error_t e;
-    int rc = SNAP_OK;
-
-    bson_init(&cmd);
-    if (!BSON_APPEND_INT32(&cmd, "ping", 1)) {
-        bson_destroy(&cmd);
-        return fail_build(err, "ping");
-    }
-    rc = lease_begin(s, NULL, &l, err);
-    if (rc == SNAP_OK) {
-        if (!mongoc_client_command_simple(l.client, "admin", &cmd, NULL, &reply, &e))
-            rc = fail(err, &e, "ping");
-        bson_destroy(&reply);
-        lease_end(s, &l);
-    }
-    bson_destroy(&cmd);
+    if (l.client) mongo_lease_end(s, &l); /* mongo_lease_begin() failed: nothing to return */
     return rc;
 }
 
@@ -622,7 +253,7 @@ static int names_idem(const bson_iter_t *it)
 
 /* Marks in rcs[] (all SNAP_OK on entry) the entries that have a write error
  * in reply: {index, code, errmsg[, keyPattern, keyValue]} gives entry index
- * the status status_of() gives the same server error, except that a
+ * the status mongo_status_of() gives the same server error, except that a
  * duplicate key on idem_1 is SNAP_EEXIST: keyPattern / keyValue name the
  * index's field (servers 4.4+), else errmsg names the index. Returns how
  * many it marked, or -1 when an entry has no code or names an index outside
@@ -658,7 +289,7 @@ static long mark_write_errors(const bson_t *reply, size_t n, int *rcs, struct sn
         }
         if (index < 0 || (uint64_t)index >= n || rcs[index] != SNAP_OK || e.code == 0) return -1;
         e.domain = MONGOC_ERROR_SERVER; /* where error api 2 puts a write error */
-        rcs[index] = status_of(&e);
+        rcs[index] = mongo_status_of(&e);
         if (rcs[index] == SNAP_ECONFLICT &&
             (idem == 1 || (idem == -1 && strstr(msg, "index: " MONGO_INDEX_IDEM " ") != NULL)))
             rcs[index] = SNAP_EEXIST;
@@ -709,7 +340,7 @@ static int batch_failure(const bson_t *reply, const bson_error_t *e, size_t n, i
     } else if (marked == 0) {
         /* Neither kind of error in the reply: the network, the server or
          * libmongoc refused the whole command. */
-        if (fail(&batch, e, what) == SNAP_ECONFLICT) batch.code = SNAP_EUNAVAIL;
+        if (mongo_fail(&batch, e, what) == SNAP_ECONFLICT) batch.code = SNAP_EUNAVAIL;
     } else if (count_key && count != (int64_t)n - marked) {
         (void)snap_err_set(&batch, SNAP_EUNAVAIL,
                            "mongodb %s: %lld of %zu writes confirmed, %ld refused", what,
@@ -734,7 +365,7 @@ static int mongo_msg_put_many(void *state, const struct cold_msg *msgs, size_t n
                               struct snap_err *err)
 {
     struct mongo_store *s = state;
-    struct lease l;
+    struct mongo_lease l;
     bson_t **docs = NULL;
     bson_t opts, reply;
     bson_error_t e;
@@ -754,11 +385,11 @@ static int mongo_msg_put_many(void *state, const struct cold_msg *msgs, size_t n
             (void)snap_err_set(err, rc, "mongodb msg_put_many: message %zu: text or idem is not "
                                         "UTF-8 or too long", built);
         else if (rc != SNAP_OK)
-            (void)fail_build(err, "msg_put_many");
+            (void)mongo_fail_build(err, "msg_put_many");
     }
     if (rc == SNAP_OK && !BSON_APPEND_BOOL(&opts, "ordered", false))
-        rc = fail_build(err, "msg_put_many");
-    if (rc == SNAP_OK) rc = lease_begin(s, MONGO_COLL_MESSAGES, &l, err);
+        rc = mongo_fail_build(err, "msg_put_many");
+    if (rc == SNAP_OK) rc = mongo_lease_begin(s, MONGO_COLL_MESSAGES, &l, err);
     if (rc == SNAP_OK) {
         /* No writeConcern in opts: the collection's, from the url, applies
          * (see default_write_concern). */
@@ -767,7 +398,7 @@ static int mongo_msg_put_many(void *state, const struct cold_msg *msgs, size_t n
             filled = true;
         }
         bson_destroy(&reply);
-        lease_end(s, &l);
+        mongo_lease_end(s, &l);
     }
     /* Success, or a failure before anything was sent: the same for all. */
     for (size_t i = 0; !filled && i < n; i++) rcs[i] = rc;
@@ -797,7 +428,7 @@ static int find_msg(struct mongo_store *s, const bson_t *filter, struct cold_msg
                     const char *what, struct snap_err *err)
 {
     bson_t doc;
-    int rc = find_one(s, MONGO_COLL_MESSAGES, filter, &doc, "find messages", err);
+    int rc = mongo_find_one(s, MONGO_COLL_MESSAGES, filter, &doc, "find messages", err);
 
     if (rc == SNAP_OK) rc = read_msg(&doc, out, what, err);
     bson_destroy(&doc);
@@ -811,7 +442,7 @@ static int mongo_msg_get(void *state, int64_t id, struct cold_msg *out, struct s
 
     bson_init(&filter);
     rc = BSON_APPEND_INT64(&filter, MDOC_ID, id) ? find_msg(state, &filter, out, "msg_get", err)
-                                                 : fail_build(err, "msg_get");
+                                                 : mongo_fail_build(err, "msg_get");
     bson_destroy(&filter);
     return rc;
 }
@@ -825,16 +456,16 @@ static int mongo_msg_find_idem(void *state, const char *idem, struct cold_msg *o
     bson_init(&filter);
     rc = BSON_APPEND_UTF8(&filter, MDOC_IDEM, idem)
              ? find_msg(state, &filter, out, "msg_find_idem", err)
-             : fail_build(err, "msg_find_idem");
+             : mongo_fail_build(err, "msg_find_idem");
     bson_destroy(&filter);
     return rc;
 }
 
 /* Every message of find(filter, opts) on l->coll, in the server's order,
  * appended to *out (empty on entry; the caller frees it on every return). */
-static int find_list(struct lease *l, const bson_t *filter, const bson_t *opts,
-                     const mongoc_read_prefs_t *prefs, struct cold_msg_list *out,
-                     const char *what, struct snap_err *err)
+static int find_list(struct mongo_lease *l, const bson_t *filter, const bson_t *opts,
+                     const mongoc_read_prefs_t *prefs, struct cold_msg_list *out, const char *what,
+                     struct snap_err *err)
 {
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(l->coll, filter, opts, prefs);
     const bson_t *doc = NULL;
@@ -857,7 +488,7 @@ static int find_list(struct lease *l, const bson_t *filter, const bson_t *opts,
         rc = read_msg(doc, &out->items[out->len], what, err);
         if (rc == SNAP_OK) out->len++;
     }
-    if (rc == SNAP_OK && mongoc_cursor_error(cur, &e)) rc = fail(err, &e, "find messages");
+    if (rc == SNAP_OK && mongoc_cursor_error(cur, &e)) rc = mongo_fail(err, &e, "find messages");
     mongoc_cursor_destroy(cur);
     return rc;
 }
@@ -867,12 +498,12 @@ static int find_msgs(struct mongo_store *s, const bson_t *filter, const bson_t *
                      const mongoc_read_prefs_t *prefs, struct cold_msg_list *out,
                      const char *what, struct snap_err *err)
 {
-    struct lease l;
-    int rc = lease_begin(s, MONGO_COLL_MESSAGES, &l, err);
+    struct mongo_lease l;
+    int rc = mongo_lease_begin(s, MONGO_COLL_MESSAGES, &l, err);
 
     if (rc == SNAP_OK) {
         rc = find_list(&l, filter, opts, prefs, out, what, err);
-        lease_end(s, &l);
+        mongo_lease_end(s, &l);
     }
     return rc;
 }
@@ -928,7 +559,7 @@ static bool claim_statement(const struct cold_claim *c, int64_t now_ms, const bs
 
 /* What claim c won: find {_id: {$in: ids}, claim_op: op}, _id only,
  * sorted by _id, from the primary. Bounded by c->n. */
-static int claim_outcome(struct mongo_store *s, struct lease *l, struct cold_claim *c,
+static int claim_outcome(struct mongo_store *s, struct mongo_lease *l, struct cold_claim *c,
                          const bson_oid_t *op, struct snap_err *err)
 {
     bson_t filter, opts;
@@ -946,7 +577,7 @@ static int claim_outcome(struct mongo_store *s, struct lease *l, struct cold_cla
     if (!ok) {
         bson_destroy(&opts);
         bson_destroy(&filter);
-        return fail_build(err, "msg_claim");
+        return mongo_fail_build(err, "msg_claim");
     }
     cur = mongoc_collection_find_with_opts(l->coll, &filter, &opts, s->primary);
     while (rc == SNAP_OK && mongoc_cursor_next(cur, &doc)) {
@@ -958,7 +589,7 @@ static int claim_outcome(struct mongo_store *s, struct lease *l, struct cold_cla
         else
             c->claimed[c->n_claimed++] = id;
     }
-    if (rc == SNAP_OK && mongoc_cursor_error(cur, &e)) rc = fail(err, &e, "find messages");
+    if (rc == SNAP_OK && mongoc_cursor_error(cur, &e)) rc = mongo_fail(err, &e, "find messages");
     mongoc_cursor_destroy(cur);
     bson_destroy(&opts);
     bson_destroy(&filter);
@@ -976,7 +607,7 @@ static int mongo_msg_claim(void *state, struct cold_claim *claims, size_t n, int
                            struct snap_err *err)
 {
     struct mongo_store *s = state;
-    struct lease l;
+    struct mongo_lease l;
     mongoc_bulk_operation_t *bulk = NULL;
     struct snap_err first, one;
     size_t first_at = SIZE_MAX, nstmt = 0;
@@ -997,7 +628,7 @@ static int mongo_msg_claim(void *state, struct cold_claim *claims, size_t n, int
         free(ops);
         return snap_err_set(err, SNAP_ERR, "mongodb msg_claim: out of memory");
     }
-    rc = lease_begin(s, MONGO_COLL_MESSAGES, &l, err);
+    rc = mongo_lease_begin(s, MONGO_COLL_MESSAGES, &l, err);
     if (rc != SNAP_OK) {
         for (size_t i = 0; i < n; i++) claims[i].rc = rc;
         free(claim_of);
@@ -1007,7 +638,7 @@ static int mongo_msg_claim(void *state, struct cold_claim *claims, size_t n, int
     }
 
     bson_init(&opts);
-    if (!BSON_APPEND_BOOL(&opts, "ordered", false)) rc = fail_build(err, "msg_claim");
+    if (!BSON_APPEND_BOOL(&opts, "ordered", false)) rc = mongo_fail_build(err, "msg_claim");
     if (rc == SNAP_OK) bulk = mongoc_collection_create_bulk_operation_with_opts(l.coll, &opts);
     for (size_t i = 0; rc == SNAP_OK && i < n; i++) {
         bson_t q, u;
@@ -1016,9 +647,9 @@ static int mongo_msg_claim(void *state, struct cold_claim *claims, size_t n, int
         bson_init(&u);
         bson_oid_init(&ops[nstmt], NULL); /* unique across processes */
         if (!claim_statement(&claims[i], now_ms, &ops[nstmt], &q, &u))
-            rc = fail_build(err, "msg_claim");
+            rc = mongo_fail_build(err, "msg_claim");
         else if (!mongoc_bulk_operation_update_many_with_opts(bulk, &q, &u, NULL, &e))
-            rc = fail(err, &e, "msg_claim");
+            rc = mongo_fail(err, &e, "msg_claim");
         else
             claim_of[nstmt++] = i;
         bson_destroy(&u);
@@ -1053,7 +684,7 @@ static int mongo_msg_claim(void *state, struct cold_claim *claims, size_t n, int
     }
     if (bulk) mongoc_bulk_operation_destroy(bulk);
     bson_destroy(&opts);
-    lease_end(s, &l);
+    mongo_lease_end(s, &l);
     free(claim_of);
     free(rcs);
     free(ops);
@@ -1081,7 +712,7 @@ static int mongo_msg_claimed(void *state, const char *username, const char *toke
     ok = ok && bson_append_document_end(&filter, &gte);
     ok = ok && find_opts(&opts, MDOC_ID, NULL, 0, false);
     rc = ok ? find_msgs(s, &filter, &opts, s->primary, out, "msg_claimed", err)
-            : fail_build(err, "msg_claimed");
+            : mongo_fail_build(err, "msg_claimed");
     bson_destroy(&opts);
     bson_destroy(&filter);
     return rc;
@@ -1090,7 +721,7 @@ static int mongo_msg_claimed(void *state, const char *username, const char *toke
 /* One update for ids[0..n): {_id: {$in}, state: 0, expires_at: {$gt: at}}
  * -> {$set: {state: to_state, closed_at: at}}, multi; adds its nModified
  * to *n_closed. */
-static int close_batch(struct lease *l, const int64_t *ids, size_t n, int to_state,
+static int close_batch(struct mongo_lease *l, const int64_t *ids, size_t n, int to_state,
                        int64_t at_ms, size_t *n_closed, struct snap_err *err)
 {
     bson_t filter, update, gt, set;
@@ -1111,10 +742,10 @@ static int close_batch(struct lease *l, const int64_t *ids, size_t n, int to_sta
     ok = ok && bson_append_document_end(&update, &set);
 
     if (!ok) {
-        rc = fail_build(err, "msg_close");
+        rc = mongo_fail_build(err, "msg_close");
     } else {
-        rc = update_counted(l, &filter, &update, true, "modifiedCount", &modified,
-                            "update messages", err);
+        rc = mongo_update_counted(l, &filter, &update, true, "modifiedCount", &modified,
+                                  "update messages", err);
         if (rc == SNAP_OK && modified >= 0) *n_closed += (size_t)modified;
     }
     bson_destroy(&update);
@@ -1126,8 +757,8 @@ static int mongo_msg_close(void *state, const int64_t *ids, size_t n, int to_sta
                            int64_t at_ms, size_t *n_closed, struct snap_err *err)
 {
     struct mongo_store *s = state;
-    struct lease l;
-    int rc = lease_begin(s, MONGO_COLL_MESSAGES, &l, err);
+    struct mongo_lease l;
+    int rc = mongo_lease_begin(s, MONGO_COLL_MESSAGES, &l, err);
 
     /* Batches keep each command far below the 16 MB limit. A failure part
      * way leaves earlier batches applied, which is fine: the update only
@@ -1136,7 +767,7 @@ static int mongo_msg_close(void *state, const int64_t *ids, size_t n, int to_sta
         size_t k = n - off < MONGO_IDS_PER_UPDATE ? n - off : MONGO_IDS_PER_UPDATE;
         rc = close_batch(&l, ids + off, k, to_state, at_ms, n_closed, err);
     }
-    lease_end(s, &l);
+    mongo_lease_end(s, &l);
     return rc;
 }
 
@@ -1144,7 +775,7 @@ static int mongo_msg_close(void *state, const int64_t *ids, size_t n, int to_sta
 static int mongo_msg_release_idem(void *state, int64_t id, struct snap_err *err)
 {
     struct mongo_store *s = state;
-    struct lease l;
+    struct mongo_lease l;
     bson_t filter, update, unset;
     bson_error_t e;
     bool ok = true;
@@ -1156,12 +787,12 @@ static int mongo_msg_release_idem(void *state, int64_t id, struct snap_err *err)
     ok = ok && BSON_APPEND_DOCUMENT_BEGIN(&update, "$unset", &unset);
     ok = ok && BSON_APPEND_UTF8(&unset, MDOC_IDEM, "");
     ok = ok && bson_append_document_end(&update, &unset);
-    if (!ok) rc = fail_build(err, "msg_release_idem");
-    if (rc == SNAP_OK) rc = lease_begin(s, MONGO_COLL_MESSAGES, &l, err);
+    if (!ok) rc = mongo_fail_build(err, "msg_release_idem");
+    if (rc == SNAP_OK) rc = mongo_lease_begin(s, MONGO_COLL_MESSAGES, &l, err);
     if (rc == SNAP_OK) {
         if (!mongoc_collection_update_one(l.coll, &filter, &update, NULL, NULL, &e))
-            rc = fail(err, &e, "update messages");
-        lease_end(s, &l);
+            rc = mongo_fail(err, &e, "update messages");
+        mongo_lease_end(s, &l);
     }
     bson_destroy(&update);
     bson_destroy(&filter);
@@ -1207,7 +838,7 @@ static int mongo_msg_scan_open(void *state, int64_t since_ms, int64_t now_ms, in
     }
     ok = ok && find_opts(&opts, MDOC_EXPIRES, MDOC_ID, (int64_t)max, false);
     rc = ok ? find_msgs(s, &filter, &opts, NULL, out, "msg_scan_open", err)
-            : fail_build(err, "msg_scan_open");
+            : mongo_fail_build(err, "msg_scan_open");
     bson_destroy(&opts);
     bson_destroy(&filter);
     return rc;
@@ -1216,7 +847,7 @@ static int mongo_msg_scan_open(void *state, int64_t since_ms, int64_t now_ms, in
 static int mongo_msg_max_id(void *state, int64_t *out, struct snap_err *err)
 {
     struct mongo_store *s = state;
-    struct lease l;
+    struct mongo_lease l;
     bson_t filter, opts, sort, proj, doc;
     bool ok = true;
     int rc;
@@ -1233,15 +864,15 @@ static int mongo_msg_max_id(void *state, int64_t *out, struct snap_err *err)
     if (!ok) {
         bson_destroy(&opts);
         bson_destroy(&filter);
-        return fail_build(err, "msg_max_id");
+        return mongo_fail_build(err, "msg_max_id");
     }
 
     bson_init(&doc);
-    rc = lease_begin(s, MONGO_COLL_MESSAGES, &l, err);
+    rc = mongo_lease_begin(s, MONGO_COLL_MESSAGES, &l, err);
     if (rc == SNAP_OK) {
         bson_destroy(&doc);
-        rc = find_first(&l, &filter, &opts, &doc, "find messages max id", err);
-        lease_end(s, &l);
+        rc = mongo_find_first(&l, &filter, &opts, &doc, "find messages max id", err);
+        mongo_lease_end(s, &l);
     }
     bson_destroy(&opts);
     bson_destroy(&filter);
@@ -1262,7 +893,7 @@ static int mongo_msg_max_id(void *state, int64_t *out, struct snap_err *err)
 static int mongo_user_put(void *state, const struct cold_user *u, struct snap_err *err)
 {
     struct mongo_store *s = state;
-    struct lease l;
+    struct mongo_lease l;
     bson_t doc;
     bson_error_t e;
     bool ok = true;
@@ -1276,14 +907,14 @@ static int mongo_user_put(void *state, const struct cold_user *u, struct snap_er
     ok = ok && BSON_APPEND_DATE_TIME(&doc, "created_at", u->created_ms);
     if (!ok) {
         bson_destroy(&doc);
-        return fail_build(err, "user_put");
+        return mongo_fail_build(err, "user_put");
     }
 
-    rc = lease_begin(s, MONGO_COLL_USERS, &l, err);
+    rc = mongo_lease_begin(s, MONGO_COLL_USERS, &l, err);
     if (rc == SNAP_OK) {
         if (!mongoc_collection_insert_one(l.coll, &doc, NULL, NULL, &e))
-            rc = fail(err, &e, "insert users");
-        lease_end(s, &l);
+            rc = mongo_fail(err, &e, "insert users");
+        mongo_lease_end(s, &l);
     }
     bson_destroy(&doc);
     return rc;
@@ -1299,9 +930,9 @@ static int mongo_user_get(void *state, const char *username, struct cold_user *o
     bson_init(&filter);
     if (!BSON_APPEND_UTF8(&filter, "username", username)) {
         bson_destroy(&filter);
-        return fail_build(err, "user_get");
+        return mongo_fail_build(err, "user_get");
     }
-    rc = find_one(s, MONGO_COLL_USERS, &filter, &doc, "find users", err);
+    rc = mongo_find_one(s, MONGO_COLL_USERS, &filter, &doc, "find users", err);
     bson_destroy(&filter);
 
     if (rc == SNAP_OK) {
@@ -1325,7 +956,7 @@ static int mongo_user_set_role(void *state, const char *username, const char *ro
                                struct snap_err *err)
 {
     struct mongo_store *s = state;
-    struct lease l;
+    struct mongo_lease l;
     bson_t filter, update, set;
     int64_t matched;
     bool ok = true;
@@ -1340,16 +971,16 @@ static int mongo_user_set_role(void *state, const char *username, const char *ro
     if (!ok) {
         bson_destroy(&update);
         bson_destroy(&filter);
-        return fail_build(err, "user_set_role");
+        return mongo_fail_build(err, "user_set_role");
     }
 
-    rc = lease_begin(s, MONGO_COLL_USERS, &l, err);
+    rc = mongo_lease_begin(s, MONGO_COLL_USERS, &l, err);
     if (rc == SNAP_OK) {
-        rc = update_counted(&l, &filter, &update, false, "matchedCount", &matched, "update users",
-                            err);
+        rc = mongo_update_counted(&l, &filter, &update, false, "matchedCount", &matched,
+                                  "update users", err);
         if (rc == SNAP_OK && matched == 0) /* -1, unconfirmed, is no answer either way */
             rc = snap_err_set(err, SNAP_ENOTFOUND, "mongodb user_set_role: no such user");
-        lease_end(s, &l);
+        mongo_lease_end(s, &l);
     }
     bson_destroy(&update);
     bson_destroy(&filter);
