@@ -4,7 +4,7 @@
  * failure and reopened on the next call, so a Redis restart or a Sentinel
  * failover costs at most a few failed calls, never a restart of the service.
  *
- * Configuration it reads (struct snap_config):
+ * Configuration it reads (struct snap_config; parsed by redis_url.c):
  *   redis_url        redis://[[user]:password@]host[:port][/db]
  *                    user and password may be %XX-encoded; port defaults to
  *                    6379, db to 0. AUTH and SELECT are sent on every connect.
@@ -32,8 +32,9 @@
  * The process must ignore SIGPIPE (civetweb's mg_start does): hiredis writes
  * with write(2), and a write to a socket Redis closed would raise it.
  *
- * Not here: what the keys hold (hot_ids.c, hot_inbox.c, session_store.c,
- * login_throttle.c), durability (cold_store.c), HTTP. */
+ * Not here: the settings' grammar (redis_url.c), what the keys hold
+ * (hot_ids.c, hot_inbox.c, session_store.c, login_throttle.c), durability
+ * (cold_store.c), HTTP. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* POLLRDHUP */
 #endif
@@ -46,7 +47,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 
@@ -54,7 +54,6 @@
 
 #include "snap/clock.h"
 #include "snap/fmt.h"
-#include "snap/percent.h"
 
 /* ------------------------------------------------------------ limits -- */
 
@@ -63,9 +62,6 @@
 #define HOT_SENTINEL_CONNECT_MS 200
 #define HOT_SENTINEL_COMMAND_MS 300
 #define HOT_SENTINEL_BUDGET_MS  600
-
-#define HOT_DEFAULT_PORT          6379
-#define HOT_DEFAULT_SENTINEL_PORT 26379
 
 /* ------------------------------------------------------------ handle -- */
 
@@ -160,196 +156,6 @@ size_t redis_fmt_i64(char buf[24], int64_t v)
     return fmt_i64(buf, v);
 }
 
-/* ------------------------------------------------------------ parsing -- */
-
-/* %XX-decodes s[0..len) into out (cap bytes, NUL-terminated); a decoded
- * NUL is refused, since AUTH arguments are compared as strings. */
-static bool pct_decode(const char *s, size_t len, char *out, size_t cap, size_t *out_len)
-{
-    long n = percent_decode(s, len, out, cap, 0);
-
-    if (n < 0) return false;
-    *out_len = (size_t)n;
-    return true;
-}
-
-static bool parse_port(const char *s, size_t len, int *port)
-{
-    int64_t v;
-
-    if (len == 0 || len > 5 || s[0] == '-' || !redis_parse_i64(s, len, &v) || v < 1 || v > 65535)
-        return false;
-    *port = (int)v;
-    return true;
-}
-
-/* "host", "host:port", "[v6]" or "[v6]:port" from s[0..len). */
-static bool parse_hostport(const char *s, size_t len, int default_port, struct redis_endpoint *ep,
-                           const char **why)
-{
-    const char *host = s, *port_s = NULL;
-    size_t host_len, port_len = 0;
-
-    if (len > 0 && s[0] == '[') {
-        const char *close = memchr(s, ']', len);
-
-        if (close == NULL) {
-            *why = "unclosed '[' in host";
-            return false;
-        }
-        host = s + 1;
-        host_len = (size_t)(close - host);
-        if (close + 1 < s + len) {
-            if (close[1] != ':') {
-                *why = "junk after ']' in host";
-                return false;
-            }
-            port_s = close + 2;
-            port_len = (size_t)(s + len - port_s);
-        }
-    } else {
-        const char *colon = memchr(s, ':', len);
-
-        host_len = colon ? (size_t)(colon - s) : len;
-        if (colon != NULL) {
-            port_s = colon + 1;
-            port_len = (size_t)(s + len - port_s);
-        }
-    }
-    if (host_len == 0) {
-        *why = "empty host";
-        return false;
-    }
-    if (host_len >= sizeof ep->host) {
-        *why = "host too long";
-        return false;
-    }
-    for (size_t i = 0; i < host_len; i++) {
-        unsigned char ch = (unsigned char)host[i];
-
-        if (ch <= ' ' || ch == 0x7f || ch == '/' || ch == '@' || ch == '?' || ch == '#' ||
-            (ch == ':' && s[0] != '[')) {
-            *why = "bad character in host";
-            return false;
-        }
-    }
-    memcpy(ep->host, host, host_len);
-    ep->host[host_len] = '\0';
-    ep->port = default_port;
-    if (port_s != NULL && !parse_port(port_s, port_len, &ep->port)) {
-        *why = "port must be a number between 1 and 65535";
-        return false;
-    }
-    return true;
-}
-
-static int parse_url(struct hot_store *h, const char *url, struct snap_err *err)
-{
-    static const char scheme[] = "redis://";
-    const char *p, *end, *at, *slash;
-    const char *why = NULL;
-
-    if (strncasecmp(url, scheme, sizeof scheme - 1) != 0)
-        return snap_err_set(err, SNAP_EINVAL,
-                            "redis url must start with redis:// (rediss:// and unix sockets "
-                            "are not supported)");
-    p = url + sizeof scheme - 1;
-    end = p + strlen(p);
-
-    /* userinfo ends at the last '@' (a password may hold a raw '@'). */
-    at = NULL;
-    for (const char *q = p; q < end; q++)
-        if (*q == '@') at = q;
-    if (at != NULL) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-
-        if (colon == NULL)
-            return snap_err_set(err, SNAP_EINVAL,
-                                "redis url: write credentials as redis://[user]:password@host");
-        if (!pct_decode(p, (size_t)(colon - p), h->user, sizeof h->user, &h->user_len) ||
-            !pct_decode(colon + 1, (size_t)(at - colon - 1), h->pass, sizeof h->pass, &h->pass_len))
-            return snap_err_set(err, SNAP_EINVAL,
-                                "redis url: user or password too long or badly %%-encoded");
-        if (h->user_len > 0 && h->pass_len == 0)
-            return snap_err_set(err, SNAP_EINVAL, "redis url: user given without a password");
-        p = at + 1;
-    }
-
-    slash = memchr(p, '/', (size_t)(end - p));
-    if (!parse_hostport(p, (size_t)((slash ? slash : end) - p), HOT_DEFAULT_PORT, &h->direct, &why))
-        return snap_err_set(err, SNAP_EINVAL, "redis url: %s", why);
-
-    h->db = 0;
-    if (slash != NULL && slash + 1 < end) {
-        int64_t db;
-
-        if (slash[1] == '-' || !redis_parse_i64(slash + 1, (size_t)(end - slash - 1), &db) ||
-            db > 1000000)
-            return snap_err_set(err, SNAP_EINVAL,
-                                "redis url: database must be a number (redis://host:port/0)");
-        h->db = (int)db;
-    }
-    return SNAP_OK;
-}
-
-static int parse_sentinels(struct hot_store *h, const char *spec, struct snap_err *err)
-{
-    const char *semi = strrchr(spec, ';');
-    const char *p = spec, *name;
-    size_t name_len;
-
-    if (semi == NULL)
-        return snap_err_set(err, SNAP_EINVAL,
-                            "redis sentinels must be \"host[:port][,host[:port]...];mastername\"");
-    name = semi + 1;
-    name_len = strlen(name);
-    if (name_len == 0 || name_len >= sizeof h->master_name)
-        return snap_err_set(err, SNAP_EINVAL, "redis sentinels: master name missing or too long");
-    for (size_t i = 0; i < name_len; i++)
-        if ((unsigned char)name[i] <= ' ' || name[i] == 0x7f)
-            return snap_err_set(err, SNAP_EINVAL, "redis sentinels: bad master name");
-    memcpy(h->master_name, name, name_len + 1);
-
-    while (p < semi) {
-        const char *comma = memchr(p, ',', (size_t)(semi - p));
-        const char *item_end = comma ? comma : semi;
-        const char *why = NULL;
-
-        if (h->n_sentinels == REDIS_SENTINELS_MAX)
-            return snap_err_set(err, SNAP_EINVAL, "redis sentinels: more than %d given",
-                                REDIS_SENTINELS_MAX);
-        if (!parse_hostport(p, (size_t)(item_end - p), HOT_DEFAULT_SENTINEL_PORT,
-                            &h->sentinels[h->n_sentinels], &why))
-            return snap_err_set(err, SNAP_EINVAL, "redis sentinels: %s", why);
-        h->n_sentinels++;
-        p = comma ? comma + 1 : semi;
-    }
-    if (h->n_sentinels == 0)
-        return snap_err_set(err, SNAP_EINVAL, "redis sentinels: no sentinel address given");
-    return SNAP_OK;
-}
-
-/* The one grammar of SNAPTEXT_REDIS_URL and SNAPTEXT_REDIS_SENTINELS, for
- * config.c: the parsers hot_new() uses, run on a scratch handle. */
-int redis_url_check(const char *url, struct snap_err *err)
-{
-    struct hot_store scratch;
-    int rc;
-
-    memset(&scratch, 0, sizeof scratch);
-    rc = parse_url(&scratch, url, err);
-    explicit_bzero(&scratch, sizeof scratch); /* it held the password */
-    return rc;
-}
-
-int redis_sentinels_check(const char *spec, struct snap_err *err)
-{
-    struct hot_store scratch;
-
-    memset(&scratch, 0, sizeof scratch);
-    return spec[0] == '\0' ? SNAP_OK : parse_sentinels(&scratch, spec, err);
-}
-
 struct hot_store *hot_new(const struct snap_config *cfg, struct snap_err *err)
 {
     struct hot_store *h;
@@ -371,9 +177,9 @@ struct hot_store *hot_new(const struct snap_config *cfg, struct snap_err *err)
         hot_free(h);
         return NULL;
     }
-    if (parse_url(h, cfg->redis_url, err) != SNAP_OK ||
+    if (redis_parse_url(h, cfg->redis_url, err) != SNAP_OK ||
         (cfg->redis_sentinels[0] != '\0' &&
-         parse_sentinels(h, cfg->redis_sentinels, err) != SNAP_OK)) {
+         redis_parse_sentinels(h, cfg->redis_sentinels, err) != SNAP_OK)) {
         hot_free(h);
         return NULL;
     }
@@ -466,7 +272,7 @@ static int sentinel_lookup(struct hot_store *h, struct redis_endpoint *master, s
                    r->element[1]->type == REDIS_REPLY_STRING && r->element[0]->len > 0 &&
                    r->element[0]->len < sizeof master->host &&
                    memchr(r->element[0]->str, '\0', r->element[0]->len) == NULL &&
-                   parse_port(r->element[1]->str, r->element[1]->len, &master->port)) {
+                   redis_parse_port(r->element[1]->str, r->element[1]->len, &master->port)) {
             memcpy(master->host, r->element[0]->str, r->element[0]->len);
             master->host[r->element[0]->len] = '\0';
             h->sentinel_next = idx;

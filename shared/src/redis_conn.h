@@ -69,6 +69,13 @@ struct hot_store {
 int redis_url_check(const char *url, struct snap_err *err);
 int redis_sentinels_check(const char *spec, struct snap_err *err);
 
+/* The same parsers, into h (redis_url.c; hot_new() runs them): the url's
+ * endpoint, db and credentials, and the sentinels with their master name. */
+int redis_parse_url(struct hot_store *h, const char *url, struct snap_err *err);
+int redis_parse_sentinels(struct hot_store *h, const char *spec, struct snap_err *err);
+/* A TCP port, 1..65535, in decimal (also what a sentinel names). */
+bool redis_parse_port(const char *s, size_t len, int *port);
+
 /* ---- commands ------------------------------------------------------------ */
 
 /* One command of a pipeline: argv with explicit lengths (binary-safe). The

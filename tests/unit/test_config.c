@@ -99,7 +99,7 @@ static void test_good_values(void)
     CHECK_EQ_INT(cfg.log_level, SNAP_LOG_DEBUG);
 }
 
-/* The sentinel list has redis_conn.c's grammar (the one hot_new uses): a
+/* The sentinel list has redis_url.c's grammar (the one hot_new uses): a
  * port may be left out (26379) and a host may be a bracketed IPv6 address. */
 static void test_sentinel_forms(void)
 {
